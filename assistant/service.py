@@ -1,0 +1,41 @@
+"""Wiring: settings -> embedder -> index (built when missing or stale) -> retriever."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from .config import Settings
+from .embeddings import Embedder, create_embedder
+from .index import BuildReport, LoadedIndex, Progress, build_index, index_status, load_index
+from .retriever import Retriever
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Service:
+    settings: Settings
+    embedder: Embedder
+    index: LoadedIndex
+    retriever: Retriever
+    build_report: BuildReport | None = None
+
+
+def open_service(
+    settings: Settings,
+    embedder: Embedder | None = None,
+    build: bool = True,
+    progress: Progress | None = None,
+) -> Service:
+    """Load everything once. With ``build``, a missing or stale index is (re)built first."""
+    embedder = embedder or create_embedder(settings)
+    report = None
+    status = index_status(settings, embedder.name, embedder.dim)
+    if not status.ready:
+        for reason in status.reasons:
+            log.info("index needs a rebuild: %s", reason)
+        if build:
+            report = build_index(settings, embedder, progress)
+    index = load_index(settings.index_dir)
+    return Service(settings, embedder, index, Retriever(index, embedder, settings), report)
