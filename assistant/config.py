@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 EmbedderName = Literal["e5", "use", "minilm", "sentence-transformers"]
 IndexType = Literal["auto", "flat", "hnsw", "ivfpq"]
 RetrievalMode = Literal["hybrid", "dense", "keyword"]
+Fusion = Literal["rrf", "convex"]
 AnswerMode = Literal["auto", "extractive", "llm"]
 
 
@@ -46,8 +47,11 @@ class Settings(BaseSettings):
 
     # Retrieval.
     retrieval_mode: RetrievalMode = "hybrid"
+    # How dense and keyword rankings are fused: reciprocal ranks ("rrf") or a weighted sum of
+    # normalised scores ("convex", where keyword_weight is the keyword share in 0..1).
+    fusion: Fusion = "convex"
     rrf_k: int = Field(default=60, ge=1)
-    keyword_weight: float = Field(default=1.0, ge=0.0)
+    keyword_weight: float = Field(default=0.35, ge=0.0)
     candidates: int = Field(default=50, ge=1, le=1000)
     top_k: int = Field(default=5, ge=1, le=20)
 

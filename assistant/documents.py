@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 METADATA_FILE = "metadata.json"
 SUPPORTED_SUFFIXES = {".txt", ".md", ".html", ".htm", ".pdf"}
 MAX_FILE_BYTES = 50 * 1024 * 1024
+PREFERRED_ENCODINGS = ["cp1252", "latin_1", "iso8859_15", "cp1251", "koi8_r", "mac_cyrillic"]
 
 
 @dataclass(frozen=True)
@@ -95,9 +96,13 @@ def _decode(raw: bytes) -> str:
     except UnicodeDecodeError:
         from charset_normalizer import from_bytes
 
-        best = from_bytes(raw).best()
-        if best is None:
+        matches = list(from_bytes(raw))
+        if not matches:
             raise UnreadableFile("not valid UTF-8 and no other text encoding fits") from None
+        # Equally plausible code pages are common for short texts: prefer the corpus languages'.
+        top = (matches[0].chaos, matches[0].coherence)
+        tied = [m for m in matches if (m.chaos, m.coherence) == top]
+        best = min(tied, key=lambda m: PREFERRED_ENCODINGS.index(m.encoding) if m.encoding in PREFERRED_ENCODINGS else 99)
         log.info("decoded as %s (not UTF-8)", best.encoding)
         return str(best)
 

@@ -63,7 +63,13 @@ class KeywordIndex:
         tokens = [tokenize(t) or ["\u2400"] for t in texts]
         self._bm25 = bm25s.BM25()
         self._bm25.index(tokens, show_progress=False)
+        self.vocabulary = frozenset(t for doc in tokens for t in doc)
         self.size = len(texts)
+
+    def coverage(self, query: str) -> float:
+        """Share of the query's words found anywhere in the texts (low for a query in another language)."""
+        tokens = tokenize(query)
+        return sum(t in self.vocabulary for t in tokens) / len(tokens) if tokens else 0.0
 
     def scores(self, query: str) -> np.ndarray:
         tokens = tokenize(query)

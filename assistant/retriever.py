@@ -53,6 +53,25 @@ def rrf(rankings: list[tuple[list[int], float]], k: int) -> dict[int, float]:
     return fused
 
 
+def convex(dense: dict[int, float], keyword: dict[int, float], keyword_share: float) -> dict[int, float]:
+    """Weighted sum of min-max normalised dense scores and max-normalised BM25 scores.
+
+    >>> convex({1: 0.9, 2: 0.5}, {2: 4.0}, keyword_share=0.5)
+    {1: 0.5, 2: 0.5}
+    """
+    keyword_share = min(max(keyword_share, 0.0), 1.0)
+    fused: dict[int, float] = {}
+    if dense:
+        lo, hi = min(dense.values()), max(dense.values())
+        for i, s in dense.items():
+            fused[i] = (1 - keyword_share) * ((s - lo) / (hi - lo) if hi > lo else 1.0)
+    if keyword:
+        top = max(keyword.values())
+        for i, s in keyword.items():
+            fused[i] = fused.get(i, 0.0) + keyword_share * (s / top if top > 0 else 0.0)
+    return fused
+
+
 class Retriever:
     """Search over a loaded index. Build once; ``search`` is safe to call from many threads."""
 
@@ -100,7 +119,13 @@ class Retriever:
         elif mode == "keyword":
             fused = {i: kw_scores[i] for i in kw_ids}
         else:
-            fused = rrf([(dense_ids, 1.0), (kw_ids, self.settings.keyword_weight)], self.settings.rrf_k)
+            # Keyword evidence counts as much as the query's words are known to the corpus, so a
+            # Russian question over English text leans on the multilingual dense ranking.
+            coverage = self.keyword.coverage(query)
+            if self.settings.fusion == "convex":
+                fused = convex(dense_scores, kw_scores, self.settings.keyword_weight * coverage)
+            else:
+                fused = rrf([(dense_ids, 1.0), (kw_ids, self.settings.keyword_weight * coverage)], self.settings.rrf_k)
         order = sorted(fused, key=lambda i: (-fused[i], i))[:top_k]
         dense_rank = {i: r + 1 for r, i in enumerate(dense_ids)}
         kw_rank = {i: r + 1 for r, i in enumerate(kw_ids)}

@@ -1,0 +1,91 @@
+from pathlib import Path
+
+import pytest
+
+from assistant.documents import clean_text, load_corpus
+
+def make_pdf(text: str) -> bytes:
+    """A minimal valid one-page PDF (with its cross-reference table) that draws ``text``."""
+    stream = f"BT /F1 12 Tf 10 50 Td ({text}) Tj ET".encode()
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 300 100] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>",
+        b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
+    out += b"trailer << /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    return bytes(out)
+
+
+def write(path: Path, data: bytes | str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data if isinstance(data, bytes) else data.encode("utf-8"))
+
+
+def test_seed_corpus_loads_with_metadata():
+    load = load_corpus(Path(__file__).parent.parent / "corpus")
+    assert load.skipped == []
+    docs = {d.doc_id: d for d in load.documents}
+    assert len(docs) == 5
+    sdc = docs["sdc-tajikistan-digital-foundations-project"]
+    assert sdc.publisher.startswith("Swiss Agency for Development and Cooperation")
+    assert sdc.language == ["en", "fr"]
+    assert docs["undp-tajik-delegation-georgia-public-services-2019"].date == "2019-12-26"
+    for doc in docs.values():
+        assert doc.title and doc.text.strip() and len(doc.sha256) == 64
+        assert clean_text(doc.text) == doc.text, f"{doc.doc_id} is not already clean"
+
+
+def test_each_format_is_read_and_bad_files_are_skipped_with_reasons(tmp_path: Path):
+    corpus = tmp_path / "c"
+    write(corpus / "plain.txt", "Plain text about Khatlon.\n")
+    write(corpus / "notes.md", "# Notes on Rasht\n\nMarkdown body.\n")
+    write(
+        corpus / "page.html",
+        "<html><head><title>Page title</title><script>var x = 'no';</script></head>"
+        "<body><nav>Home | About</nav><p>Paragraph about GBAO &amp; Pamir.</p><li>Item one</li></body></html>",
+    )
+    write(corpus / "sub" / "doc.pdf", make_pdf("Hello Dushanbe PDF"))
+    latin1 = "Le projet de développement à Douchanbé améliore l'accès aux services publics. " * 3
+    write(corpus / "latin1.txt", (latin1 + "\nLes élèves, les enseignants et les familles en bénéficient.\n").encode("latin-1"))
+    write(corpus / "broken.pdf", b"%PDF-1.4 this is not really a pdf")
+    write(corpus / "binary.txt", b"\x00\x01\x02\x03" * 100)
+    write(corpus / "empty.txt", "   \n\n")
+    write(corpus / "image.png", b"\x89PNG")
+    write(corpus / ".hidden.txt", "ignored")
+
+    load = load_corpus(corpus)
+    docs = {d.doc_id: d for d in load.documents}
+    assert set(docs) == {"plain", "notes", "page", "sub/doc", "latin1"}
+    assert docs["page"].title == "Page title"
+    assert "Paragraph about GBAO & Pamir." in docs["page"].text
+    assert "var x" not in docs["page"].text and "Home | About" not in docs["page"].text
+    assert "Hello Dushanbe PDF" in docs["sub/doc"].text
+    assert docs["notes"].title == "Notes on Rasht"
+    assert "développement à Douchanbé" in docs["latin1"].text
+
+    reasons = {s.source: s.reason for s in load.skipped}
+    assert set(reasons) == {"broken.pdf", "binary.txt", "empty.txt", "image.png"}
+    assert "broken PDF" in reasons["broken.pdf"]
+    assert "binary" in reasons["binary.txt"]
+    assert reasons["empty.txt"] == "no extractable text"
+    assert "unsupported file type" in reasons["image.png"]
+
+
+def test_clean_text_drops_repeated_paragraphs_and_crumbs_of_whitespace():
+    text = "Title\r\n\r\n\r\nA paragraph that repeats.\u00a0\n\nMiddle.\n\nA paragraph that repeats.\n"
+    assert clean_text(text) == "Title\n\nA paragraph that repeats.\n\nMiddle.\n"
+
+
+def test_missing_corpus_dir_is_a_clear_error(tmp_path: Path):
+    with pytest.raises(FileNotFoundError, match="corpus directory not found"):
+        load_corpus(tmp_path / "nope")

@@ -1,0 +1,519 @@
+"""The chat page in a real browser against a real server.
+
+Starts ``assistant.api:create_app`` with uvicorn over a small temporary corpus (the seed
+corpus plus one document full of HTML/JS that must stay inert) and drives Debian's
+chromium with Playwright.
+
+Needs: ``apt-get install chromium`` and ``pip install playwright`` (never ``playwright
+install``: the system chromium is used). Skipped when either is missing.
+
+Environment:
+- ``ASSISTANT_TEST_CHROMIUM``: the browser executable (default ``/usr/bin/chromium``).
+- ``ASSISTANT_WEB_TEST_APP``: the app factory to serve (default ``assistant.api:create_app``);
+  for developing the page against another implementation of the same HTTP contract.
+- ``ASSISTANT_WEB_SCREENSHOT``: when set, a path where the answered-question test saves a
+  screenshot of the page with an open citation (docs/screenshot.png).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
+expect = sync_api.expect
+
+ROOT = Path(__file__).resolve().parent.parent
+SEED_CORPUS = ROOT / "corpus"
+CHROMIUM = os.environ.get("ASSISTANT_TEST_CHROMIUM", "/usr/bin/chromium")
+APP = os.environ.get("ASSISTANT_WEB_TEST_APP", "assistant.api:create_app")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ANSWER_TIMEOUT_MS = 90_000
+
+if not Path(CHROMIUM).exists():
+    pytest.skip(f"chromium not found at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
+
+XSS_FILE = "xss.txt"
+XSS_SCRIPT = "<script>window.__xss=1</script>"
+XSS_IMG = '<img src=x onerror="window.__xss=1">'
+XSS_TEXT = f"""Village water committees in Khatlon
+
+In 2021 village water committees in the Khatlon region of Tajikistan repaired forty kilometres of irrigation canals with
+support from their jamoat councils. The notice board in the committee office read {XSS_SCRIPT} and the scanned
+registration form showed {XSS_IMG} next to the list of member households. Each household contributed labour to clean
+the canals before the spring planting season, and the committees collected a small fee to pay for pumps.
+"""
+XSS_TITLE = 'Khatlon water committees <img src=x onerror="window.__xss=2">'
+XSS_PUBLISHER = "Test <script>window.__xss=3</script> Publisher"
+
+FINANCE_QUESTION = "Who finances the Digital Foundations Project in Tajikistan?"
+ABSTAIN_QUESTION = "What is the population of Dushanbe in 2030?"
+XSS_QUESTION = "What did the village water committees in the Khatlon region repair?"
+
+
+# ---------------------------------------------------------------------------- fixtures
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def web_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    corpus = tmp_path_factory.mktemp("web-corpus")
+    for path in SEED_CORPUS.glob("*.txt"):
+        shutil.copy(path, corpus / path.name)
+    metadata = json.loads((SEED_CORPUS / "metadata.json").read_text(encoding="utf-8"))
+    metadata[XSS_FILE] = {
+        "title": XSS_TITLE,
+        "publisher": XSS_PUBLISHER,
+        "date": "2021-05-01",
+        "period": None,
+        "language": ["en"],
+        "description": "Test document whose text contains <b>markup</b> that must be shown literally.",
+    }
+    (corpus / "metadata.json").write_text(json.dumps(metadata, indent=2), encoding="utf-8")
+    (corpus / XSS_FILE).write_text(XSS_TEXT, encoding="utf-8")
+    return corpus
+
+
+def _get(url: str, timeout: float = 5) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as res:
+            return res.status, res.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+@pytest.fixture(scope="module")
+def server(web_corpus: Path, tmp_path_factory: pytest.TempPathFactory):
+    """A real uvicorn server over the test corpus; yields its base URL."""
+    port = _free_port()
+    workdir = tmp_path_factory.mktemp("web-server")
+    env = dict(os.environ)
+    env.update(
+        ASSISTANT_CORPUS_DIR=str(web_corpus),
+        ASSISTANT_INDEX_DIR=str(workdir / "index"),
+        PYTHONUNBUFFERED="1",
+    )
+    log_path = workdir / "server.log"
+    log = open(log_path, "wb")  # noqa: SIM115 - closed below
+    cmd = [sys.executable, "-m", "uvicorn", APP, "--factory", "--host", "127.0.0.1", "--port", str(port)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}/"
+
+    def log_tail() -> str:
+        log.flush()
+        return log_path.read_text(encoding="utf-8", errors="replace")[-4000:]
+
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"server exited with {proc.returncode} before it was ready:\n{log_tail()}")
+            try:
+                status, body = _get(base + "health", timeout=2)
+                if status == 200 and json.loads(body).get("status") == "ok":
+                    break
+            except (OSError, ValueError):
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"server not healthy after 120 s:\n{log_tail()}")
+            time.sleep(0.5)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def _open_page(browser, server: str, **context_args):
+    context = browser.new_context(**context_args)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("dialog", lambda dialog: (errors.append(f"unexpected dialog: {dialog.message}"), dialog.dismiss()))
+    page.goto(server)
+    expect(page.locator("#question")).to_be_visible()
+    return context, page, errors
+
+
+@pytest.fixture
+def page(browser, server):
+    context, page, errors = _open_page(browser, server, viewport={"width": 1280, "height": 820})
+    yield page
+    context.close()
+    assert not errors, f"uncaught errors in the page: {errors}"
+
+
+@pytest.fixture
+def phone(browser, server):
+    context, page, errors = _open_page(
+        browser, server, viewport={"width": 375, "height": 740}, device_scale_factor=2, is_mobile=True, has_touch=True
+    )
+    yield page
+    context.close()
+    assert not errors, f"uncaught errors in the page: {errors}"
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def turns(page):
+    return page.locator("#conversation > li")
+
+
+def ask(page, question: str, *, key: str = "Enter"):
+    """Type a question, send it with the keyboard and wait until the answer is complete."""
+    before = turns(page).count()
+    page.locator("#question").fill(question)
+    page.locator("#question").press(key)
+    turn = turns(page).nth(before)
+    expect(turn.locator(".bubble")).to_have_text(question)
+    expect(turn.locator("article.msg-assistant")).to_have_attribute("aria-busy", "false", timeout=ANSWER_TIMEOUT_MS)
+    return turn
+
+
+def assert_no_xss(page):
+    assert page.evaluate("typeof window.__xss") == "undefined", "injected markup was executed"
+    assert page.locator("#conversation script, #panel script, #docs-list script").count() == 0
+    assert page.locator("#conversation img, #panel img, #docs-list img").count() == 0
+
+
+def sse(*events: tuple[str, object]) -> str:
+    return "".join(f"event: {name}\ndata: {json.dumps(data)}\n\n" for name, data in events)
+
+
+# ---------------------------------------------------------------------------- tests
+
+
+def test_answer_with_citations_opens_passage_and_document(page):
+    turn = ask(page, FINANCE_QUESTION)
+    article = turn.locator("article.msg-assistant")
+    expect(article.locator(".error-box")).to_have_count(0)
+    expect(article.locator(".abstain-note")).to_have_count(0)
+    cites = article.locator(".answer-text button.cite")
+    assert cites.count() >= 1, f"no citation markers in: {article.locator('.answer-text').inner_text()!r}"
+    expect(article.locator(".sources .source-btn")).not_to_have_count(0)
+    expect(article.locator(".answer-meta")).to_contain_text("Mode:")
+    assert any("Digital Foundations" in (cites.nth(i).get_attribute("aria-label") or "") for i in range(cites.count())), (
+        "the answer does not cite the Digital Foundations project page"
+    )
+
+    first = cites.first
+    title = (first.get_attribute("aria-label") or "").split(": ", 1)[1]
+    first.click()
+    panel = page.locator("#panel")
+    expect(panel).to_be_visible()
+    expect(page.locator("#panel-title")).to_have_text(title)
+    expect(page.locator("#panel-kicker")).to_have_text("Source 1")
+    mark = panel.locator(".passage mark")
+    expect(mark).to_have_count(1)
+    assert mark.inner_text().strip(), "the highlighted span is empty"
+    assert mark.inner_text().strip() in panel.locator(".passage").inner_text()
+    # The conversation is not covered by the side panel on a desktop screen.
+    answer_box = article.bounding_box()
+    panel_box = panel.bounding_box()
+    assert answer_box["x"] + answer_box["width"] <= panel_box["x"] + 1
+
+    if os.environ.get("ASSISTANT_WEB_SCREENSHOT"):
+        page.wait_for_timeout(300)
+        page.screenshot(path=os.environ["ASSISTANT_WEB_SCREENSHOT"])
+
+    quote = mark.inner_text()
+    panel.get_by_role("button", name="Read whole document").click()
+    doc_mark = panel.locator(".doc-text mark.quote-mark")
+    expect(doc_mark).to_have_text(quote)
+    expect(doc_mark).to_be_in_viewport()
+    expect(panel.locator(".doc-meta")).to_contain_text("Publisher")
+
+    panel.get_by_role("button", name="Back to passage").click()
+    expect(panel.locator(".passage mark")).to_have_text(quote)
+
+    page.keyboard.press("Escape")
+    expect(panel).to_be_hidden()
+    expect(first).to_be_focused()
+
+
+def test_abstention_is_calm_and_offers_related_passages(page):
+    turn = ask(page, ABSTAIN_QUESTION)
+    article = turn.locator("article.msg-assistant")
+    note = article.locator(".abstain-note")
+    expect(note).to_be_visible()
+    expect(note).to_contain_text("The documents don't answer this")
+    expect(article.locator(".error-box, [role=alert]")).to_have_count(0)
+    expect(article).not_to_have_class("errored")
+    expect(article.locator(".answer-text button.cite")).to_have_count(0)
+    related = article.locator(".sources-block.related .source-btn")
+    expect(related).not_to_have_count(0)
+    related.first.click()
+    expect(page.locator("#panel")).to_be_visible()
+    expect(page.locator("#panel-kicker")).to_have_text("Closest passage 1")
+    assert page.locator("#panel-title").inner_text().strip()
+
+
+def test_server_error_keeps_question_and_retries(page):
+    error = {"error": {"code": "index_not_ready", "message": "The index is still being built; try again shortly.", "details": None}}
+    page.route(
+        "**/ask/stream",
+        lambda route: route.fulfill(status=503, content_type="application/json", body=json.dumps(error)),
+    )
+    page.locator("#question").fill(FINANCE_QUESTION)
+    page.locator("#send").click()
+    box = page.locator("#conversation .error-box")
+    expect(box).to_be_visible()
+    expect(box).to_contain_text("The index is still being built; try again shortly.")
+    expect(box).to_contain_text("index_not_ready")
+    expect(page.locator("#question")).to_have_value(FINANCE_QUESTION)
+
+    page.unroute("**/ask/stream")
+    box.get_by_role("button", name="Retry").click()
+    expect(page.locator("#conversation .error-box")).to_have_count(0)
+    expect(turns(page)).to_have_count(1)
+    article = turns(page).first.locator("article.msg-assistant")
+    expect(article).to_have_attribute("aria-busy", "false", timeout=ANSWER_TIMEOUT_MS)
+    expect(article.locator(".answer-text button.cite")).not_to_have_count(0)
+    expect(page.locator("#question")).to_have_value("")
+
+
+def test_unreachable_server_keeps_question(page):
+    page.route("**/ask/stream", lambda route: route.abort("connectionrefused"))
+    question = "How does IOM engage the Tajik diaspora?"
+    page.locator("#question").fill(question)
+    page.locator("#question").press("Enter")
+    box = page.locator("#conversation .error-box")
+    expect(box).to_contain_text("Can't reach the server")
+    expect(box.get_by_role("button", name="Retry")).to_be_visible()
+    expect(page.locator("#question")).to_have_value(question)
+
+
+def test_error_event_in_stream_is_shown(page):
+    body = sse(
+        ("delta", {"text": "Partial answer "}),
+        ("error", {"error": {"code": "llm_failed", "message": "The language model stopped <b>responding</b>."}}),
+    )
+    page.route("**/ask/stream", lambda route: route.fulfill(status=200, content_type="text/event-stream", body=body))
+    page.locator("#question").fill(FINANCE_QUESTION)
+    page.locator("#question").press("Enter")
+    box = page.locator("#conversation .error-box")
+    expect(box).to_contain_text("The language model stopped <b>responding</b>.")
+    expect(page.locator("#question")).to_have_value(FINANCE_QUESTION)
+
+
+def test_validation_error_from_real_server_is_shown(page):
+    # The page never sends an empty question, so post one directly: the contract's error shape.
+    status, body = page.evaluate(
+        """async () => {
+            const res = await fetch('ask', {method: 'POST', headers: {'Content-Type': 'application/json'},
+                                            body: JSON.stringify({question: ''})});
+            return [res.status, await res.text()];
+        }"""
+    )
+    assert status == 422, body
+    assert json.loads(body)["error"]["message"]
+
+
+def test_streamed_markers_and_server_data_render_as_text(page):
+    """The page's own handling of the stream contract, with hostile strings in every field."""
+    text = "Before <b>bold</b> the quoted <script>window.__xss=7</script> words after."
+    quote = "the quoted <script>window.__xss=7</script> words"
+    start = 100
+    citation = {
+        "n": 1,
+        "doc_id": "reports/evil",
+        "title": '<img src=x onerror="window.__xss=5">Evil title',
+        "publisher": "<script>window.__xss=6</script>",
+        "source": "reports/evil.txt",
+        "text": text,
+        "start": start,
+        "end": start + len(text),
+        "quote": quote,
+        "quote_start": start + text.index(quote),
+        "quote_end": start + text.index(quote) + len(quote),
+        "score": 0.9,
+    }
+    done = {
+        "answer": "It says <i>this</i> [1].",
+        "abstained": False,
+        "mode": "llm",
+        "citations": [citation],
+        "related": [],
+        "timings_ms": {"retrieve": 10, "generate": 1200},
+        "warnings": ["<u>careful</u>"],
+    }
+    body = sse(("delta", {"text": "It says <i>this</i> ["}), ("delta", {"text": "1]."}), ("done", done))
+    page.route("**/ask/stream", lambda route: route.fulfill(status=200, content_type="text/event-stream", body=body))
+    turn = ask(page, "Anything?")
+    article = turn.locator("article.msg-assistant")
+    expect(article.locator(".answer-text")).to_contain_text("It says <i>this</i>")
+    expect(article.locator(".answer-text button.cite")).to_have_count(1)
+    expect(article.locator(".answer-meta")).to_contain_text("Mode: llm")
+    expect(article.locator(".answer-meta")).to_contain_text("<u>careful</u>")
+    expect(article.locator(".source-title")).to_have_text(citation["title"])
+    article.locator("button.cite").click()
+    expect(page.locator("#panel-title")).to_have_text(citation["title"])
+    expect(page.locator("#panel .panel-meta")).to_contain_text(citation["publisher"])
+    expect(page.locator("#panel .passage mark")).to_have_text(citation["quote"])
+    assert_no_xss(page)
+
+
+def test_xss_document_is_inert_in_documents_view(page):
+    page.get_by_role("tab", name="Documents").click()
+    cards = page.locator("#docs-list .doc-card")
+    expect(cards).to_have_count(6)
+    card = cards.filter(has_text="Khatlon water committees")
+    expect(card.locator(".doc-open")).to_have_text(XSS_TITLE)
+    expect(card.locator(".doc-pub")).to_have_text(XSS_PUBLISHER)
+    expect(card).to_contain_text("<b>markup</b>")
+    card.locator(".doc-open").click()
+    text = page.locator("#panel .doc-text")
+    expect(text).to_contain_text(XSS_SCRIPT)
+    expect(text).to_contain_text(XSS_IMG)
+    expect(page.locator("#panel-title")).to_have_text(XSS_TITLE)
+    page.wait_for_timeout(300)
+    assert_no_xss(page)
+
+
+def test_xss_document_is_inert_when_cited(page):
+    turn = ask(page, XSS_QUESTION)
+    article = turn.locator("article.msg-assistant")
+    expect(article.locator(".error-box")).to_have_count(0)
+    cited = article.locator(".answer-text button.cite")
+    labels = [cited.nth(i).get_attribute("aria-label") or "" for i in range(cited.count())]
+    hits = [i for i, label in enumerate(labels) if "Khatlon" in label]
+    assert hits, f"the answer does not cite the Khatlon document; citation labels: {labels}"
+    cited.nth(hits[0]).click()
+    expect(page.locator("#panel-title")).to_have_text(XSS_TITLE)
+    page.locator("#panel").get_by_role("button", name="Read whole document").click()
+    expect(page.locator("#panel .doc-text")).to_contain_text(XSS_SCRIPT)
+    page.wait_for_timeout(300)
+    assert_no_xss(page)
+
+
+def test_keyboard_enter_sends_and_shift_enter_adds_a_line(page):
+    box = page.locator("#question")
+    box.focus()
+    page.keyboard.type("Who finances the Digital")
+    page.keyboard.press("Shift+Enter")
+    page.keyboard.type("Foundations Project in Tajikistan?")
+    expect(box).to_have_value("Who finances the Digital\nFoundations Project in Tajikistan?")
+    expect(turns(page)).to_have_count(0)
+    page.keyboard.press("Enter")
+    expect(turns(page)).to_have_count(1)
+    expect(box).to_have_value("")
+    article = turns(page).first.locator("article.msg-assistant")
+    expect(article).to_have_attribute("aria-busy", "false", timeout=ANSWER_TIMEOUT_MS)
+
+    # Reach a citation marker with Tab alone, open it with Enter, close with Escape.
+    cite = article.locator(".answer-text button.cite").first
+    expect(cite).to_be_visible()
+    page.locator("#new-chat").focus()
+    for _ in range(40):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.classList.contains('cite')"):
+            break
+    else:
+        pytest.fail("a citation marker cannot be reached with Tab")
+    outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+    assert outline not in ("", "none"), "no visible focus ring on the citation marker"
+    page.keyboard.press("Enter")
+    expect(page.locator("#panel")).to_be_visible()
+    expect(page.locator("#panel mark")).not_to_have_count(0)
+    page.keyboard.press("Escape")
+    expect(page.locator("#panel")).to_be_hidden()
+    assert page.evaluate("document.activeElement.classList.contains('cite')")
+
+
+def test_new_chat_clears_the_conversation(page):
+    ask(page, FINANCE_QUESTION)
+    expect(turns(page)).to_have_count(1)
+    page.get_by_role("button", name="New chat").click()
+    expect(turns(page)).to_have_count(0)
+    expect(page.locator("#empty-state")).to_be_visible()
+    expect(page.locator("#question")).to_be_focused()
+
+
+def test_copy_answer_with_sources(browser, server):
+    context, page, errors = _open_page(browser, server, viewport={"width": 1280, "height": 820})
+    try:
+        context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.rstrip("/"))
+        turn = ask(page, FINANCE_QUESTION)
+        article = turn.locator("article.msg-assistant")
+        first_title = article.locator(".source-title").first.inner_text()
+        turn.get_by_role("button", name="Copy answer with sources").click()
+        expect(turn.locator(".copy-btn")).to_contain_text("Copied")
+        copied = page.evaluate("navigator.clipboard.readText()")
+        answer = article.locator(".answer-text").inner_text().strip()
+        assert copied.startswith(answer[:20]), copied
+        assert "\nSources:\n[1] " + first_title in copied
+        assert '    "' in copied  # the quote
+        assert not errors, errors
+    finally:
+        context.close()
+
+
+def test_documents_view_lists_metadata(page):
+    page.get_by_role("tab", name="Documents").click()
+    cards = page.locator("#docs-list .doc-card")
+    expect(cards).to_have_count(6)
+    sdc = cards.filter(has_text="Tajikistan Digital Foundations Project")
+    expect(sdc).to_contain_text("Swiss Agency for Development and Cooperation (SDC)")
+    expect(sdc).to_contain_text("2022-09-01 to 2028-08-31")
+    expect(sdc).to_contain_text("English, French")
+    expect(sdc).to_contain_text("budget CHF 9.2 million")
+    undp = cards.filter(has_text="Tajik Delegation Learns Georgia")
+    expect(undp).to_contain_text("2019-12-26")
+    page.locator("#docs-filter").fill("diaspora")
+    expect(cards).to_have_count(1)
+    cards.first.locator(".doc-open").click()
+    expect(page.locator("#panel-title")).to_have_text("Engaging Tajik Diaspora in the Development of Tajikistan")
+    expect(page.locator("#panel .doc-text")).to_contain_text("diaspora")
+
+
+def test_phone_width_dialog(phone):
+    turn = ask(phone, FINANCE_QUESTION)
+    assert phone.evaluate("document.documentElement.scrollWidth") <= 375, "the page scrolls sideways at 375px"
+    turn.locator(".answer-text button.cite").first.click()
+    panel = phone.locator("#panel")
+    expect(panel).to_be_visible()
+    assert phone.evaluate("document.querySelector('#panel').matches(':modal')"), "the panel is not a dialog on a phone"
+    box = panel.bounding_box()
+    assert box["x"] <= 1 and box["width"] >= 374
+    expect(panel.locator(".passage mark")).not_to_have_count(0)
+    phone.keyboard.press("Escape")
+    expect(panel).to_be_hidden()
