@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import math
+import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .keyword import fold
 from .retriever import Passage
 
 
@@ -72,3 +75,35 @@ def retrieval_metrics(passages: list[Passage], evidence: list[Evidence]) -> dict
         "mrr": 0.0 if first is None else 1 / (first + 1),
         "ndcg@10": dcg / ideal if ideal else 0.0,
     }
+
+
+_DIGIT_SEP = re.compile(r"(?<=\d)[\s’',.\u202f](?=\d{3}\b)")
+
+
+def normalise_answer(text: str) -> str:
+    """Case, accents, punctuation and digit grouping folded: 'CHF 9’200’000.' -> 'chf 9200000'."""
+    text = _DIGIT_SEP.sub("", fold(text))
+    text = re.sub(r"[^\w\s]", " ", text)
+    text = re.sub(r"\b(the|a|an)\b", " ", text)
+    return " ".join(text.split())
+
+
+def contains_answer(prediction: str, answers: list[str]) -> bool:
+    pred = f" {normalise_answer(prediction)} "
+    return any(f" {normalise_answer(a)} " in pred for a in answers if normalise_answer(a))
+
+
+def exact_match(prediction: str, answers: list[str]) -> bool:
+    return any(normalise_answer(prediction) == normalise_answer(a) for a in answers)
+
+
+def token_f1(prediction: str, answers: list[str]) -> float:
+    pred = normalise_answer(prediction).split()
+    best = 0.0
+    for answer in answers:
+        gold = normalise_answer(answer).split()
+        common = sum((Counter(pred) & Counter(gold)).values())
+        if common:
+            p, r = common / len(pred), common / len(gold)
+            best = max(best, 2 * p * r / (p + r))
+    return best

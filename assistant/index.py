@@ -32,12 +32,13 @@ from .chunking import Chunk, chunk_document
 from .config import Settings
 from .documents import METADATA_FILE, Document, Skipped, corpus_files, file_hash, load_corpus
 from .embeddings import Embedder
+from .sentences import split_sentences
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 CHUNKER_VERSION = "recursive-v1"
-DATA_FILES = ("documents.jsonl", "chunks.jsonl", "vectors.npy", "index.faiss")
+DATA_FILES = ("documents.jsonl", "chunks.jsonl", "vectors.npy", "index.faiss", "sentences.npy", "sentence_vectors.npy")
 HNSW_FROM = 200_000  # "auto" switches from exact search to HNSW at this many chunks
 
 Progress = Callable[[int, int], None]
@@ -53,6 +54,8 @@ class BuildReport:
     chunks: int
     embedded_chunks: int
     reused_chunks: int
+    sentences: int
+    embedded_sentences: int
     skipped: list[Skipped]
     seconds: float
     build: str
@@ -68,7 +71,11 @@ class IndexStatus:
 
 @dataclass
 class LoadedIndex:
-    """Everything retrieval needs, in memory. Row ``i`` of the vectors is ``chunks[i]``."""
+    """Everything retrieval needs, in memory. Row ``i`` of the vectors is ``chunks[i]``.
+
+    ``sentences`` rows are (document number, start, end) with documents numbered in
+    ``documents`` order; ``sentence_vectors`` row ``i`` embeds sentence ``i``.
+    """
 
     manifest: dict
     documents: dict[str, Document]
@@ -76,6 +83,17 @@ class LoadedIndex:
     vectors: np.ndarray
     faiss_index: object
     path: Path
+    sentences: np.ndarray
+    sentence_vectors: np.ndarray
+
+    def sentences_in(self, doc_id: str, start: int, end: int) -> np.ndarray:
+        """Row numbers of the sentences of ``doc_id`` lying inside [start, end)."""
+        number = self._doc_numbers[doc_id]
+        rows = self.sentences
+        return np.flatnonzero((rows[:, 0] == number) & (rows[:, 1] >= start) & (rows[:, 2] <= end))
+
+    def __post_init__(self) -> None:
+        self._doc_numbers = {doc_id: i for i, doc_id in enumerate(self.documents)}
 
 
 def embedding_config(settings: Settings, embedder_name: str, dim: int) -> dict:
@@ -278,22 +296,45 @@ def build_index(settings: Settings, embedder: Embedder, progress: Progress | Non
                     todo.append((row, passage_text(doc.title, chunk, settings.embed_titles)))
                 row += 1
 
+        # Sentences are embedded too, so answers can quote the sentence closest to a question.
+        sentences = [
+            (number, start, end) for number, doc in enumerate(corpus.documents) for start, end in split_sentences(doc.text)
+        ]
+        sentence_vectors = np.zeros((len(sentences), embedder.dim), dtype=np.float32)
+        for row, (number, start, end) in enumerate(sentences):
+            text = corpus.documents[number].text[start:end]
+            key = (hashlib.sha256(text.encode("utf-8")).hexdigest()[:16], "")
+            if key in previous:
+                sentence_vectors[row] = previous[key]
+            else:
+                todo.append((-row - 1, text))
+
         step = max(1, settings.embed_batch_size)
         if progress:
             progress(0, len(todo))
         for i in range(0, len(todo), step):
             batch = todo[i : i + step]
-            vectors[[r for r, _ in batch]] = embedder.embed_passages([t for _, t in batch])
+            embedded = embedder.embed_passages([t for _, t in batch])
+            for (r, _), vector in zip(batch, embedded):
+                if r >= 0:
+                    vectors[r] = vector
+                else:
+                    sentence_vectors[-r - 1] = vector
             if progress:
                 progress(min(i + step, len(todo)), len(todo))
 
         index_type = resolve_index_type(settings.index_type, len(chunks))
-        name = _write_build(index_dir, settings, config, corpus.documents, corpus.skipped, chunks, vectors, index_type)
+        sentence_rows = np.asarray(sentences, dtype=np.int64).reshape(-1, 3)
+        name = _write_build(
+            index_dir, settings, config, corpus.documents, corpus.skipped, chunks, vectors, index_type, sentence_rows, sentence_vectors
+        )
     report = BuildReport(
         documents=len(corpus.documents),
         chunks=len(chunks),
-        embedded_chunks=len(todo),
+        embedded_chunks=sum(r >= 0 for r, _ in todo),
         reused_chunks=reused,
+        sentences=len(sentences),
+        embedded_sentences=sum(r < 0 for r, _ in todo),
         skipped=corpus.skipped,
         seconds=round(time.perf_counter() - started, 2),
         build=name,
@@ -313,14 +354,19 @@ def _reusable_vectors(index_dir: Path, config: dict) -> dict[tuple[str, str], np
     except IndexNotReady as exc:
         log.warning("previous index not reusable: %s", exc)
         return {}
-    return {
+    reusable = {
         (c.content_hash, loaded.documents[c.doc_id].title): loaded.vectors[i]
         for i, c in enumerate(loaded.chunks)
         if c.doc_id in loaded.documents
     }
+    texts = [doc.text for doc in loaded.documents.values()]
+    for row, (number, start, end) in enumerate(loaded.sentences):
+        text = texts[number][start:end]
+        reusable[(hashlib.sha256(text.encode("utf-8")).hexdigest()[:16], "")] = loaded.sentence_vectors[row]
+    return reusable
 
 
-def _write_build(index_dir, settings, config, documents, skipped, chunks, vectors, index_type) -> str:
+def _write_build(index_dir, settings, config, documents, skipped, chunks, vectors, index_type, sentences, sentence_vectors) -> str:
     import faiss
 
     builds = index_dir / "builds"
@@ -332,6 +378,8 @@ def _write_build(index_dir, settings, config, documents, skipped, chunks, vector
         _write_jsonl(tmp / "documents.jsonl", [asdict(d) for d in documents])
         _write_jsonl(tmp / "chunks.jsonl", [asdict(c) for c in chunks])
         np.save(tmp / "vectors.npy", vectors)
+        np.save(tmp / "sentences.npy", sentences)
+        np.save(tmp / "sentence_vectors.npy", sentence_vectors)
         faiss.write_index(make_faiss_index(vectors, index_type), str(tmp / "index.faiss"))
         manifest = {
             "format": FORMAT_VERSION,
@@ -339,7 +387,7 @@ def _write_build(index_dir, settings, config, documents, skipped, chunks, vector
             "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "config": config,
             "index_type": index_type,
-            "counts": {"documents": len(documents), "chunks": len(chunks)},
+            "counts": {"documents": len(documents), "chunks": len(chunks), "sentences": len(sentences)},
             "documents": {d.doc_id: {"source": d.source, "sha256": d.sha256, "title": d.title} for d in documents},
             "skipped": [asdict(s) for s in skipped],
             "files": corpus_fingerprint(settings.corpus_dir),
@@ -381,13 +429,15 @@ def load_index(index_dir: Path, verify: bool = True) -> LoadedIndex:
         documents = {row["doc_id"]: Document(**row) for row in _read_jsonl(build / "documents.jsonl")}
         chunks = [Chunk(**row) for row in _read_jsonl(build / "chunks.jsonl")]
         vectors = np.load(build / "vectors.npy")
+        sentences = np.load(build / "sentences.npy")
+        sentence_vectors = np.load(build / "sentence_vectors.npy")
         faiss_index = faiss.read_index(str(build / "index.faiss"))
     except IndexNotReady:
         raise
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
         raise IndexNotReady(f"index in {build} cannot be read ({exc.__class__.__name__}: {exc}): run 'assistant index'") from exc
-    if len(chunks) != vectors.shape[0] or faiss_index.ntotal != len(chunks):
+    if len(chunks) != vectors.shape[0] or faiss_index.ntotal != len(chunks) or len(sentences) != len(sentence_vectors):
         raise IndexNotReady("index files disagree on the number of chunks: run 'assistant index'")
     if hasattr(faiss_index, "hnsw"):
         faiss_index.hnsw.efSearch = 128
-    return LoadedIndex(manifest, documents, chunks, vectors, faiss_index, build)
+    return LoadedIndex(manifest, documents, chunks, vectors, faiss_index, build, sentences, sentence_vectors)

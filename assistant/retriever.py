@@ -38,6 +38,7 @@ class Passage:
 class SearchResult:
     passages: list[Passage]
     timings_ms: dict[str, float] = field(default_factory=dict)
+    query_vector: np.ndarray | None = None  # the embedded query, when dense search ran
 
 
 def rrf(rankings: list[tuple[list[int], float]], k: int) -> dict[int, float]:
@@ -82,10 +83,13 @@ class Retriever:
         titles = {d: doc.title for d, doc in index.documents.items()}
         self.keyword = KeywordIndex([f"{titles.get(c.doc_id, '')}\n{c.text}" for c in index.chunks])
 
-    def dense(self, query: str, n: int, timings: dict[str, float]) -> tuple[list[int], dict[int, float]]:
+    def embed_query(self, query: str, timings: dict[str, float]) -> np.ndarray:
         t = time.perf_counter()
         vector = self.embedder.embed_queries([query])
         timings["embed_query"] = _ms(t)
+        return vector
+
+    def dense(self, vector: np.ndarray, n: int, timings: dict[str, float]) -> tuple[list[int], dict[int, float]]:
         t = time.perf_counter()
         scores, ids = self.index.faiss_index.search(vector, min(n, len(self.index.chunks)))
         timings["dense_search"] = _ms(t)
@@ -111,7 +115,8 @@ class Retriever:
         timings: dict[str, float] = {}
         if not self.index.chunks:
             return SearchResult([], timings)
-        dense_ids, dense_scores = self.dense(query, n, timings) if mode in ("hybrid", "dense") else ([], {})
+        vector = self.embed_query(query, timings)
+        dense_ids, dense_scores = self.dense(vector, n, timings) if mode in ("hybrid", "dense") else ([], {})
         kw_ids, kw_scores = self.keyword_search(query, n, timings) if mode in ("hybrid", "keyword") else ([], {})
         t = time.perf_counter()
         if mode == "dense":
@@ -131,7 +136,7 @@ class Retriever:
         kw_rank = {i: r + 1 for r, i in enumerate(kw_ids)}
         passages = [self._passage(i, fused[i], dense_scores, kw_scores, dense_rank, kw_rank) for i in order]
         timings["fusion"] = _ms(t)
-        return SearchResult(passages, timings)
+        return SearchResult(passages, timings, vector)
 
     def _passage(self, i, score, dense_scores, kw_scores, dense_rank, kw_rank) -> Passage:
         chunk = self.index.chunks[i]
