@@ -78,6 +78,47 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ask(args: argparse.Namespace) -> int:
+    from .answering import Pipeline
+    from .api import build_pipeline
+    from .service import open_service
+
+    settings = _settings(args)
+    service = open_service(settings, progress=_progress_bar("embedding"))
+    pipeline: Pipeline = build_pipeline(settings, service)[0]
+    answer = pipeline.ask(args.question, top_k=args.top_k, mode=args.mode)
+    if args.json:
+        print(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2))
+        return 0
+    print(answer.answer)
+    sources = answer.related if answer.abstained else answer.citations
+    if sources:
+        print("\nClosest passages:" if answer.abstained else "\nSources:")
+    for c in sources:
+        print(f"[{c.n}] {c.title} — {c.publisher or 'unknown publisher'} ({c.source}, chars {c.start}-{c.end})")
+        if c.quote:
+            print(f"    “{' '.join(c.quote.split())}” (chars {c.quote_start}-{c.quote_end})")
+    for warning in answer.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .api import create_app
+    from .service import open_service
+
+    settings = _settings(args)
+    service = open_service(settings, progress=_progress_bar("embedding"))
+    if service.build_report:
+        r = service.build_report
+        print(f"Indexed {r.documents} documents into {r.chunks} chunks in {r.seconds:.1f} s.")
+    print(f"Serving the chat page and API on http://{settings.host}:{settings.port}/ (API docs at /docs). Ctrl+C stops.", flush=True)
+    uvicorn.run(create_app(settings, service), host=settings.host, port=settings.port, log_level="warning")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="assistant", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
@@ -99,6 +140,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=["hybrid", "dense", "keyword"])
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("ask", help="answer a question with numbered sources")
+    common(p)
+    p.add_argument("question")
+    p.add_argument("-k", "--top-k", dest="top_k", type=int, default=None)
+    p.add_argument("--mode", choices=["auto", "extractive", "llm"])
+    p.add_argument("--json", action="store_true", help="print the /ask JSON")
+    p.set_defaults(func=cmd_ask)
+
+    p = sub.add_parser("serve", help="serve the chat page and the API (builds the index first if needed)")
+    common(p)
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.set_defaults(func=cmd_serve)
     return parser
 
 

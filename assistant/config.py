@@ -71,6 +71,12 @@ class Settings(BaseSettings):
     # HTTP server.
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
+    # When set, /ask and /ask/stream need "Authorization: Bearer <api_key>".
+    api_key: SecretStr | None = None
+    # Origins allowed to call the API from other sites (CORS); none by default.
+    cors_origins: list[str] = Field(default_factory=list)
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    web_dir: Path = Path(__file__).resolve().parent.parent / "web"
 
     def model_post_init(self, __context: object) -> None:
         if self.chunk_overlap >= self.chunk_size:

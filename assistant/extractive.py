@@ -174,8 +174,10 @@ class Weights:
     # ``kind_window`` sentences holds what the question asks for (a number, date, name...), or
     # when the first that does scores more than ``kind_margin`` below the best sentence.
     abstain_below: float = 0.80
+    # Questions in another language than the documents share no words with them and score lower.
+    abstain_below_translated: float = 0.80
     kind_window: int = 5
-    kind_margin: float = 0.05
+    kind_margin: float = 0.03
 
 
 @dataclass
@@ -283,7 +285,7 @@ class ExtractiveAnswerer:
                 typed = [c for c in typed if counts_noun(self._sentence_text(c), counted)]
             if not typed:
                 return None, f"no {kind} of what is asked in the closest sentences"
-            if typed[0].score < best.score - w.kind_margin:
+            if not counted and typed[0].dense < best.dense - w.kind_margin:
                 return None, f"the closest sentence with a {kind} is a weak match"
             best = typed[0]
         if english:
@@ -297,7 +299,8 @@ class ExtractiveAnswerer:
         missing = [n for n in re.findall(r"\d+", _digits(question)) if n not in passage]
         if missing:
             return None, f"{', '.join(missing)} not found in the evidence"
-        if self.evidence_score(best) < w.abstain_below:
+        threshold = w.abstain_below if english else w.abstain_below_translated
+        if self.evidence_score(best) < threshold:
             return None, "weak evidence"
         return best, ""
 

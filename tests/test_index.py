@@ -58,8 +58,9 @@ def test_only_changed_documents_are_re_embedded(settings):
     second = build_index(settings, emb2)
     assert second.chunks >= first.chunks
     assert 0 < second.embedded_chunks <= 3  # only the IOM chunks whose text changed
+    assert second.embedded_sentences == 1  # and the one new sentence
     assert second.reused_chunks == second.chunks - second.embedded_chunks
-    assert emb2.passages_embedded == second.embedded_chunks
+    assert emb2.passages_embedded == second.embedded_chunks + second.embedded_sentences
     assert status(settings, emb2).ready
 
 

@@ -1,0 +1,89 @@
+"""Property-based fuzzing of the HTTP API against its own OpenAPI schema (schemathesis).
+
+The app runs in-process over an index of the seed corpus built with the deterministic
+``FakeEmbedder`` (no model, builds in under a second). Every operation in the app's
+``/openapi.json`` gets schemathesis' positive and negative examples (``MAX_EXAMPLES`` per
+operation, derandomised so CI runs are repeatable); each response must not be a 5xx and must
+conform to the schema: documented status code and content type, body matching its schema,
+schema-invalid requests rejected.
+
+Needs: ``pip install schemathesis`` (the module is skipped when it is missing).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+schemathesis = pytest.importorskip("schemathesis", reason="schemathesis is not installed (pip install schemathesis)")
+
+from fastapi.testclient import TestClient  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402  (hypothesis comes with schemathesis)
+from schemathesis.checks import positive_data_acceptance, unsupported_method  # noqa: E402
+
+from assistant.api import create_app  # noqa: E402
+from assistant.config import Settings  # noqa: E402
+from assistant.service import open_service  # noqa: E402
+from tests.fakes import FakeEmbedder  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+SEED_CORPUS = ROOT / "corpus"
+MAX_EXAMPLES = 30
+
+# Checks that fail today because of known gaps in assistant/api.py; each one has its own
+# strict xfail test below. When a gap is fixed, that test XPASSes (and fails, being strict):
+# remove its xfail marker and drop the check from this list.
+KNOWN_GAPS = [
+    # ST204: a 405 answer has no ``Allow`` header (the HTTPException handler drops exc.headers).
+    unsupported_method,
+    # ST202: the schema does not say that ``question`` must be non-blank, so schema-valid
+    # requests such as {"question": ""} are rejected with 422.
+    positive_data_acceptance,
+]
+
+
+def _schema_app():
+    """An app built only to render its OpenAPI schema (the schema does not depend on the index)."""
+    return create_app(Settings(_env_file=None, corpus_dir=SEED_CORPUS))
+
+
+# The app's own /openapi.json. Loaded eagerly from a schema-only app rather than with
+# ``schemathesis.pytest.from_fixture``: the lazy loader of schemathesis 4.32 reads
+# ``request.node._nodeid``, which pytest 9 no longer has (AttributeError).
+schema = schemathesis.openapi.from_dict(_schema_app().openapi())
+
+
+@pytest.fixture(scope="module")
+def api_app(tmp_path_factory: pytest.TempPathFactory):
+    """The app over a FakeEmbedder index of the seed corpus (schemathesis runs its lifespan)."""
+    index_dir = tmp_path_factory.mktemp("fuzz-index")
+    app_settings = Settings(_env_file=None, corpus_dir=SEED_CORPUS, index_dir=index_dir, embed_batch_size=64)
+    service = open_service(app_settings, embedder=FakeEmbedder())
+    return create_app(app_settings, service)
+
+
+@schema.parametrize()
+@settings(max_examples=MAX_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+def test_api_conforms_to_its_schema(case, api_app):
+    """No 5xx, documented status codes and content types, bodies that match the schema."""
+    case.call_and_validate(app=api_app, excluded_checks=KNOWN_GAPS)
+
+
+# ---------------------------------------------------------------- the known gaps, one test each
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: api.py's HTTPException handler drops exc.headers, so 405 has no Allow header")
+@pytest.mark.parametrize(("method", "path", "allowed"), [("PUT", "/ask", "POST"), ("DELETE", "/ask/stream", "POST"), ("POST", "/health", "GET")])
+def test_method_not_allowed_names_the_allowed_methods(api_app, method, path, allowed):
+    with TestClient(api_app) as client:
+        response = client.request(method, path)
+    assert response.status_code == 405
+    assert allowed in response.headers.get("allow", "")
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: AskRequest.question has no minLength/maxLength/pattern in the schema")
+def test_schema_states_the_question_constraints():
+    question = _schema_app().openapi()["components"]["schemas"]["AskRequest"]["properties"]["question"]
+    assert question.get("minLength", 0) >= 1 or "pattern" in question
+    assert "maxLength" in question

@@ -1,0 +1,1021 @@
+/* Chat page for the Tajikistan programmes assistant.
+ *
+ * Plain JS, no build step. SECURITY: everything that comes from the server (answers,
+ * passages, quotes, titles, document text, error messages) is put into the page as text
+ * only: textContent / createTextNode, never innerHTML.
+ */
+"use strict";
+
+(() => {
+  // ---------------------------------------------------------------- helpers
+
+  const $ = (selector, root = document) => root.querySelector(selector);
+
+  /** Create an element. `props.text` sets textContent; `props.class` the class; other
+   *  props become attributes (or event handlers for on*). Children: nodes or strings
+   *  (strings become text nodes). Never parses HTML. */
+  function el(tag, props, ...children) {
+    const node = document.createElement(tag);
+    if (props) {
+      for (const [key, value] of Object.entries(props)) {
+        if (value === null || value === undefined || value === false) continue;
+        if (key === "text") node.textContent = String(value);
+        else if (key === "class") node.className = value;
+        else if (key.startsWith("on") && typeof value === "function") node.addEventListener(key.slice(2), value);
+        else node.setAttribute(key, value === true ? "" : String(value));
+      }
+    }
+    append(node, children);
+    return node;
+  }
+
+  function append(node, children) {
+    for (const child of children.flat()) {
+      if (child === null || child === undefined || child === false) continue;
+      node.appendChild(typeof child === "string" ? document.createTextNode(child) : child);
+    }
+    return node;
+  }
+
+  const SVG_NS = "http://www.w3.org/2000/svg";
+  /** Small inline icon from fixed path data (constants in this file, never server data). */
+  function icon(paths, cls = "icon") {
+    const svg = document.createElementNS(SVG_NS, "svg");
+    svg.setAttribute("viewBox", "0 0 24 24");
+    svg.setAttribute("aria-hidden", "true");
+    svg.setAttribute("focusable", "false");
+    svg.setAttribute("class", cls);
+    for (const d of paths) {
+      const path = document.createElementNS(SVG_NS, "path");
+      path.setAttribute("d", d);
+      svg.appendChild(path);
+    }
+    return svg;
+  }
+  const ICONS = {
+    info: ["M12 3a9 9 0 1 0 0 18 9 9 0 0 0 0-18z", "M12 11v5", "M12 7.6v.4"],
+    alert: ["M12 3.5 2.8 19.5h18.4z", "M12 10v4.5", "M12 17.2v.3"],
+    copy: ["M9 9h10v11H9z", "M5 15V4h10"],
+    check: ["M5 12.5l4.5 4.5L19 7.5"],
+    retry: ["M4 12a8 8 0 1 0 2.3-5.6", "M4 4v4.5h4.5"],
+    doc: ["M7 3h7l4 4v14H7z", "M14 3v4h4", "M10 12h5M10 15.5h5"],
+  };
+
+  function str(value) {
+    return typeof value === "string" ? value : value === null || value === undefined ? "" : String(value);
+  }
+
+  function announce(message) {
+    const region = $("#sr-status");
+    region.textContent = "";
+    // A separate task so that repeated identical messages are announced again.
+    setTimeout(() => { region.textContent = message; }, 30);
+  }
+
+  function isNarrow() {
+    return window.matchMedia("(max-width: 760px)").matches;
+  }
+
+  function nearBottom() {
+    const doc = document.documentElement;
+    return window.innerHeight + window.scrollY >= doc.scrollHeight - 140;
+  }
+
+  function scrollToBottom() {
+    window.scrollTo({ top: document.documentElement.scrollHeight, behavior: "auto" });
+  }
+
+  /** Encode a doc_id for the URL path, keeping "/" separators. */
+  function docPath(docId) {
+    return "documents/" + str(docId).split("/").map(encodeURIComponent).join("/");
+  }
+
+  const languageNames = (() => {
+    try {
+      return new Intl.DisplayNames(["en"], { type: "language" });
+    } catch {
+      return null;
+    }
+  })();
+  function languageName(code) {
+    const c = str(code);
+    try {
+      const name = languageNames && languageNames.of(c);
+      return name && name !== c ? name : c;
+    } catch {
+      return c;
+    }
+  }
+
+  // ---------------------------------------------------------------- API
+
+  class ApiError extends Error {
+    constructor(message, { code = "error", status = 0, network = false } = {}) {
+      super(message);
+      this.code = code;
+      this.status = status;
+      this.network = network;
+    }
+  }
+
+  function networkError() {
+    return new ApiError(
+      "The server could not be reached. Check that it is running and your connection, then try again.",
+      { code: "network_error", network: true },
+    );
+  }
+
+  /** Build an ApiError from a non-2xx response, using the JSON error body when there is one. */
+  async function errorFromResponse(res) {
+    let code = `http_${res.status}`;
+    let message = "";
+    let body = "";
+    try {
+      body = await res.text();
+    } catch {
+      /* ignore */
+    }
+    try {
+      const data = JSON.parse(body);
+      if (data && typeof data.error === "object" && data.error) {
+        message = str(data.error.message);
+        code = str(data.error.code) || code;
+      } else if (data && typeof data.error === "string") {
+        message = data.error;
+      } else if (data && data.detail) {
+        // FastAPI's default error shape.
+        message = Array.isArray(data.detail)
+          ? data.detail.map((d) => str(d && d.msg)).filter(Boolean).join("; ")
+          : str(data.detail);
+      }
+    } catch {
+      /* not JSON */
+    }
+    if (!message) {
+      message = `The server answered with an error (HTTP ${res.status}${res.statusText ? " " + res.statusText : ""}).`;
+    }
+    return new ApiError(message, { code, status: res.status });
+  }
+
+  async function getJSON(url, options = {}) {
+    let res;
+    try {
+      res = await fetch(url, { headers: { Accept: "application/json" }, ...options });
+    } catch (err) {
+      if (options.signal && options.signal.aborted) throw err;
+      throw networkError();
+    }
+    if (!res.ok) throw await errorFromResponse(res);
+    try {
+      return await res.json();
+    } catch {
+      throw new ApiError("The server sent a response that could not be read.", { code: "bad_response", status: res.status });
+    }
+  }
+
+  function parseEvent(block) {
+    let event = "message";
+    const data = [];
+    for (const line of block.split("\n")) {
+      if (!line || line.startsWith(":")) continue;
+      const i = line.indexOf(":");
+      const field = i < 0 ? line : line.slice(0, i);
+      let value = i < 0 ? "" : line.slice(i + 1);
+      if (value.startsWith(" ")) value = value.slice(1);
+      if (field === "event") event = value;
+      else if (field === "data") data.push(value);
+    }
+    return { event, data: data.join("\n") };
+  }
+
+  /** POST /ask/stream and read the Server-Sent Events. Calls onDelta(text) for each delta;
+   *  resolves with the final /ask response object; rejects with ApiError. */
+  async function askStreaming(body, signal, onDelta) {
+    let res;
+    try {
+      res = await fetch("ask/stream", {
+        method: "POST",
+        headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
+        body: JSON.stringify(body),
+        signal,
+      });
+    } catch (err) {
+      if (signal.aborted) throw err;
+      throw networkError();
+    }
+    if (res.status === 404 || res.status === 405) {
+      // No streaming endpoint on this server: fall back to the plain one.
+      return getJSON("ask", {
+        method: "POST",
+        headers: { "Content-Type": "application/json", Accept: "application/json" },
+        body: JSON.stringify(body),
+        signal,
+      });
+    }
+    if (!res.ok) throw await errorFromResponse(res);
+    const type = res.headers.get("content-type") || "";
+    if (type.includes("application/json")) return res.json();
+    if (!res.body) throw new ApiError("The server's answer could not be read.", { code: "bad_response" });
+
+    const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = "";
+    let result = null;
+
+    const handle = (block) => {
+      const { event, data } = parseEvent(block);
+      if (!data) return;
+      let payload;
+      try {
+        payload = JSON.parse(data);
+      } catch {
+        throw new ApiError("The server sent a malformed event.", { code: "bad_event" });
+      }
+      if (event === "delta") {
+        if (payload && typeof payload.text === "string") onDelta(payload.text);
+      } else if (event === "done") {
+        result = payload;
+      } else if (event === "error") {
+        const e = (payload && payload.error) || {};
+        throw new ApiError(str(e.message) || "The server reported an error while answering.", { code: str(e.code) || "stream_error" });
+      }
+    };
+
+    try {
+      for (;;) {
+        let chunk;
+        try {
+          chunk = await reader.read();
+        } catch (err) {
+          if (signal.aborted) throw err;
+          throw new ApiError("The connection to the server was interrupted while the answer was coming in.", {
+            code: "stream_interrupted",
+            network: true,
+          });
+        }
+        if (chunk.done) break;
+        buffer += chunk.value;
+        let hold = "";
+        if (buffer.endsWith("\r")) {
+          hold = "\r";
+          buffer = buffer.slice(0, -1);
+        }
+        buffer = buffer.replace(/\r\n?/g, "\n");
+        let cut;
+        while ((cut = buffer.indexOf("\n\n")) >= 0) {
+          const block = buffer.slice(0, cut);
+          buffer = buffer.slice(cut + 2);
+          handle(block);
+          if (result) return result;
+        }
+        buffer += hold;
+      }
+      if (buffer.trim()) handle(buffer.replace(/\r\n?/g, "\n"));
+      if (result) return result;
+      throw new ApiError("The answer stream ended before the answer was complete.", { code: "incomplete_stream" });
+    } finally {
+      reader.cancel().catch(() => {});
+    }
+  }
+
+  // ---------------------------------------------------------------- text rendering
+
+  const MARKER = /\[(\d{1,3}(?:\s*,\s*\d{1,3})*)\]/g;
+
+  /** Render answer text into `target`, turning [n] markers into citation chips.
+   *  With `byN` (final answer) they are buttons that open the passage; without it
+   *  (still streaming) they are same-sized inert chips, so nothing jumps at the end. */
+  function renderAnswerText(target, text, byN, onCite) {
+    const frag = document.createDocumentFragment();
+    let last = 0;
+    for (const match of text.matchAll(MARKER)) {
+      const numbers = match[1].split(",").map((s) => Number.parseInt(s.trim(), 10));
+      if (byN && !numbers.every((n) => byN.has(n))) continue; // not a citation: keep as text
+      if (match.index > last) frag.appendChild(document.createTextNode(text.slice(last, match.index)));
+      for (const n of numbers) {
+        const chipText = [el("span", { class: "bracket", text: "[" }), String(n), el("span", { class: "bracket", text: "]" })];
+        if (byN) {
+          const c = byN.get(n);
+          const label = `Source ${n}: ${str(c.title) || str(c.doc_id)}`;
+          frag.appendChild(
+            el("button", { type: "button", class: "cite", "aria-label": label, title: label, "data-n": n, onclick: (e) => onCite(c, e.currentTarget) }, chipText),
+          );
+        } else {
+          frag.appendChild(el("span", { class: "cite pending", "aria-hidden": "true" }, chipText));
+        }
+      }
+      last = match.index + match[0].length;
+    }
+    if (last < text.length) frag.appendChild(document.createTextNode(text.slice(last)));
+    target.replaceChildren(frag);
+  }
+
+  /** Find [start, end) of `quote` in `text`, preferring the given offsets when they agree. */
+  function locate(text, quote, start, end) {
+    const valid = Number.isInteger(start) && Number.isInteger(end) && start >= 0 && start < end && end <= text.length;
+    if (valid && (!quote || text.slice(start, end) === quote)) return [start, end];
+    if (quote) {
+      const i = text.indexOf(quote);
+      if (i >= 0) return [i, i + quote.length];
+      const trimmed = quote.trim();
+      const j = trimmed ? text.indexOf(trimmed) : -1;
+      if (j >= 0) return [j, j + trimmed.length];
+    }
+    return valid ? [start, end] : null;
+  }
+
+  /** Text with an optional outer range (the passage) and inner range (the quote, as <mark>). */
+  function highlighted(text, outer, inner, { markOuter = false } = {}) {
+    const frag = document.createDocumentFragment();
+    const t = (a, b) => (b > a ? document.createTextNode(text.slice(a, b)) : null);
+    if (inner && (!outer || inner[0] < outer[0] || inner[1] > outer[1])) outer = null;
+    if (outer) {
+      append(frag, [t(0, outer[0])]);
+      let span;
+      if (inner) {
+        span = el("span", { class: "passage-range" }, t(outer[0], inner[0]), el("mark", { class: "quote-mark" }, t(inner[0], inner[1])), t(inner[1], outer[1]));
+      } else {
+        span = el(markOuter ? "mark" : "span", { class: markOuter ? "passage-range passage-mark" : "passage-range" }, t(outer[0], outer[1]));
+      }
+      append(frag, [span, t(outer[1], text.length)]);
+    } else if (inner) {
+      append(frag, [t(0, inner[0]), el("mark", { class: "quote-mark" }, t(inner[0], inner[1])), t(inner[1], text.length)]);
+    } else {
+      append(frag, [t(0, text.length)]);
+    }
+    return frag;
+  }
+
+  function formatMs(ms) {
+    if (!Number.isFinite(ms)) return "";
+    return ms < 1000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(1)} s`;
+  }
+
+  function totalTime(timings) {
+    if (!timings || typeof timings !== "object") return null;
+    if (Number.isFinite(timings.total)) return timings.total;
+    if (Number.isFinite(timings.total_ms)) return timings.total_ms;
+    const values = Object.values(timings).filter(Number.isFinite);
+    return values.length ? values.reduce((a, b) => a + b, 0) : null;
+  }
+
+  // ---------------------------------------------------------------- chat
+
+  const form = $("#ask-form");
+  const input = $("#question");
+  const sendButton = $("#send");
+  const conversation = $("#conversation");
+  const emptyState = $("#empty-state");
+
+  let current = null; // {controller, turn, question} while a question is being answered
+
+  function autosize() {
+    input.style.height = "auto";
+    input.style.height = Math.min(input.scrollHeight + 2, 220) + "px";
+  }
+
+  function setBusy(busy) {
+    form.classList.toggle("busy", busy);
+    sendButton.setAttribute("aria-label", busy ? "Stop answering" : "Send question");
+    $(".send-label", sendButton).textContent = busy ? "Stop" : "Send";
+    sendButton.classList.toggle("btn-stop", busy);
+  }
+
+  function updateEmptyState() {
+    emptyState.hidden = conversation.children.length > 0;
+  }
+
+  function requestBody(question) {
+    const body = { question };
+    const mode = $("#opt-mode").value;
+    const topK = Number.parseInt($("#opt-topk").value, 10);
+    if (mode && mode !== "auto") body.mode = mode;
+    if (Number.isInteger(topK) && topK !== 5) body.top_k = topK;
+    return body;
+  }
+
+  /** One question and its answer in the conversation. */
+  function createTurn(question) {
+    const li = el("li", { class: "turn" });
+    const user = el("div", { class: "msg msg-user" }, el("p", { class: "visually-hidden", text: "You asked:" }), el("div", { class: "bubble", text: question }));
+    const status = el("span", { class: "answer-status" }, el("span", { class: "dots", "aria-hidden": "true" }, el("i"), el("i"), el("i")), " Searching the documents…");
+    const text = el("div", { class: "answer-text" }, status);
+    const extra = el("div", { class: "answer-extra" });
+    const article = el("article", { class: "msg msg-assistant", "aria-busy": "true", "aria-label": "Answer" }, text, extra);
+    li.append(user, article);
+    li.dataset.question = question;
+    return { li, article, text, extra, question };
+  }
+
+  async function ask(questionRaw) {
+    if (current) return;
+    const question = str(questionRaw).trim();
+    if (!question) {
+      input.focus();
+      announce("Type a question first.");
+      return;
+    }
+    // A retried question replaces its failed attempt.
+    const last = conversation.lastElementChild;
+    if (last && last.classList.contains("turn-failed") && last.dataset.question === question) last.remove();
+
+    const turn = createTurn(question);
+    conversation.appendChild(turn.li);
+    updateEmptyState();
+    if (input.value.trim() === question) {
+      input.value = "";
+      autosize();
+    }
+    turn.li.scrollIntoView({ block: "start", behavior: "auto" });
+    scrollToBottom();
+
+    const controller = new AbortController();
+    current = { controller, turn, question };
+    setBusy(true);
+    let streamed = "";
+    try {
+      const result = await askStreaming(requestBody(question), controller.signal, (delta) => {
+        const follow = nearBottom();
+        streamed += delta;
+        turn.text.classList.add("streaming");
+        renderAnswerText(turn.text, streamed, null);
+        if (follow) scrollToBottom();
+      });
+      if (!result || typeof result !== "object" || typeof result.answer !== "string") {
+        throw new ApiError("The server sent an incomplete answer.", { code: "bad_response" });
+      }
+      const follow = nearBottom();
+      renderResult(turn, result);
+      if (follow) scrollToBottom();
+      announce(result.abstained ? "The documents don't answer this question." : "Answer ready.");
+    } catch (err) {
+      if (controller.signal.aborted) renderStopped(turn, streamed);
+      else renderError(turn, err, streamed);
+    } finally {
+      current = null;
+      setBusy(false);
+    }
+  }
+
+  function stop() {
+    if (current) current.controller.abort();
+  }
+
+  function finishTurn(turn) {
+    turn.article.setAttribute("aria-busy", "false");
+    turn.text.classList.remove("streaming");
+  }
+
+  // The server's own abstention sentence, when it only repeats the heading above it.
+  const GENERIC_ABSTENTION = /^the documents (?:do not|don't|dont) (?:answer|contain an answer to) this(?: question)?\.?$/i;
+
+  function renderResult(turn, result) {
+    finishTurn(turn);
+    const citations = (Array.isArray(result.citations) ? result.citations : []).filter((c) => c && typeof c === "object");
+    const related = (Array.isArray(result.related) ? result.related : []).filter((c) => c && typeof c === "object");
+    const extra = [];
+
+    if (result.abstained) {
+      turn.article.classList.add("abstained");
+      const answer = str(result.answer).trim();
+      const note = el(
+        "div",
+        { class: "abstain-note" },
+        icon(ICONS.info, "icon abstain-icon"),
+        el(
+          "div",
+          null,
+          el("p", { class: "abstain-title", text: "The documents don't answer this." }),
+          answer && !GENERIC_ABSTENTION.test(answer) ? el("p", { class: "abstain-server", text: answer }) : null,
+          el("p", {
+            class: "abstain-body",
+            text: related.length
+              ? "Nothing in the collection supports an answer. The closest passages are below, in case they help."
+              : "Nothing in the collection supports an answer, so the assistant doesn't guess.",
+          }),
+        ),
+      );
+      turn.text.replaceChildren(note);
+      if (related.length) extra.push(sourceList(related, "Closest passages", true));
+    } else {
+      const byN = new Map(citations.map((c) => [Number(c.n), c]));
+      renderAnswerText(turn.text, str(result.answer), byN, (c, trigger) => showCitation(c, trigger, false));
+      if (citations.length) extra.push(sourceList(citations, "Sources", false));
+    }
+
+    extra.push(metaLine(result));
+    extra.push(actions(result));
+    turn.extra.replaceChildren(...extra);
+  }
+
+  function sourceList(items, heading, related) {
+    const id = `srcs-${Math.random().toString(36).slice(2, 9)}`;
+    const list = el("ol", { class: "sources", "aria-labelledby": id });
+    for (const c of items) {
+      const quote = str(c.quote) || str(c.text);
+      list.appendChild(
+        el(
+          "li",
+          null,
+          el(
+            "button",
+            {
+              type: "button",
+              class: "source-btn",
+              onclick: (e) => showCitation(c, e.currentTarget, related),
+            },
+            el("span", { class: "source-n", text: str(c.n) }),
+            el(
+              "span",
+              { class: "source-main" },
+              el("span", { class: "source-title", text: str(c.title) || str(c.doc_id) }),
+              c.publisher ? el("span", { class: "source-pub", text: str(c.publisher) }) : null,
+              quote ? el("span", { class: "source-quote", text: quote }) : null,
+            ),
+          ),
+        ),
+      );
+    }
+    return el("section", { class: `sources-block${related ? " related" : ""}` }, el("h3", { class: "sources-heading", id, text: heading }), list);
+  }
+
+  function metaLine(result) {
+    const parts = [];
+    const mode = str(result.mode);
+    if (mode) parts.push(el("span", { class: "meta-mode", text: `Mode: ${mode}` }));
+    const total = totalTime(result.timings_ms);
+    if (total !== null) {
+      const detail = Object.entries(result.timings_ms || {})
+        .filter(([, v]) => Number.isFinite(v))
+        .map(([k, v]) => `${k}: ${formatMs(v)}`)
+        .join(", ");
+      parts.push(el("span", { class: "meta-time", title: detail, text: formatMs(total) }));
+    }
+    const line = el("div", { class: "answer-meta" });
+    parts.forEach((p, i) => {
+      if (i) line.appendChild(el("span", { class: "meta-sep", "aria-hidden": "true", text: "·" }));
+      line.appendChild(p);
+    });
+    const warnings = (Array.isArray(result.warnings) ? result.warnings : []).map(str).filter(Boolean);
+    if (warnings.length) {
+      line.appendChild(el("ul", { class: "warnings", "aria-label": "Warnings" }, warnings.map((w) => el("li", { text: w }))));
+    }
+    return line;
+  }
+
+  function actions(result) {
+    const label = el("span", { text: "Copy" });
+    const button = el("button", { type: "button", class: "btn btn-quiet btn-small copy-btn", "aria-label": "Copy answer with sources" }, icon(ICONS.copy), label);
+    button.addEventListener("click", async () => {
+      const ok = await copyText(clipboardText(result));
+      button.classList.toggle("copied", ok);
+      label.textContent = ok ? "Copied" : "Copy failed";
+      announce(ok ? "Answer and sources copied." : "Could not copy to the clipboard.");
+      clearTimeout(button._reset);
+      button._reset = setTimeout(() => {
+        label.textContent = "Copy";
+        button.classList.remove("copied");
+      }, 2000);
+    });
+    return el("div", { class: "answer-actions" }, button);
+  }
+
+  function clipboardText(result) {
+    const items = result.abstained ? result.related : result.citations;
+    const lines = [result.abstained ? `The documents don't answer this. ${str(result.answer).trim()}`.trim() : str(result.answer).trim()];
+    const list = (Array.isArray(items) ? items : []).filter((c) => c && typeof c === "object");
+    if (list.length) {
+      lines.push("", result.abstained ? "Closest passages:" : "Sources:");
+      for (const c of list) {
+        const head = `[${str(c.n)}] ${str(c.title) || str(c.doc_id)}${c.publisher ? ` — ${str(c.publisher)}` : ""}`;
+        lines.push(head);
+        const quote = str(c.quote).trim() || str(c.text).trim();
+        if (quote) lines.push(`    "${quote.replace(/\s+/g, " ")}"`);
+      }
+    }
+    return lines.join("\n") + "\n";
+  }
+
+  async function copyText(text) {
+    try {
+      if (navigator.clipboard && window.isSecureContext) {
+        await navigator.clipboard.writeText(text);
+        return true;
+      }
+    } catch {
+      /* fall through */
+    }
+    const area = el("textarea", { class: "clipboard-helper", readonly: true, "aria-hidden": "true" });
+    area.value = text;
+    document.body.appendChild(area);
+    area.select();
+    let ok = false;
+    try {
+      ok = document.execCommand("copy");
+    } catch {
+      ok = false;
+    }
+    area.remove();
+    return ok;
+  }
+
+  function restoreQuestion(question) {
+    if (!input.value.trim()) {
+      input.value = question;
+      autosize();
+    }
+  }
+
+  function retryButton(turn) {
+    return el(
+      "button",
+      {
+        type: "button",
+        class: "btn btn-small retry-btn",
+        onclick: () => {
+          if (current) return;
+          turn.li.remove();
+          updateEmptyState();
+          if (input.value.trim() === turn.question) {
+            input.value = "";
+            autosize();
+          }
+          ask(turn.question);
+        },
+      },
+      icon(ICONS.retry),
+      "Retry",
+    );
+  }
+
+  function renderError(turn, err, streamed) {
+    finishTurn(turn);
+    turn.li.classList.add("turn-failed");
+    turn.article.classList.add("errored");
+    const apiError = err instanceof ApiError ? err : new ApiError(str(err && err.message) || "Something went wrong.");
+    if (streamed) {
+      renderAnswerText(turn.text, streamed, null);
+      turn.text.classList.add("partial");
+    } else {
+      turn.text.replaceChildren();
+      turn.text.hidden = true;
+    }
+    const title = apiError.network ? "Can't reach the server" : "Couldn't get an answer";
+    const code = apiError.status ? `${apiError.code} · HTTP ${apiError.status}` : apiError.code;
+    const box = el(
+      "div",
+      { class: "error-box", role: "alert" },
+      icon(ICONS.alert, "icon error-icon"),
+      el(
+        "div",
+        { class: "error-main" },
+        el("p", { class: "error-title", text: title }),
+        el("p", { class: "error-message", text: apiError.message }),
+        el("p", { class: "error-code", text: `Error: ${code}` }),
+        el("div", { class: "error-actions" }, retryButton(turn), el("span", { class: "error-hint", text: "Your question is back in the box below." })),
+      ),
+    );
+    turn.extra.replaceChildren(box);
+    restoreQuestion(turn.question);
+    if (nearBottom()) scrollToBottom();
+  }
+
+  function renderStopped(turn, streamed) {
+    finishTurn(turn);
+    turn.li.classList.add("turn-failed");
+    if (streamed) {
+      renderAnswerText(turn.text, streamed, null);
+      turn.text.classList.add("partial");
+    } else {
+      turn.text.replaceChildren();
+      turn.text.hidden = true;
+    }
+    turn.extra.replaceChildren(el("div", { class: "stopped-note" }, el("span", { text: "Stopped." }), retryButton(turn)));
+    announce("Stopped.");
+  }
+
+  function newChat() {
+    stop();
+    conversation.replaceChildren();
+    updateEmptyState();
+    closePanel();
+    selectTab("chat");
+    input.focus();
+    announce("New chat started.");
+  }
+
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    if (current) stop();
+    else ask(input.value);
+  });
+
+  input.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && !e.shiftKey && !e.altKey && !e.isComposing && e.keyCode !== 229) {
+      e.preventDefault();
+      if (!current) ask(input.value);
+    }
+  });
+  input.addEventListener("input", autosize);
+
+  for (const button of document.querySelectorAll(".example")) {
+    button.addEventListener("click", () => ask(button.textContent));
+  }
+  $("#new-chat").addEventListener("click", newChat);
+
+  // ---------------------------------------------------------------- panel (passage / document)
+
+  const panel = $("#panel");
+  const panelTitle = $("#panel-title");
+  const panelKicker = $("#panel-kicker");
+  const panelContent = $("#panel-content");
+  const panelBody = $("#panel-body");
+  const panelBack = $("#panel-back");
+  let panelReturn = null;
+  let panelToken = 0;
+  let backTarget = null;
+
+  function openPanel(trigger) {
+    if (trigger && !panel.contains(trigger)) panelReturn = trigger;
+    if (!panel.open) {
+      if (isNarrow()) panel.showModal();
+      else panel.show();
+      panel.classList.toggle("as-sheet", isNarrow());
+    }
+    document.body.classList.add("panel-open");
+  }
+
+  function closePanel() {
+    if (panel.open) panel.close();
+  }
+
+  panel.addEventListener("close", () => {
+    document.body.classList.remove("panel-open");
+    panelToken++;
+    const target = panelReturn;
+    panelReturn = null;
+    if (target && target.isConnected) target.focus();
+  });
+  panel.addEventListener("cancel", (e) => {
+    e.preventDefault();
+    closePanel();
+  });
+  $("#panel-close").addEventListener("click", closePanel);
+  panelBack.addEventListener("click", () => {
+    if (backTarget) showCitation(backTarget.citation, null, backTarget.related);
+  });
+
+  document.addEventListener("keydown", (e) => {
+    if (e.key === "Escape" && panel.open && !e.defaultPrevented) {
+      e.preventDefault();
+      closePanel();
+    }
+  });
+
+  window.addEventListener("resize", () => {
+    // Switching between side panel and full-screen dialog needs a reopen.
+    if (panel.open && panel.classList.contains("as-sheet") !== isNarrow()) {
+      const keep = panelReturn;
+      panel.close();
+      panelReturn = keep;
+      if (isNarrow()) panel.showModal();
+      else panel.show();
+      panel.classList.toggle("as-sheet", isNarrow());
+      document.body.classList.add("panel-open");
+    }
+  });
+
+  function setPanel(kicker, title, ...content) {
+    panelKicker.textContent = kicker;
+    panelTitle.textContent = title;
+    panelContent.replaceChildren(...content);
+    panelBody.scrollTop = 0;
+  }
+
+  function metaText(c) {
+    return [str(c.publisher), str(c.source)].filter(Boolean).join(" · ");
+  }
+
+  function showCitation(c, trigger, related) {
+    panelToken++;
+    openPanel(trigger);
+    panelBack.hidden = true;
+    backTarget = null;
+    const text = str(c.text);
+    const quote = str(c.quote);
+    const range = quote ? locate(text, quote, Number(c.quote_start) - Number(c.start), Number(c.quote_end) - Number(c.start)) : null;
+    const passage = el("blockquote", { class: "passage" }, highlighted(text, null, range));
+    const notes = [];
+    if (quote && !range) notes.push(el("p", { class: "panel-note", text: "The exact supporting words could not be located in this passage." }));
+    if (!quote && related) notes.push(el("p", { class: "panel-note", text: "A nearby passage; it does not answer the question." }));
+    const score = Number(c.score);
+    setPanel(
+      related ? `Closest passage ${str(c.n)}` : `Source ${str(c.n)}`,
+      str(c.title) || str(c.doc_id),
+      metaText(c) ? el("p", { class: "panel-meta", text: metaText(c) }) : null,
+      el("h3", { class: "panel-subhead", text: quote ? "Cited passage (supporting words highlighted)" : "Passage" }),
+      passage,
+      ...notes,
+      el(
+        "div",
+        { class: "panel-actions" },
+        el("button", { type: "button", class: "btn btn-primary btn-small read-doc", onclick: () => showDocument(c.doc_id, { citation: c, related }) }, icon(ICONS.doc), "Read whole document"),
+        Number.isFinite(score) ? el("span", { class: "panel-score", text: `Relevance ${score.toFixed(2)}` }) : null,
+      ),
+    );
+    panelTitle.setAttribute("tabindex", "-1");
+    panelTitle.focus({ preventScroll: true });
+    const mark = $("mark", passage);
+    if (mark) mark.scrollIntoView({ block: "nearest" });
+  }
+
+  const docCache = new Map();
+  async function fetchDocument(docId) {
+    if (docCache.has(docId)) return docCache.get(docId);
+    const promise = getJSON(docPath(docId));
+    docCache.set(docId, promise);
+    promise.catch(() => docCache.delete(docId));
+    return promise;
+  }
+
+  async function showDocument(docId, { citation = null, related = false, trigger = null } = {}) {
+    const token = ++panelToken;
+    openPanel(trigger);
+    backTarget = citation ? { citation, related } : null;
+    panelBack.hidden = !citation;
+    const info = docsById.get(docId);
+    const knownTitle = (citation && str(citation.title)) || (info && str(info.title)) || str(docId);
+    setPanel("Document", knownTitle, el("p", { class: "panel-loading", role: "status", text: "Loading the document…" }));
+    panelTitle.setAttribute("tabindex", "-1");
+    panelTitle.focus({ preventScroll: true });
+
+    let doc;
+    try {
+      doc = await fetchDocument(docId);
+    } catch (err) {
+      if (token !== panelToken) return;
+      setPanel(
+        "Document",
+        knownTitle,
+        el(
+          "div",
+          { class: "error-box", role: "alert" },
+          icon(ICONS.alert, "icon error-icon"),
+          el(
+            "div",
+            { class: "error-main" },
+            el("p", { class: "error-title", text: "Couldn't open the document" }),
+            el("p", { class: "error-message", text: str(err && err.message) }),
+            el("div", { class: "error-actions" }, el("button", { type: "button", class: "btn btn-small retry-btn", onclick: () => showDocument(docId, { citation, related }) }, icon(ICONS.retry), "Retry")),
+          ),
+        ),
+      );
+      return;
+    }
+    if (token !== panelToken) return;
+    const text = str(doc.text);
+    let outer = null;
+    let inner = null;
+    if (citation) {
+      outer = locate(text, str(citation.text), Number(citation.start), Number(citation.end));
+      if (str(citation.quote)) inner = locate(text, str(citation.quote), Number(citation.quote_start), Number(citation.quote_end));
+    }
+    const body = el("div", { class: "doc-text" }, highlighted(text, outer, inner, { markOuter: true }));
+    setPanel("Document", str(doc.title) || knownTitle, docMeta(doc), body);
+    const target = $("mark", body);
+    if (target) {
+      // Centre the highlighted place in the panel's scroll area.
+      requestAnimationFrame(() => target.scrollIntoView({ block: "center" }));
+    }
+  }
+
+  function docMeta(d) {
+    const rows = [];
+    const add = (label, value) => {
+      if (value) rows.push(el("dt", { text: label }), el("dd", { text: value }));
+    };
+    add("Publisher", str(d.publisher));
+    add("Date", str(d.date));
+    add("Period", str(d.period));
+    const langs = Array.isArray(d.language) ? d.language.map(languageName).join(", ") : str(d.language);
+    add("Language", langs);
+    add("Source file", str(d.source));
+    const wrap = el("div", { class: "doc-meta-block" }, rows.length ? el("dl", { class: "doc-meta" }, rows) : null);
+    if (d.description) wrap.appendChild(el("p", { class: "doc-desc", text: str(d.description) }));
+    return wrap;
+  }
+
+  // ---------------------------------------------------------------- documents view
+
+  const docsList = $("#docs-list");
+  const docsStatus = $("#docs-status");
+  const docsFilter = $("#docs-filter");
+  let docs = null;
+  let docsLoading = false;
+  const docsById = new Map();
+
+  async function loadDocuments() {
+    if (docsLoading) return;
+    docsLoading = true;
+    docsStatus.replaceChildren(document.createTextNode("Loading documents…"));
+    try {
+      const data = await getJSON("documents");
+      docs = (data && Array.isArray(data.documents) ? data.documents : []).filter((d) => d && typeof d === "object");
+      docsById.clear();
+      for (const d of docs) docsById.set(d.doc_id, d);
+      renderDocuments();
+    } catch (err) {
+      docs = null;
+      docsStatus.replaceChildren(
+        el("span", { class: "docs-error", text: `Couldn't load the documents: ${str(err && err.message)}` }),
+        " ",
+        el("button", { type: "button", class: "btn btn-small retry-btn", onclick: loadDocuments }, icon(ICONS.retry), "Retry"),
+      );
+    } finally {
+      docsLoading = false;
+    }
+  }
+
+  function renderDocuments() {
+    if (!docs) return;
+    const q = docsFilter.value.trim().toLowerCase();
+    const shown = docs.filter((d) => !q || [d.title, d.publisher, d.description, d.doc_id].some((v) => str(v).toLowerCase().includes(q)));
+    docsStatus.textContent = docs.length
+      ? q
+        ? `${shown.length} of ${docs.length} documents`
+        : `${docs.length} document${docs.length === 1 ? "" : "s"} in the collection`
+      : "The collection is empty.";
+    docsList.replaceChildren(
+      ...shown.map((d) => {
+        const langs = Array.isArray(d.language) ? d.language.map(languageName).join(", ") : str(d.language);
+        const when = [str(d.date), str(d.period)].filter(Boolean).join(" · ");
+        const facts = [];
+        const fact = (label, value) => {
+          if (value) facts.push(el("div", null, el("dt", { text: label }), el("dd", { text: value })));
+        };
+        fact(d.date ? "Date" : "Period", when);
+        fact("Language", langs);
+        if (Number.isFinite(d.chars)) fact("Length", `${d.chars.toLocaleString("en")} characters`);
+        return el(
+          "li",
+          { class: "doc-card" },
+          el(
+            "h3",
+            { class: "doc-title" },
+            el("button", { type: "button", class: "doc-open", onclick: (e) => showDocument(d.doc_id, { trigger: e.currentTarget }) }, str(d.title) || str(d.doc_id)),
+          ),
+          d.publisher ? el("p", { class: "doc-pub", text: str(d.publisher) }) : null,
+          facts.length ? el("dl", { class: "doc-facts" }, facts) : null,
+          d.description ? el("p", { class: "doc-desc", text: str(d.description) }) : null,
+          el("p", { class: "doc-source", text: str(d.source) }),
+        );
+      }),
+    );
+  }
+  docsFilter.addEventListener("input", renderDocuments);
+
+  // ---------------------------------------------------------------- tabs
+
+  const tabs = { chat: $("#tab-chat"), docs: $("#tab-docs") };
+  const views = { chat: $("#view-chat"), docs: $("#view-docs") };
+
+  function selectTab(name, focus = false) {
+    for (const [key, tab] of Object.entries(tabs)) {
+      const on = key === name;
+      tab.setAttribute("aria-selected", String(on));
+      // Both tabs stay in the Tab order (arrow keys also switch).
+      tab.removeAttribute("tabindex");
+      views[key].hidden = !on;
+    }
+    if (focus) tabs[name].focus();
+    if (name === "docs" && !docs) loadDocuments();
+    const hash = name === "docs" ? "#documents" : "";
+    if (location.hash !== hash) history.replaceState(null, "", hash || location.pathname + location.search);
+  }
+
+  tabs.chat.addEventListener("click", () => selectTab("chat"));
+  tabs.docs.addEventListener("click", () => selectTab("docs"));
+  $(".tabs").addEventListener("keydown", (e) => {
+    const order = ["chat", "docs"];
+    const now = order.findIndex((k) => tabs[k] === document.activeElement);
+    if (now < 0) return;
+    let next = null;
+    if (e.key === "ArrowRight") next = order[(now + 1) % order.length];
+    else if (e.key === "ArrowLeft") next = order[(now + order.length - 1) % order.length];
+    else if (e.key === "Home") next = order[0];
+    else if (e.key === "End") next = order[order.length - 1];
+    if (next) {
+      e.preventDefault();
+      selectTab(next, true);
+    }
+  });
+
+  // ---------------------------------------------------------------- start
+
+  selectTab(location.hash === "#documents" ? "docs" : "chat");
+  updateEmptyState();
+  autosize();
+  if (!views.chat.hidden) input.focus({ preventScroll: true });
+
+  // For tests and debugging only: no access to anything the page doesn't already show.
+  window.__assistantPage = { ready: true };
+})();
