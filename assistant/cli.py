@@ -119,6 +119,70 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    import itertools
+    from datetime import datetime
+
+    from . import evaluation as ev
+    from .api import build_pipeline
+    from .embeddings import create_embedder
+    from .service import open_service
+
+    base = _settings(args)
+    axes = []
+    for spec in args.compare or []:
+        key, _, values = spec.partition("=")
+        if key not in Settings.model_fields or not values:
+            raise ValueError(f"--compare takes SETTING=value1,value2 with a known setting, not {spec!r}")
+        axes.append([(key, v) for v in values.split(",")])
+    configs = [dict(combo) for combo in itertools.product(*axes)] or [{}]
+
+    embedders: dict[str, object] = {}
+    results: dict[str, dict] = {}
+    for cfg in configs:
+        name = ", ".join(f"{k}={v}" for k, v in cfg.items()) or "default"
+        settings = Settings.model_validate({**base.model_dump(), **cfg})
+        key = f"{settings.embedder}-{settings.chunk_size}-{settings.chunk_overlap}-{int(settings.embed_titles)}"
+        if cfg and any(k in cfg for k in ("embedder", "chunk_size", "chunk_overlap", "embed_titles", "embedder_model_path")):
+            settings = settings.model_copy(update={"index_dir": base.index_dir / "eval" / key})
+        if settings.embedder not in embedders:
+            embedders[settings.embedder] = create_embedder(settings)
+        service = open_service(settings, embedders[settings.embedder], progress=_progress_bar(f"indexing {name}"))
+        pipeline = build_pipeline(settings, service)[0]
+        questions = ev.load_questions(args.questions, {d: doc.text for d, doc in service.index.documents.items()})
+        if args.limit:
+            questions = questions[: args.limit]
+        results[name] = ev.run_evaluation(pipeline, questions, _progress_bar(f"questions {name}"))
+
+    first = next(iter(results.values()))
+    print("\nConfigurations (answer metrics over answerable questions; abstaining counts as a miss)")
+    print(ev.table([(n, r["overall"]) for n, r in results.items()]))
+    if len(results) == 1:
+        print("\nBy language")
+        print(ev.table(list(first["by_language"].items())))
+        print("\nBy type")
+        print(ev.table(list(first["by_type"].items())))
+
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    (args.out_dir / f"eval-{stamp}.json").write_text(json.dumps(results, ensure_ascii=False, indent=1), encoding="utf-8")
+    (args.out_dir / f"eval-{stamp}.md").write_text(ev.markdown_report(results), encoding="utf-8")
+    print(f"\nReports: {args.out_dir}/eval-{stamp}.json and .md")
+
+    if args.write_baseline:
+        baseline = {"headline": ev.headline(first["overall"]), "overall": first["overall"], "questions": str(args.questions)}
+        args.baseline.write_text(json.dumps(baseline, indent=2) + "\n", encoding="utf-8")
+        print(f"Baseline written to {args.baseline}")
+    elif args.baseline.exists() and len(results) == 1:
+        problems = ev.regressions(first["overall"], json.loads(args.baseline.read_text())["headline"], args.tolerance)
+        for problem in problems:
+            print(f"REGRESSION {problem}")
+        if problems:
+            return 1
+        print(f"No headline metric below the baseline by more than {args.tolerance}.")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="assistant", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
@@ -148,6 +212,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=["auto", "extractive", "llm"])
     p.add_argument("--json", action="store_true", help="print the /ask JSON")
     p.set_defaults(func=cmd_ask)
+
+    p = sub.add_parser("eval", help="score the pipeline on the labelled questions")
+    common(p)
+    p.add_argument("--questions", type=Path, default=Path("evaluation/questions.jsonl"))
+    p.add_argument("--compare", action="append", metavar="SETTING=V1,V2", help="compare values of a setting (repeatable: all combinations)")
+    p.add_argument("--limit", type=int, help="only the first N questions")
+    p.add_argument("--out-dir", type=Path, default=Path("evaluation/reports"))
+    p.add_argument("--baseline", type=Path, default=Path("evaluation/baseline.json"))
+    p.add_argument("--write-baseline", action="store_true", help="record this run as the baseline")
+    p.add_argument("--tolerance", type=float, default=0.03, help="allowed drop of a headline metric (absolute)")
+    p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("serve", help="serve the chat page and the API (builds the index first if needed)")
     common(p)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,3 +108,160 @@ def token_f1(prediction: str, answers: list[str]) -> float:
             p, r = common / len(pred), common / len(gold)
             best = max(best, 2 * p * r / (p + r))
     return best
+
+
+# ---------------------------------------------------------------- running the set
+
+
+HEADLINE = {
+    # metric: direction (+1 higher is better, -1 lower is better)
+    "retrieval.recall@5": 1,
+    "retrieval.mrr": 1,
+    "answer.contains": 1,
+    "citations.evidence_cited": 1,
+    "abstention.recall": 1,
+    "abstention.false_rate": -1,
+}
+
+
+def evaluate_question(pipeline, q: Question) -> dict:
+    """Run one question through retrieval and the answer pipeline; return its scores."""
+    started = time.perf_counter()
+    answer = pipeline.ask(q.question)
+    latency = (time.perf_counter() - started) * 1000
+    search = pipeline.retriever.search(q.question, top_k=10)
+    row = {"id": q.id, "type": q.type, "language": q.language, "answerable": q.answerable, "abstained": answer.abstained,
+           "latency_ms": latency, "answer": answer.answer, "mode": answer.mode}
+    if q.answerable:
+        row.update(retrieval_metrics(search.passages, q.evidence))
+        text = "" if answer.abstained else answer.answer
+        cited = [c.__dict__ for c in answer.citations]
+        row["contains"] = float(contains_answer(text, q.answers))
+        row["exact"] = float(exact_match(re.sub(r"\s*\[\d+\]", "", text), q.answers))
+        row["f1"] = token_f1(re.sub(r"\s*\[\d+\]", "", text), q.answers)
+        row["citation_precision"] = (sum(any(supports(c, ev) for ev in q.evidence) for c in cited) / len(cited)) if cited else None
+        row["citation_recall"] = sum(any(supports(c, ev) for c in cited) for ev in q.evidence) / len(q.evidence)
+        row["evidence_cited"] = float(any(supports(c, ev) for c in cited for ev in q.evidence))
+    return row
+
+
+def _mean(values: list) -> float | None:
+    values = [v for v in values if v is not None]
+    return round(sum(values) / len(values), 4) if values else None
+
+
+def _pct(values: list[float], p: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))], 1)
+
+
+def summarise(rows: list[dict]) -> dict:
+    """Aggregate metrics over question rows (answer metrics over answerable questions)."""
+    ans = [r for r in rows if r["answerable"]]
+    unans = [r for r in rows if not r["answerable"]]
+    abstained = [r for r in rows if r["abstained"]]
+    answered = [r for r in ans if not r["abstained"]]
+    return {
+        "questions": len(rows),
+        "retrieval": {k: _mean([r[k] for r in ans]) for k in ("recall@1", "recall@5", "mrr", "ndcg@10")},
+        "answer": {
+            "contains": _mean([r["contains"] for r in ans]),
+            "contains_when_answered": _mean([r["contains"] for r in answered]),
+            "exact_match": _mean([r["exact"] for r in ans]),
+            "f1": _mean([r["f1"] for r in ans]),
+        },
+        "citations": {
+            "precision": _mean([r["citation_precision"] for r in ans]),
+            "recall": _mean([r["citation_recall"] for r in answered]),
+            "evidence_cited": _mean([r["evidence_cited"] for r in answered]),
+        },
+        "abstention": {
+            "precision": round(sum(not r["answerable"] for r in abstained) / len(abstained), 4) if abstained else None,
+            "recall": round(sum(r["abstained"] for r in unans) / len(unans), 4) if unans else None,
+            "false_rate": round(sum(r["abstained"] for r in ans) / len(ans), 4) if ans else None,
+        },
+        "latency_ms": {"p50": _pct([r["latency_ms"] for r in rows], 50), "p95": _pct([r["latency_ms"] for r in rows], 95)},
+    }
+
+
+def run_evaluation(pipeline, questions: list[Question], progress=None) -> dict:
+    rows = []
+    for i, q in enumerate(questions, 1):
+        rows.append(evaluate_question(pipeline, q))
+        if progress:
+            progress(i, len(questions))
+    report = {"overall": summarise(rows), "by_language": {}, "by_type": {}, "rows": rows}
+    for key, field_name in (("by_language", "language"), ("by_type", "type")):
+        for value in sorted({r[field_name] for r in rows}):
+            report[key][value] = summarise([r for r in rows if r[field_name] == value])
+    return report
+
+
+def headline(summary: dict) -> dict[str, float | None]:
+    out = {}
+    for name in HEADLINE:
+        section, metric = name.split(".", 1)
+        out[name] = summary[section][metric]
+    return out
+
+
+def regressions(summary: dict, baseline: dict, tolerance: float) -> list[str]:
+    """Headline metrics worse than the baseline by more than ``tolerance`` (absolute)."""
+    problems = []
+    current = headline(summary)
+    for name, direction in HEADLINE.items():
+        base, now = baseline.get(name), current.get(name)
+        if base is None or now is None:
+            continue
+        if direction * (now - base) < -tolerance:
+            problems.append(f"{name}: {now:.3f} vs baseline {base:.3f} (tolerance {tolerance})")
+    return problems
+
+
+# ---------------------------------------------------------------- report formatting
+
+
+def _fmt(value) -> str:
+    return "—" if value is None else (f"{value:.3f}" if isinstance(value, float) else str(value))
+
+
+COLUMNS = [
+    ("n", lambda s: s["questions"]),
+    ("R@1", lambda s: s["retrieval"]["recall@1"]),
+    ("R@5", lambda s: s["retrieval"]["recall@5"]),
+    ("MRR", lambda s: s["retrieval"]["mrr"]),
+    ("nDCG@10", lambda s: s["retrieval"]["ndcg@10"]),
+    ("contains", lambda s: s["answer"]["contains"]),
+    ("EM", lambda s: s["answer"]["exact_match"]),
+    ("F1", lambda s: s["answer"]["f1"]),
+    ("cite P", lambda s: s["citations"]["precision"]),
+    ("cite R", lambda s: s["citations"]["recall"]),
+    ("evid.", lambda s: s["citations"]["evidence_cited"]),
+    ("abst P", lambda s: s["abstention"]["precision"]),
+    ("abst R", lambda s: s["abstention"]["recall"]),
+    ("false abst", lambda s: s["abstention"]["false_rate"]),
+    ("p50 ms", lambda s: s["latency_ms"]["p50"]),
+    ("p95 ms", lambda s: s["latency_ms"]["p95"]),
+]
+
+
+def table(rows: list[tuple[str, dict]], markdown: bool = False) -> str:
+    header = ["", *[c for c, _ in COLUMNS]]
+    body = [[name, *[_fmt(f(summary)) for _, f in COLUMNS]] for name, summary in rows]
+    if markdown:
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(r) + " |" for r in body]
+        return "\n".join(lines)
+    widths = [max(len(str(r[i])) for r in [header, *body]) for i in range(len(header))]
+    return "\n".join("  ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in [header, *body])
+
+
+def markdown_report(results: dict[str, dict]) -> str:
+    parts = ["# Evaluation report", "", "Answer metrics are over answerable questions; an abstention counts as a miss.", ""]
+    parts += ["## Configurations", "", table([(name, r["overall"]) for name, r in results.items()], markdown=True), ""]
+    for name, r in results.items():
+        parts += [f"## {name}: by language", "", table(list(r["by_language"].items()), markdown=True), ""]
+        parts += [f"## {name}: by type", "", table(list(r["by_type"].items()), markdown=True), ""]
+    return "\n".join(parts)

@@ -397,12 +397,20 @@ _MONTHS = {
     **{w: i for i, w in enumerate("janvier fevrier mars avril mai juin juillet aout septembre octobre novembre decembre".split(), 1)},
     "sept": 9,
 }
+_MONTH_IN_DATE = re.compile(
+    r"(?:\b\d{1,2}(?:st|nd|rd|th|er)?\s+)?\b("
+    + "|".join(sorted({m for m in _MONTHS if len(m) > 3 and m != "sept"}, key=len, reverse=True))
+    + r"|sept|jan|feb|mar|apr|may|mai|jun|jul|aug|sep|oct|nov|dec|январ\w*|феврал\w*|март\w*|апрел\w*|ма[йяе]|июн\w*|июл\w*|август\w*"
+    r"|сентябр\w*|октябр\w*|ноябр\w*|декабр\w*)\b\.?(?:,?\s+\d{4}\b)?"
+)
 _MONTH_STEMS_RU = ("январ", "феврал", "март", "апрел", "ма", "июн", "июл", "август", "сентябр", "октябр", "ноябр", "декабр")
 _LANGUAGE_MARKERS = {
     "en": frozenset("the and of is are was were to in by with for which that this from has have been its".split()),
     "fr": frozenset("le la les des du est et une un dans par pour sur aux au qui que été sont ont ses leur avec".split()),
 }
-LEXICAL_SHARE = 0.25  # a sentence must share at least this share of its content words (and at least one)
+LEXICAL_SHARE = 1 / 3  # a sentence must share at least this share of its content words (and at least one)
+# Words about the sources rather than claims; left out of the lexical check.
+_META_WORDS = frozenset("according document documents passage passages source sources mention mentions mentioned".split())
 
 
 def _canon(number: str) -> str:
@@ -446,7 +454,6 @@ class _Numbers:
 def _numbers(text: str, loose: bool = False) -> _Numbers:
     """Numbers, amounts, dates and codes in ``text``; ``loose`` adds extra readings (for passages)."""
     out = _Numbers()
-    text = text.replace("\u2019", "’")
 
     def take_dates(m: re.Match) -> str:
         for part in re.split(r"[-./]", m.group()):
@@ -456,6 +463,15 @@ def _numbers(text: str, loose: bool = False) -> _Numbers:
         return " "
 
     text = _DATE.sub(take_dates, text)
+    if not loose:
+        # A month named next to a day or a year ("March 2007", "18 November") must match too.
+        for m in _MONTH_IN_DATE.finditer(fold(text)):
+            if any(ch.isdigit() for ch in m.group()):
+                month = _MONTHS.get(m.group(1)) or next(
+                    (i for i, stem in enumerate(_MONTH_STEMS_RU, 1) if m.group(1).startswith(stem)), None
+                )
+                if month:
+                    out.mentions.append((m.group(1), {str(month)}))
 
     def take_codes(m: re.Match) -> str:
         word = fold(m.group())
@@ -689,7 +705,7 @@ class _Checker:
             if values & numbers or any(code in folded for code in codes):
                 continue
             return f"'{written}' is not in the cited passages"
-        words = _words(claim)
+        words = _words(claim) - _META_WORDS
         if not words:
             return None
         claim_languages = _languages(claim)
