@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Literal
 
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -179,7 +179,10 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
     _install_error_handlers(app)
     if settings.cors_origins:
         app.add_middleware(
-            CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"], allow_headers=["Authorization", "Content-Type"]
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type"],
         )
 
     @app.middleware("http")
@@ -268,7 +271,9 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
         docs = ready().service.index.documents.values()
         return {"documents": [d.info() for d in docs]}
 
-    @app.get("/documents/{doc_id:path}", response_model=DocumentText, responses={**ERRORS, 404: {"model": ErrorResponse}}, tags=["documents"])
+    @app.get(
+        "/documents/{doc_id:path}", response_model=DocumentText, responses={**ERRORS, 404: {"model": ErrorResponse}}, tags=["documents"]
+    )
     def document(doc_id: str) -> dict:
         """One document's metadata and full text (citation offsets point into ``text``)."""
         doc = ready().service.index.documents.get(doc_id)

@@ -64,7 +64,9 @@ def cmd_search(args: argparse.Namespace) -> int:
     service = open_service(_settings(args), progress=_progress_bar("embedding"))
     result = service.retriever.search(args.question, top_k=args.top_k, mode=args.mode)
     if args.json:
-        print(json.dumps({"passages": [p.to_dict() for p in result.passages], "timings_ms": result.timings_ms}, ensure_ascii=False, indent=2))
+        print(
+            json.dumps({"passages": [p.to_dict() for p in result.passages], "timings_ms": result.timings_ms}, ensure_ascii=False, indent=2)
+        )
         return 0
     if not result.passages:
         print("No passages found.")

@@ -115,7 +115,9 @@ def _html_text(raw: bytes) -> tuple[str, str | None]:
     for tag in soup(["script", "style", "noscript", "nav", "header", "footer", "aside", "template"]):
         tag.decompose()
     body = soup.body or soup
-    blocks = [b.get_text(" ", strip=True) for b in body.find_all(["p", "li", "h1", "h2", "h3", "h4", "h5", "h6", "td", "pre", "blockquote"])]
+    blocks = [
+        b.get_text(" ", strip=True) for b in body.find_all(["p", "li", "h1", "h2", "h3", "h4", "h5", "h6", "td", "pre", "blockquote"])
+    ]
     text = "\n\n".join(b for b in blocks if b) or body.get_text("\n", strip=True)
     return text, title or None
 

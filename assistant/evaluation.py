@@ -130,8 +130,16 @@ def evaluate_question(pipeline, q: Question) -> dict:
     answer = pipeline.ask(q.question)
     latency = (time.perf_counter() - started) * 1000
     search = pipeline.retriever.search(q.question, top_k=10)
-    row = {"id": q.id, "type": q.type, "language": q.language, "answerable": q.answerable, "abstained": answer.abstained,
-           "latency_ms": latency, "answer": answer.answer, "mode": answer.mode}
+    row = {
+        "id": q.id,
+        "type": q.type,
+        "language": q.language,
+        "answerable": q.answerable,
+        "abstained": answer.abstained,
+        "latency_ms": latency,
+        "answer": answer.answer,
+        "mode": answer.mode,
+    }
     if q.answerable:
         row.update(retrieval_metrics(search.passages, q.evidence))
         text = "" if answer.abstained else answer.answer
@@ -255,7 +263,11 @@ def table(rows: list[tuple[str, dict]], markdown: bool = False) -> str:
         lines += ["| " + " | ".join(r) + " |" for r in body]
         return "\n".join(lines)
     widths = [max(len(str(r[i])) for r in [header, *body]) for i in range(len(header))]
-    return "\n".join("  ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in [header, *body])
+
+    def line(r: list[str]) -> str:
+        return "  ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+
+    return "\n".join(line(r) for r in [header, *body])
 
 
 def markdown_report(results: dict[str, dict]) -> str:

@@ -43,7 +43,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -53,12 +53,25 @@ from .config import Settings
 ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = ROOT.parent / "shared" / "bench"
 EMBEDDERS = ("e5", "use", "minilm")
+# USE is ~2x faster with one thread than with two when the 2 cores are shared with other work.
+DEFAULT_THREADS = {"e5": 2, "use": 1, "minilm": 2}
 SEED = 13
 # Retrieval configurations, all through Retriever.search.
 CONFIGS = ("bm25", "dense", "hybrid-convex", "hybrid-rrf")
 METRIC_KEYS = frozenset(
-    {"ndcg@10", "recall@100", "recall@1", "recall@5", "contains", "contains_answered", "top_sentence_contains", "f1", "em",
-     "abstained", "cited_gold_paragraph"}
+    {
+        "ndcg@10",
+        "recall@100",
+        "recall@1",
+        "recall@5",
+        "contains",
+        "contains_answered",
+        "top_sentence_contains",
+        "f1",
+        "em",
+        "abstained",
+        "cited_gold_paragraph",
+    }
 )
 
 # Published / previously measured figures (../shared/MODELS.md), shown next to ours.
@@ -78,7 +91,9 @@ XQUAD_REFERENCE = {
     ("en", "minilm"): "published 0.944",
     ("ru", "minilm"): "published 0.216",
 }
-READING_REFERENCE = "distilbert-squad on SQuAD v1.1 dev: EM 0.796 / F1 0.870 (a trained span model; not the same task as quoting a sentence)"
+READING_REFERENCE = (
+    "distilbert-squad on SQuAD v1.1 dev: EM 0.796 / F1 0.870 (a trained span model; not the same task as quoting a sentence)"
+)
 TARGETS = {"scifact": 0.70, "xquad-ru": 0.90}
 
 
@@ -135,12 +150,15 @@ class NullEmbedder:
 
 
 class PrimedEmbedder:
-    """Wraps a real embedder; query vectors are embedded once in batches and reused by every search."""
+    """Wraps a real embedder: query vectors are embedded once in batches and reused by every search;
+    with a ``VectorCache``, passage vectors are kept on disk as they are made (resumable indexing).
+    The vectors are the inner embedder's own, so the index built with it is the same."""
 
-    def __init__(self, inner):
+    def __init__(self, inner, passages: VectorCache | None = None):
         self.inner = inner
         self.name = inner.name
         self.dim = inner.dim
+        self.passages = passages
         self._queries: dict[str, np.ndarray] = {}
 
     def prime(self, texts: Sequence[str], batch: int = 64) -> float:
@@ -149,7 +167,7 @@ class PrimedEmbedder:
         started = time.perf_counter()
         for i in range(0, len(todo), batch):
             part = todo[i : i + batch]
-            for text, vector in zip(part, self.inner.embed_queries(part)):
+            for text, vector in zip(part, self.inner.embed_queries(part), strict=True):
                 self._queries[text] = vector
         return 1000 * (time.perf_counter() - started) / max(1, len(todo))
 
@@ -160,7 +178,9 @@ class PrimedEmbedder:
         return np.stack([self._queries[t] for t in texts]).astype(np.float32)
 
     def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
-        return self.inner.embed_passages(texts)
+        if self.passages is None:
+            return self.inner.embed_passages(texts)
+        return self.passages.vectors(self.inner, texts, quiet=True)[0]
 
 
 _EMBEDDER_CACHE: dict[tuple[str, int], object] = {}
@@ -181,10 +201,12 @@ def load_embedder(name: str, threads: int):
 class VectorCache:
     """Passage vectors per (embedder, text) kept in ``<dir>/<set>-<embedder>.npz``; or in memory only."""
 
-    def __init__(self, directory: Path | None, label: str):
+    def __init__(self, directory: Path | None, label: str, save_every_s: float = 60.0):
         self.directory = directory
         self.label = label
+        self.save_every_s = save_every_s
         self._mem: dict[str, dict[str, np.ndarray]] = {}
+        self._dirty: dict[str, float] = {}  # embedder name -> when its unsaved vectors started
 
     def _path(self, embedder_name: str) -> Path | None:
         if self.directory is None:
@@ -199,11 +221,16 @@ class VectorCache:
         path = self._path(embedder_name)
         if path is not None and path.exists():
             with np.load(path) as data:
-                store = dict(zip(data["keys"].tolist(), data["vectors"]))
+                store = dict(zip(data["keys"].tolist(), data["vectors"], strict=True))
         self._mem[embedder_name] = store
         return store
 
+    def flush(self) -> None:
+        for name in list(self._dirty):
+            self._save(name)
+
     def _save(self, embedder_name: str) -> None:
+        self._dirty.pop(embedder_name, None)
         path = self._path(embedder_name)
         if path is None:
             return
@@ -213,28 +240,28 @@ class VectorCache:
         np.savez(tmp, keys=np.array(list(store), dtype=str), vectors=np.stack(list(store.values())).astype(np.float32))
         os.replace(tmp, path)
 
-    def vectors(self, embedder, texts: Sequence[str], batch: int = 16, save_every_s: float = 60.0) -> tuple[np.ndarray, dict]:
+    def vectors(self, embedder, texts: Sequence[str], batch: int = 16, quiet: bool = False) -> tuple[np.ndarray, dict]:
         """Unit vectors of ``texts`` (embedding only those not cached) and how long the new ones took."""
         store = self._load(embedder.name)
         keys = [hashlib.sha256(t.encode("utf-8")).hexdigest()[:24] for t in texts]
-        todo = [i for i in dict.fromkeys(range(len(texts))) if keys[i] not in store]
-        todo = list({keys[i]: i for i in todo}.values())
-        started = last_save = last_log = time.perf_counter()
+        todo = list({keys[i]: i for i in range(len(texts)) if keys[i] not in store}.values())
+        started = last_log = time.perf_counter()
         for n in range(0, len(todo), batch):
             part = todo[n : n + batch]
-            for i, vector in zip(part, embedder.embed_passages([texts[i] for i in part])):
+            vectors = embedder.embed_passages([texts[i] for i in part])
+            for i, vector in zip(part, vectors, strict=True):
                 store[keys[i]] = vector
             now = time.perf_counter()
+            self._dirty.setdefault(embedder.name, now)
             done = min(n + batch, len(todo))
-            if now - last_log > 30 or done == len(todo):
+            if not quiet and (now - last_log > 30 or done == len(todo)):
                 rate = done / (now - started)
-                log(f"    {embedder.name}: {done}/{len(todo)} new passages, {rate:.1f}/s, ~{(len(todo) - done) / rate / 60:.1f} min left")
+                log(f"    {embedder.name}: {done}/{len(todo)} new passages, {rate:.2f}/s, ~{(len(todo) - done) / rate / 60:.1f} min left")
                 last_log = now
-            if now - last_save > save_every_s:
+            if now - self._dirty[embedder.name] > self.save_every_s:
                 self._save(embedder.name)
-                last_save = now
         seconds = time.perf_counter() - started
-        if todo:
+        if todo and not quiet:
             self._save(embedder.name)
         info = {"embedded": len(todo), "cached": len(texts) - len(todo), "seconds": round(seconds, 1)}
         if todo:
@@ -301,7 +328,12 @@ def score_configs(
             if recall_k:
                 deep = ranked if depth >= recall_k else ranked_docs(retriever, text, recall_k, mode)
                 rec.append(recall_at_k(deep, relevant[qid], recall_k))
-        row = {"ndcg@10": _mean(ndcg), "recall@1": _mean(r1), "recall@5": _mean(r5), "median_search_ms": round(1000 * statistics.median(times), 2)}
+        row = {
+            "ndcg@10": _mean(ndcg),
+            "recall@1": _mean(r1),
+            "recall@5": _mean(r5),
+            "median_search_ms": round(1000 * statistics.median(times), 2),
+        }
         if recall_k:
             row[f"recall@{recall_k}"] = _mean(rec)
         out[config] = row
@@ -353,13 +385,16 @@ def load_scifact(root: Path) -> SciFact:
 
 
 def scifact_subset(data: SciFact, n_queries: int, n_docs: int, seed: int = SEED) -> tuple[list[str], list[str]]:
-    """First ``n_queries`` test queries; every abstract relevant to them plus a fixed random sample up to ``n_docs``."""
+    """First ``n_queries`` test queries; every abstract relevant to them, then abstracts in a fixed shuffled
+    order of the corpus until there are ``n_docs``. Returned in that (priority) order, so a smaller subset
+    with the same queries is a prefix of a larger one: embedding can stop early and lose nothing."""
     qids = list(data.queries)[:n_queries]
-    needed = {d for q in qids for d in data.qrels[q]}
-    others = [d for d in data.order if d not in needed]
-    extra = random.Random(seed).sample(others, max(0, min(len(others), n_docs - len(needed))))
-    chosen = needed | set(extra)
-    return qids, [d for d in data.order if d in chosen]
+    needed = [d for d in data.order if any(d in data.qrels[q] for q in qids)]
+    shuffled = list(data.order)
+    random.Random(seed).shuffle(shuffled)
+    chosen = set(needed)
+    extra = [d for d in shuffled if d not in chosen][: max(0, n_docs - len(needed))]
+    return qids, needed + extra
 
 
 def run_scifact(args: argparse.Namespace, base: Settings) -> dict:
@@ -368,13 +403,16 @@ def run_scifact(args: argparse.Namespace, base: Settings) -> dict:
     started = time.perf_counter()
     data = load_scifact(args.data_dir / "scifact")
     cache = VectorCache(args.cache_dir, "scifact")
-    sub_qids, sub_docs = scifact_subset(data, args.limit_queries, args.limit_docs)
+    sub_qids, priority = scifact_subset(data, args.limit_queries, args.limit_docs)
+    rank = {d: i for i, d in enumerate(data.order)}
+    sub_docs = sorted(priority, key=rank.__getitem__)  # the index keeps corpus order
     corpora = {
         "subset": {
             "label": f"subset: first {len(sub_qids)} test queries over the {len(sub_docs)} abstracts made of every abstract relevant "
-            f"to them plus a fixed random sample (seed {SEED}); easier than the full task, not comparable to published figures",
+            f"to them, then a fixed shuffle of the rest (seed {SEED}); easier than the full task, not comparable to published figures",
             "queries": sub_qids,
             "docs": sub_docs,
+            "embed_order": priority,
             "embedders": list(args.embedders),
         }
     }
@@ -383,6 +421,7 @@ def run_scifact(args: argparse.Namespace, base: Settings) -> dict:
             "label": f"full BEIR test set: {len(data.queries)} queries over all {len(data.order)} abstracts",
             "queries": list(data.queries),
             "docs": data.order,
+            "embed_order": data.order,
             "embedders": [e for e in args.embedders if e in args.full_embedders],
         }
     rows, sweep, embedding = [], [], {}
@@ -395,17 +434,30 @@ def run_scifact(args: argparse.Namespace, base: Settings) -> dict:
         null = NullEmbedder()
         bm25 = Retriever(memory_index(docs, data.titles, data.texts, np.zeros((len(docs), null.dim), np.float32)), null, base)
         scores = score_configs(bm25, base, queries, qrels, ["bm25"], 100)["bm25"]
-        rows.append({**info, "retriever": "bm25", "embedder": None, **scores, "reference": SCIFACT_REFERENCE[("bm25", None)] if corpus_name == "full" else ""})
+        rows.append(
+            {
+                **info,
+                "retriever": "bm25",
+                "embedder": None,
+                **scores,
+                "reference": SCIFACT_REFERENCE[("bm25", None)] if corpus_name == "full" else "",
+            }
+        )
         for name in corpus["embedders"]:
-            embedder = PrimedEmbedder(load_embedder(name, args.threads))
+            embedder = PrimedEmbedder(load_embedder(name, args.threads[name]))
             log(f"  {name}: embedding {len(docs)} abstracts")
-            vectors, emb_info = cache.vectors(embedder, [data.passage(d) for d in docs], batch=args.batch_size)
+            order = corpus["embed_order"]
+            vectors, emb_info = cache.vectors(embedder, [data.passage(d) for d in order], batch=args.batch_size)
+            row_of = {d: i for i, d in enumerate(order)}
+            vectors = vectors[[row_of[d] for d in docs]]
             embedding[f"{corpus_name}/{name}"] = emb_info
             query_ms = embedder.prime(list(queries.values()))
             retriever = Retriever(memory_index(docs, data.titles, data.texts, vectors), embedder, base)
             for config, scores in score_configs(retriever, base, queries, qrels, CONFIGS[1:], 100).items():
                 ref = SCIFACT_REFERENCE.get((config, name), "") if corpus_name == "full" else ""
-                rows.append({**info, "retriever": config, "embedder": name, **scores, "query_embed_ms": round(query_ms, 2), "reference": ref})
+                rows.append(
+                    {**info, "retriever": config, "embedder": name, **scores, "query_embed_ms": round(query_ms, 2), "reference": ref}
+                )
             # How the fusion weight moves nDCG@10 (cheap: every score is already there).
             for fusion, weight in [("convex", w) for w in args.sweep_weights] + [("rrf", w) for w in args.sweep_weights]:
                 retriever.settings = with_fusion(base, fusion, weight)
@@ -414,7 +466,10 @@ def run_scifact(args: argparse.Namespace, base: Settings) -> dict:
                 sweep.append({**info, "embedder": name, "fusion": fusion, "keyword_weight": weight, "ndcg@10": ndcg, "reference": ref})
             retriever.settings = base
     return {
-        "corpora": {k: {"label": v["label"], "queries": len(v["queries"]), "docs": len(v["docs"]), "embedders": v["embedders"]} for k, v in corpora.items()},
+        "corpora": {
+            k: {"label": v["label"], "queries": len(v["queries"]), "docs": len(v["docs"]), "embedders": v["embedders"]}
+            for k, v in corpora.items()
+        },
         "results": rows,
         "fusion_sweep": sweep,
         "embedding": embedding,
@@ -447,7 +502,9 @@ def load_xquad(path: Path) -> tuple[list[str], list[XQuADQuestion]]:
     return paragraphs, questions
 
 
-def xquad_selection(n_paragraphs: int, questions: list[XQuADQuestion], n_total: int, n_questions: int | None) -> tuple[list[int], list[XQuADQuestion]]:
+def xquad_selection(
+    n_paragraphs: int, questions: list[XQuADQuestion], n_total: int, n_questions: int | None
+) -> tuple[list[int], list[XQuADQuestion]]:
     """Evenly spaced paragraphs (all when ``n_paragraphs`` >= the total) and evenly spaced questions on them.
 
     >>> qs = [XQuADQuestion(str(i), "q", ["a"], f"p{i // 2:03d}") for i in range(8)]
@@ -545,7 +602,7 @@ def score_answers(service, settings: Settings, questions: list[XQuADQuestion]) -
             reasons[re.sub(r"\d+", "N", reason) if "not found" in reason else reason] += 1
         if len(examples) < 3:
             examples.append({"question": q.question, "gold": q.answers[:3], "quote": quote, "abstained": answer.abstained})
-    answered = [c for c, a in zip(contains, abstained) if not a]
+    answered = [c for c, a in zip(contains, abstained, strict=True) if not a]
     return {
         "questions": len(questions),
         "answered": len(answered),
@@ -566,6 +623,7 @@ def score_answers(service, settings: Settings, questions: list[XQuADQuestion]) -
 def run_xquad(args: argparse.Namespace, base: Settings, work: Path) -> dict:
     started = time.perf_counter()
     out: dict = {"languages": {}}
+    passages = VectorCache(args.cache_dir, "xquad")
     for lang in args.xquad_languages:
         paragraphs, questions = load_xquad(args.data_dir / "xquad" / f"xquad.{lang}.json")
         paras, chosen = xquad_selection(args.xquad_paragraphs, questions, len(paragraphs), args.xquad_questions)
@@ -574,8 +632,11 @@ def run_xquad(args: argparse.Namespace, base: Settings, work: Path) -> dict:
         texts = {q.qid: q.question for q in chosen}
         rows, answering, builds = [], {}, {}
         for n, name in enumerate(args.embedders):
-            embedder = PrimedEmbedder(load_embedder(name, args.threads))
-            service, settings, builds[name] = _xquad_service(lang, paragraphs, paras, embedder, base, work)
+            embedder = PrimedEmbedder(load_embedder(name, args.threads[name]), passages)
+            try:
+                service, settings, builds[name] = _xquad_service(lang, paragraphs, paras, embedder, base, work)
+            finally:
+                passages.flush()
             query_ms = embedder.prime(list(texts.values()))
             configs = CONFIGS if n == 0 else CONFIGS[1:]  # BM25 does not depend on the embedder
             for config, scores in score_configs(service.retriever, settings, texts, relevant, configs, None).items():
@@ -665,8 +726,8 @@ def _table(headers: list[str], rows: list[list], markdown: bool) -> str:
         lines += ["| " + " | ".join(c.replace("|", "/") for c in row) + " |" for row in cells]
         return "\n".join(lines)
     widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)), "  ".join("-" * w for w in widths)]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in cells]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)), "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
     return "\n".join(lines)
 
 
@@ -695,18 +756,44 @@ def render(report: dict, markdown: bool = False) -> str:
     xquad = report.get("xquad")
     if xquad:
         for lang, info in xquad["languages"].items():
-            parts.append(h(f"XQuAD {lang}: question -> paragraph retrieval ({info['questions']} questions, {info['paragraphs']} paragraphs)"))
+            parts.append(
+                h(f"XQuAD {lang}: question -> paragraph retrieval ({info['questions']} questions, {info['paragraphs']} paragraphs)")
+            )
             rows = [[_describe(r), r["ndcg@10"], r["recall@1"], r["recall@5"], r["reference"]] for r in info["retrieval"]]
             parts.append(_table(["retriever", "nDCG@10", "Recall@1", "Recall@5", "reference nDCG@10"], rows, markdown))
         rows = []
         for lang, info in xquad["languages"].items():
             for name, a in info["answering"].items():
-                rows.append([lang, name, a["contains"], a["contains_answered"], a["top_sentence_contains"], a["f1"], a["em"], a["abstained"], a["cited_gold_paragraph"], a["median_ask_ms"]])
+                rows.append(
+                    [
+                        lang,
+                        name,
+                        a["contains"],
+                        a["contains_answered"],
+                        a["top_sentence_contains"],
+                        a["f1"],
+                        a["em"],
+                        a["abstained"],
+                        a["cited_gold_paragraph"],
+                        a["median_ask_ms"],
+                    ]
+                )
         if rows:
             parts.append(h("XQuAD: extractive answerer (Pipeline.ask, hybrid convex, top 5 passages)"))
             parts.append(
                 _table(
-                    ["lang", "embedder", "contains answer", "contains | answered", "top sentence contains", "token F1", "EM", "abstained", "cited gold paragraph", "ask ms (median)"],
+                    [
+                        "lang",
+                        "embedder",
+                        "contains answer",
+                        "contains | answered",
+                        "top sentence contains",
+                        "token F1",
+                        "EM",
+                        "abstained",
+                        "cited gold paragraph",
+                        "ask ms (median)",
+                    ],
                     rows,
                     markdown,
                 )
@@ -714,7 +801,10 @@ def render(report: dict, markdown: bool = False) -> str:
             parts.append(("\n" if markdown else "") + f"Reference: {xquad['reading_reference']}.")
     if report.get("targets"):
         parts.append(h("Targets"))
-        rows = [[t["target"], t["corpus"], t["value"], f"{t['gap']:+.3f}", "met" if t["met"] else "MISSED", t["best"], t["note"]] for t in report["targets"]]
+        rows = [
+            [t["target"], t["corpus"], t["value"], f"{t['gap']:+.3f}", "met" if t["met"] else "MISSED", t["best"], t["note"]]
+            for t in report["targets"]
+        ]
         parts.append(_table(["target", "on", "value", "gap", "result", "best configuration", "note"], rows, markdown))
     return "\n".join(parts).strip() + "\n"
 
@@ -725,6 +815,8 @@ def _walk_metrics(obj, path="") -> Iterable[tuple[str, object]]:
         for key, value in obj.items():
             if key in METRIC_KEYS:
                 yield f"{path}.{key}", value
+            elif key == "examples":
+                continue
             else:
                 yield from _walk_metrics(value, f"{path}.{key}")
     elif isinstance(obj, list):
@@ -739,26 +831,56 @@ def _csv(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
+def _threads(value: str) -> dict[str, int]:
+    """'2' (every embedder) or 'e5=2,use=1'; embedders not named keep the default.
+
+    >>> _threads("3")["use"], _threads("use=2")["e5"]
+    (3, 2)
+    """
+    out = dict(DEFAULT_THREADS)
+    for part in _csv(value):
+        name, _, n = part.rpartition("=")
+        for key in [name] if name else list(out):
+            out[key] = int(n)
+    return out
+
+
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="assistant bench-external", description=__doc__.split("\n\n")[0])
     p.add_argument("--only", type=_csv, default=["scifact", "xquad"], help="sections, comma-separated: scifact,xquad")
     p.add_argument("--limit-queries", type=int, default=100, help="SciFact subset: first N test queries (default 100)")
-    p.add_argument("--limit-docs", type=int, default=1000, help="SciFact subset: their relevant abstracts plus a fixed sample up to N (default 1000)")
+    p.add_argument(
+        "--limit-docs", type=int, default=1000, help="SciFact subset: their relevant abstracts plus a fixed sample up to N (default 1000)"
+    )
     p.add_argument("--embedders", type=_csv, default=list(EMBEDDERS), help="dense embedders: e5,use,minilm (default all)")
-    p.add_argument("--full-embedders", type=_csv, default=["use", "minilm"], help="embedders also run on the full SciFact corpus (default use,minilm; e5 takes ~50 min)")
+    p.add_argument(
+        "--full-embedders",
+        type=_csv,
+        default=["use", "minilm"],
+        help="embedders also run on the full SciFact corpus (default use,minilm; e5 takes ~50 min)",
+    )
     p.add_argument("--xquad-languages", type=_csv, default=["en", "ru"])
     p.add_argument("--xquad-paragraphs", type=int, default=240, help="evenly spaced paragraphs to index (default all 240)")
     p.add_argument("--xquad-questions", type=int, default=None, help="evenly spaced questions on them (default all)")
     p.add_argument("--no-answers", action="store_true", help="XQuAD retrieval only, skip the extractive answerer")
-    p.add_argument("--sweep-weights", type=lambda s: [float(x) for x in _csv(s)], default=[0.2, 0.35, 0.5, 0.65, 0.8, 1.0], help="keyword weights for the fusion sweep")
-    p.add_argument("--threads", type=int, default=2, help="embedding threads (default 2)")
+    p.add_argument(
+        "--sweep-weights",
+        type=lambda s: [float(x) for x in _csv(s)],
+        default=[0.2, 0.35, 0.5, 0.65, 0.8, 1.0],
+        help="keyword weights for the fusion sweep",
+    )
+    p.add_argument("--threads", type=_threads, default=dict(DEFAULT_THREADS), help="embedding threads: N, or e5=2,use=1,minilm=2 (default)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--cache-dir", type=Path, default=None, help="keep vectors and XQuAD indexes here between runs (outside the repo)")
     p.add_argument("--data-dir", type=Path, default=DATA_DIR, help=f"benchmark data (default {DATA_DIR})")
     p.add_argument("--json", type=Path, default=None, help="write the full report as JSON")
     p.add_argument("--markdown", type=Path, default=None, help="write the tables as Markdown")
-    p.add_argument("--slice", action="store_true", help="fixed small slice for CI: 20 SciFact queries over 220 abstracts, BM25 + USE; "
-                   "XQuAD 10 questions per language over 20 paragraphs")
+    p.add_argument(
+        "--slice",
+        action="store_true",
+        help="fixed small slice for CI: 20 SciFact queries over 220 abstracts, BM25 + USE; "
+        "XQuAD 10 questions per language over 20 paragraphs",
+    )
     args = p.parse_args(argv)
     if args.slice:
         args.limit_queries, args.limit_docs = 20, 220
@@ -788,7 +910,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report: dict = {
         "meta": {
             "command": "assistant bench-external " + " ".join(sys.argv[1:] if argv is None else argv),
-            "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "started": datetime.now(UTC).isoformat(timespec="seconds"),
             "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}",
             "load_average_start": [round(x, 2) for x in os.getloadavg()],
             "threads": args.threads,

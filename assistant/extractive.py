@@ -25,6 +25,7 @@ from .retriever import Passage, SearchResult
 
 # What a question asks for, recognised in English, French and Russian.
 _KINDS = {
+    "percent": r"what percentage|what share|what proportion|what per ?cent|quel pourcentage|какой процент|какая доля",
     "money": r"how much (?:money|funding|did .* cost|does .* cost|was|is)|\bbudget\b|\bcost\b|\bfunding\b|\bremittances\b|"
     r"\bmontant\b|\bco[uû]t\b|\bbudget\b|сколько стоил|\bбюджет|\bстоимост|объ[её]м денежных|сумм[аы]",
     "date": r"\bwhen\b|what year|which year|since when|what date|\bquand\b|quelle ann[ée]e|quelle date|depuis quand|"
@@ -51,7 +52,9 @@ _NUMBER = re.compile(
     r"thousand|million|billion|dozen|deux|trois|quatre|cinq|sept|huit|neuf|dix|cent|mille)\b",
     re.IGNORECASE,
 )
-_MONEY = re.compile(r"\b(?:CHF|USD|US\$|EUR|TJS|somoni|francs?|dollars?|euros?)\b|[$€£]\s?\d|\d\s?(?:million|billion|mln|bn)\b", re.IGNORECASE)
+_MONEY = re.compile(
+    r"\b(?:CHF|USD|US\$|EUR|TJS|somoni|francs?|dollars?|euros?)\b|[$€£]\s?\d|\d\s?(?:million|billion|mln|bn)\b", re.IGNORECASE
+)
 _PERSON = re.compile(r"\b[A-Z][a-z]+(?:\s+[A-Z][a-z]+)+\b")
 _ORG_WORDS = frozenset(
     "Ministry Minister Office Agency Programme Program Project Department Bank Government Commission Committee Foundation "
@@ -94,6 +97,8 @@ def has_kind(sentence: str, kind: str | None, question: str = "") -> bool:
         return new(re.finditer(r"\d[\d’',.]*|" + _NUMBER.pattern[3:], without_years, re.IGNORECASE))
     if kind == "money":
         return bool(_MONEY.search(sentence))
+    if kind == "percent":
+        return bool(re.search(r"\d\s?%|\bper ?cent\b|\bpour ?cent\b|процент", sentence, re.IGNORECASE))
     if kind == "person":
         return any(not (set(m.group(0).split()) & _ORG_WORDS) and new([m]) for m in _PERSON.finditer(sentence))
     if kind in ("who", "where"):
@@ -146,7 +151,30 @@ def question_language(question: str) -> str:
     if letters and sum("а" <= ch.lower() <= "я" or ch in "ёЁ" for ch in letters) / len(letters) > 0.3:
         return "ru"
     words = set(re.findall(r"[a-zàâçéèêëîïôûùüÿœ']+", question.lower()))
-    french = {"le", "la", "les", "des", "du", "est", "quel", "quelle", "quels", "quelles", "qui", "combien", "quand", "pourquoi", "comment", "dans", "pour", "une", "au", "aux", "ont", "été"}
+    french = {
+        "le",
+        "la",
+        "les",
+        "des",
+        "du",
+        "est",
+        "quel",
+        "quelle",
+        "quels",
+        "quelles",
+        "qui",
+        "combien",
+        "quand",
+        "pourquoi",
+        "comment",
+        "dans",
+        "pour",
+        "une",
+        "au",
+        "aux",
+        "ont",
+        "été",
+    }
     if len(words & french) >= 2 or re.search(r"[àâçéèêëîïôûùœ]", question.lower()):
         return "fr"
     return "en"
@@ -177,6 +205,8 @@ class Weights:
     # Questions in another language than the documents share no words with them and score lower.
     abstain_below_translated: float = 0.80
     kind_window: int = 5
+    # Quote the adjacent sentence too when it scores within this of the best one.
+    neighbour_within: float = 0.1
     kind_margin: float = 0.03
 
 
@@ -304,10 +334,23 @@ class ExtractiveAnswerer:
             return None, "weak evidence"
         return best, ""
 
+    def neighbour(self, best: Candidate, cands: list[Candidate]) -> Candidate | None:
+        """The sentence just before or after ``best`` when it scores nearly as well (it often completes it)."""
+        for cand in cands[:4]:
+            if cand is best or cand.passage.doc_id != best.passage.doc_id or abs(cand.row - best.row) != 1:
+                continue
+            if cand.score >= best.score - self.weights.neighbour_within:
+                return cand
+        return None
+
     def answer(self, question: str, search: SearchResult) -> Answer:
-        best, _reason = self.choose(question, self.candidates(question, search))
+        cands = self.candidates(question, search)
+        best, _reason = self.choose(question, cands)
         if best is None:
             return self.abstain(question, search)
+        extra = self.neighbour(best, cands)
+        if extra is not None:
+            best = replace(best, start=min(best.start, extra.start), end=max(best.end, extra.end))
         cite = self._cite(1, best)
         return Answer(answer=f"{cite.quote} [1]", abstained=False, mode="extractive", citations=[cite])
 

@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -297,9 +297,7 @@ def build_index(settings: Settings, embedder: Embedder, progress: Progress | Non
                 row += 1
 
         # Sentences are embedded too, so answers can quote the sentence closest to a question.
-        sentences = [
-            (number, start, end) for number, doc in enumerate(corpus.documents) for start, end in split_sentences(doc.text)
-        ]
+        sentences = [(number, start, end) for number, doc in enumerate(corpus.documents) for start, end in split_sentences(doc.text)]
         sentence_vectors = np.zeros((len(sentences), embedder.dim), dtype=np.float32)
         for row, (number, start, end) in enumerate(sentences):
             text = corpus.documents[number].text[start:end]
@@ -315,7 +313,7 @@ def build_index(settings: Settings, embedder: Embedder, progress: Progress | Non
         for i in range(0, len(todo), step):
             batch = todo[i : i + step]
             embedded = embedder.embed_passages([t for _, t in batch])
-            for (r, _), vector in zip(batch, embedded):
+            for (r, _), vector in zip(batch, embedded, strict=True):
                 if r >= 0:
                     vectors[r] = vector
                 else:
@@ -371,7 +369,7 @@ def _write_build(index_dir, settings, config, documents, skipped, chunks, vector
 
     builds = index_dir / "builds"
     builds.mkdir(parents=True, exist_ok=True)
-    name = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+    name = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
     tmp = builds / f".tmp-{name}"
     tmp.mkdir()
     try:
@@ -384,7 +382,7 @@ def _write_build(index_dir, settings, config, documents, skipped, chunks, vector
         manifest = {
             "format": FORMAT_VERSION,
             "build": name,
-            "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "config": config,
             "index_type": index_type,
             "counts": {"documents": len(documents), "chunks": len(chunks), "sentences": len(sentences)},

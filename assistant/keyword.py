@@ -12,8 +12,7 @@ import numpy as np
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 
 # Short function words of English, French and Russian; they carry no topic.
-_STOPWORDS = (
-    """
+_STOPWORDS = """
     a an and are as at be but by did do does for from had has have how i in is it its of on or
     that the their there these this those to was were what when where which who whom whose why
     will with would you your about into than then they them our we can could should may also not
@@ -29,7 +28,6 @@ _STOPWORDS = (
     них какая много разве три эту моя впрочем хорошо свою этой перед иногда лучше чуть том нельзя
     такой им более всегда конечно всю между каков какова каковы сколько почему
     """
-)
 
 
 def fold(text: str) -> str:

@@ -408,6 +408,7 @@ _LANGUAGE_MARKERS = {
     "en": frozenset("the and of is are was were to in by with for which that this from has have been its".split()),
     "fr": frozenset("le la les des du est et une un dans par pour sur aux au qui que été sont ont ses leur avec".split()),
 }
+MAX_MARKERS = 3  # a sentence with more markers than this and than content words is citation spam
 LEXICAL_SHARE = 1 / 3  # a sentence must share at least this share of its content words (and at least one)
 # Words about the sources rather than claims; left out of the lexical check.
 _META_WORDS = frozenset("according document documents passage passages source sources mention mentions mentioned".split())
@@ -668,14 +669,17 @@ class _Checker:
         if not any(ch.isalnum() for ch in claim) or (_words(claim) <= _BOILERPLATE and not _numbers(claim).mentions):
             return None  # a stray "[1]" line, "Sources: [1], [2]"
         self.sentences += 1
-        if not cited:
-            if _NOT_COVERED.search(claim) and self._numbers_known(claim):
-                self.not_covered += 1
-                return claim
+        markers = len(_MARKER.findall(sentence))
+        if markers > max(MAX_MARKERS, len(_words(claim))):
+            reason = f"{markers} citation markers for {len(_words(claim))} content words"  # "[1] and [2] and [3] and [4]"
+        elif cited:
+            reason = self._unsupported(claim, cited)
+        else:
             reason = "cites no existing passage" if invalid else "no citation"
-            self.removed.append({"sentence": sentence, "reason": reason})
-            return None
-        reason = self._unsupported(claim, cited)
+        if reason and _NOT_COVERED.search(claim) and self._numbers_known(claim):
+            # "The documents do not say ...": kept, without citations (nothing can support an absence).
+            self.not_covered += 1
+            return claim
         if reason:
             self.removed.append({"sentence": sentence, "reason": reason})
             return None

@@ -94,7 +94,7 @@ class Retriever:
         scores, ids = self.index.faiss_index.search(vector, min(n, len(self.index.chunks)))
         timings["dense_search"] = _ms(t)
         ranked = [int(i) for i in ids[0] if i >= 0]
-        return ranked, {int(i): float(s) for i, s in zip(ids[0], scores[0]) if i >= 0}
+        return ranked, {int(i): float(s) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0}
 
     def keyword_search(self, query: str, n: int, timings: dict[str, float]) -> tuple[list[int], dict[int, float]]:
         t = time.perf_counter()

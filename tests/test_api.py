@@ -40,7 +40,11 @@ def check_citations(answer: dict, client: TestClient) -> None:
 @pytest.mark.parametrize(
     "question,doc_id,expected",
     [
-        ("What is Switzerland's budget for the Tajikistan Digital Foundations Project?", "sdc-tajikistan-digital-foundations-project", "CHF 9’200’000"),
+        (
+            "What is Switzerland's budget for the Tajikistan Digital Foundations Project?",
+            "sdc-tajikistan-digital-foundations-project",
+            "CHF 9’200’000",
+        ),
         ("When did Tajikistan become an IOM Member State?", "iom-tajikistan-diaspora-engagement-2014", "November 1994"),
         ("How many active projects does IOM have in Tajikistan?", "iom-tajikistan-diaspora-engagement-2014", "12 active projects"),
         ("Quand la délégation tadjike a-t-elle visité la Géorgie ?", "undp-tajik-delegation-georgia-public-services-2019", "December"),
@@ -85,7 +89,10 @@ def test_stream_sends_deltas_then_the_full_answer(client):
     with client.stream("POST", "/ask/stream", json={"question": "When did Tajikistan become an IOM Member State?"}) as r:
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
         raw = "".join(r.iter_text())
-    events = [(block.split("\n")[0].removeprefix("event: "), json.loads(block.split("\n", 1)[1].removeprefix("data: "))) for block in raw.strip().split("\n\n")]
+    events = [
+        (block.split("\n")[0].removeprefix("event: "), json.loads(block.split("\n", 1)[1].removeprefix("data: ")))
+        for block in raw.strip().split("\n\n")
+    ]
     assert [name for name, _ in events][-1] == "done"
     deltas = "".join(data["text"] for name, data in events if name == "delta")
     done = events[-1][1]

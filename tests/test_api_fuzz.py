@@ -35,7 +35,8 @@ MAX_EXAMPLES = 30
 # strict xfail test below. When a gap is fixed, that test XPASSes (and fails, being strict):
 # remove its xfail marker and drop the check from this list.
 KNOWN_GAPS = [
-    # ST204: a 405 answer has no ``Allow`` header (the HTTPException handler drops exc.headers).
+    # ST204: a 405 answer has no ``Allow`` header (the HTTPException handler drops exc.headers;
+    # and the web page's StaticFiles mount at "/" answers wrong methods with Allow: GET, HEAD).
     unsupported_method,
     # ST202: the schema does not say that ``question`` must be non-blank, so schema-valid
     # requests such as {"question": ""} are rejected with 422.
@@ -73,8 +74,10 @@ def test_api_conforms_to_its_schema(case, api_app):
 # ---------------------------------------------------------------- the known gaps, one test each
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: api.py's HTTPException handler drops exc.headers, so 405 has no Allow header")
-@pytest.mark.parametrize(("method", "path", "allowed"), [("PUT", "/ask", "POST"), ("DELETE", "/ask/stream", "POST"), ("POST", "/health", "GET")])
+@pytest.mark.xfail(strict=True, reason="BUG: 405 has no Allow header (handler drops exc.headers; the '/' static mount answers it)")
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"), [("PUT", "/ask", "POST"), ("DELETE", "/ask/stream", "POST"), ("POST", "/health", "GET")]
+)
 def test_method_not_allowed_names_the_allowed_methods(api_app, method, path, allowed):
     with TestClient(api_app) as client:
         response = client.request(method, path)

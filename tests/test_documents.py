@@ -4,6 +4,7 @@ import pytest
 
 from assistant.documents import clean_text, load_corpus
 
+
 def make_pdf(text: str) -> bytes:
     """A minimal valid one-page PDF (with its cross-reference table) that draws ``text``."""
     stream = f"BT /F1 12 Tf 10 50 Td ({text}) Tj ET".encode()

@@ -47,8 +47,14 @@ def test_regressions_flags_only_drops_beyond_tolerance():
         "citations": {"evidence_cited": 0.85},
         "abstention": {"recall": 0.50, "false_rate": 0.10},
     }
-    base = {"retrieval.recall@5": 0.91, "retrieval.mrr": 0.90, "answer.contains": 0.70, "citations.evidence_cited": 0.85,
-            "abstention.recall": 0.50, "abstention.false_rate": 0.04}
+    base = {
+        "retrieval.recall@5": 0.91,
+        "retrieval.mrr": 0.90,
+        "answer.contains": 0.70,
+        "citations.evidence_cited": 0.85,
+        "abstention.recall": 0.50,
+        "abstention.false_rate": 0.04,
+    }
     problems = ev.regressions(summary, base, 0.03)
     assert [p.split(":")[0] for p in problems] == ["retrieval.mrr", "abstention.false_rate"]
 

@@ -3,7 +3,13 @@ from assistant.keyword import KeywordIndex, fold, tokenize
 
 def test_tokenizer_keeps_cyrillic_and_french_letters():
     assert tokenize("Кто финансирует проект «Цифровые основы»?") == ["финансирует", "проект", "цифровые", "основы"]
-    assert tokenize("Coopération suisse: développement économique, l’État") == ["cooperation", "suisse", "developpement", "economique", "etat"]
+    assert tokenize("Coopération suisse: développement économique, l’État") == [
+        "cooperation",
+        "suisse",
+        "developpement",
+        "economique",
+        "etat",
+    ]
     assert tokenize("Ёлка и йогурт") == ["елка", "иогурт"]
 
 

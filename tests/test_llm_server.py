@@ -39,7 +39,17 @@ def index(tmp_path_factory: pytest.TempPathFactory) -> LoadedIndex:
 
 
 def settings_for(server: LLMServer, **overrides) -> Settings:
-    values = {"llm_base_url": server.base_url, "llm_max_tokens": 96, "llm_timeout_s": 60.0, "llm_retries": 0, "top_k": 3}
+    values = {
+        "llm_base_url": server.base_url,
+        "llm_model": "smollm2",
+        "llm_api_key": None,
+        "llm_temperature": 0.0,
+        "llm_max_tokens": 64,
+        "llm_timeout_s": 120.0,  # generous: the CPU may be shared with other work
+        "llm_retries": 0,
+        "top_k": 2,
+        "retrieval_mode": "hybrid",
+    }
     return Settings(_env_file=None, **(values | overrides))
 
 
@@ -60,7 +70,7 @@ def test_streaming_completion(server):
 
 def test_health(server):
     with LLMClient(settings_for(server)) as client:
-        assert client.health() == {"configured": True, "reachable": True, "model": "default"}
+        assert client.health() == {"configured": True, "reachable": True, "model": "smollm2"}
 
 
 def test_server_error_is_an_answer_error(server):

@@ -45,7 +45,9 @@ CASES = {"e5": EN + FR + RU, "use": EN + FR[:2] + RU, "minilm": EN}
 
 @pytest.fixture(scope="module", params=sorted(CASES))
 def service(request, tmp_path_factory):
-    settings = Settings(_env_file=None, corpus_dir=ROOT / "corpus", index_dir=tmp_path_factory.mktemp(request.param), embedder=request.param)
+    settings = Settings(
+        _env_file=None, corpus_dir=ROOT / "corpus", index_dir=tmp_path_factory.mktemp(request.param), embedder=request.param
+    )
     return open_service(settings, create_embedder(settings))
 
 
@@ -72,7 +74,17 @@ def test_cli_search_lists_swiss_project_first_with_offsets(real_index_dir):
         "Кто финансирует проект «Цифровые основы» в Таджикистане?",
     ):
         out = subprocess.run(
-            [sys.executable, "-m", "assistant", "search", question, "--index-dir", str(real_index_dir), "--corpus-dir", str(ROOT / "corpus")],
+            [
+                sys.executable,
+                "-m",
+                "assistant",
+                "search",
+                question,
+                "--index-dir",
+                str(real_index_dir),
+                "--corpus-dir",
+                str(ROOT / "corpus"),
+            ],
             capture_output=True,
             text=True,
             timeout=300,

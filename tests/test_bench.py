@@ -1,0 +1,68 @@
+"""The benchmark command runs end to end on tiny sizes and writes every section as JSON (no timing checks)."""
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from assistant.bench import SECTIONS, main
+
+pytestmark = pytest.mark.slow  # real e5 model, real uvicorn processes: ~1-2 minutes on 2 busy cores
+
+
+def _number(x) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def test_quick_benchmark_writes_every_section(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    assert main(["--quick", "--json", str(out)]) == 0
+    data = json.loads(out.read_text(encoding="utf-8"))
+
+    for section in SECTIONS:
+        assert section in data, section
+    assert data["meta"]["quick"] is True
+
+    cold = data["coldstart"]
+    assert _number(cold["median_first_answer_s"]) and cold["median_first_answer_s"] > 0
+    assert all(_number(v) for v in cold["breakdown_s"].values())
+
+    lat = data["latency"]
+    for path in ("retrieval_only", "pipeline", "pipeline_worker_thread", "testclient"):
+        assert lat[path]["n"] > 0
+        assert all(_number(lat[path][k]) for k in ("p50_ms", "p95_ms", "p99_ms"))
+
+    http = data["http"]
+    assert [lv["clients"] for lv in http["levels"]] == [1, 8]
+    for level in http["levels"]:
+        assert level["ok"] > 0 and level["errors"] == 0
+        assert _number(level["answers_per_s"]) and _number(level["p50_ms"])
+    assert _number(http["server_peak_rss_mb"])
+
+    for source in data["stages"].values():
+        if isinstance(source, dict):
+            assert all(
+                _number(source["median_ms"][stage]) for stage in ("embed_query", "dense_search", "keyword_search", "fusion", "answer")
+            )
+
+    seed = data["indexing"]["seed"]
+    assert seed["chunks"] > 0 and _number(seed["chunks_per_s"]) and _number(seed["peak_rss_mb"])
+    for entry in data["indexing"]["scifact"]:  # empty when the shared SciFact file is absent
+        assert _number(entry["chunks_per_s"]) and _number(entry["extrapolated_full_build_s"])
+
+    rows = data["ann"]["rows"]
+    assert {r["type"] for r in rows} == {"flat", "hnsw", "ivfpq"}
+    for row in rows:
+        assert 0.0 <= row["recall_at_10"] <= 1.0
+        assert all(_number(row[k]) for k in ("build_s", "bytes_per_chunk", "p50_ms", "p95_ms"))
+
+    alt = data["alt"]
+    assert _number(alt["ask_ratio_naive_over_ours_p50"]) and _number(alt["retrieval_ratio_naive_over_ours_p50"])
+
+    assert {t["target"] for t in data["targets"]} >= {"inproc_p50_ms", "http8_answers_per_s", "coldstart_s"}
+
+
+def test_unknown_section_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--only", "nope"]) == 2
+    assert "unknown section" in capsys.readouterr().err
