@@ -4,8 +4,6 @@ Models and the index are loaded once, in the lifespan. Every error leaves as one
 ``{"error": {"code": str, "message": str, "details": ...}}``.
 """
 
-from __future__ import annotations
-
 import hmac
 import json
 import logging
@@ -18,6 +16,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -25,6 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .answering import Answer, Pipeline
 from .config import Settings
 from .extractive import ExtractiveAnswerer
+from .index import IndexNotReady
 from .service import Service, open_service
 
 log = logging.getLogger(__name__)
@@ -33,22 +33,39 @@ log = logging.getLogger(__name__)
 # ---------------------------------------------------------------- request and response models
 
 
-class AskRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+# Some text, and no control characters other than tab, newline and carriage return.
+_OK = r"[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]"
+QUESTION_PATTERN = rf"^{_OK}*[^\s\x00-\x1F\x7F-\x9F]{_OK}*$"
 
-    question: str = Field(description="The question, in plain language (English, French or Russian).")
+
+class AskFields(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    question: str = Field(min_length=1, pattern=r"\S", description="The question, in plain language (English, French or Russian).")
     top_k: int | None = Field(default=None, ge=1, le=20, description="How many passages to retrieve.")
     mode: Literal["auto", "extractive", "llm"] | None = Field(default=None, description="Answerer; auto uses the LLM when configured.")
 
-    @field_validator("question")
+    @field_validator("top_k", mode="before")
     @classmethod
-    def _not_blank(cls, value: str) -> str:
-        value = value.strip()
-        if not value:
-            raise ValueError("question must not be empty")
-        if any(ord(ch) < 32 and ch not in "\t\n\r" for ch in value):
-            raise ValueError("question must not contain control characters")
+    def _json_integer(cls, value: object) -> object:
+        # A JSON integer (5 or 5.0), not a string or a boolean.
+        if isinstance(value, bool) or isinstance(value, str) or (isinstance(value, float) and not value.is_integer()):
+            raise ValueError("top_k must be a whole number from 1 to 20")
         return value
+
+
+def ask_request_model(max_chars: int) -> type[AskFields]:
+    """The /ask body, with the configured question length in its schema."""
+
+    class AskRequest(AskFields):
+        question: str = Field(
+            min_length=1,
+            max_length=max_chars,
+            pattern=QUESTION_PATTERN,
+            description="The question, in plain language (English, French or Russian); not blank, no control characters.",
+        )
+
+    return AskRequest
 
 
 class CitationModel(BaseModel):
@@ -108,13 +125,19 @@ class DocumentText(DocumentInfo):
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, details: object | None = None):
-        self.status, self.code, self.message, self.details = status, code, message, details
+    def __init__(self, status: int, code: str, message: str, details: object | None = None, headers: dict | None = None):
+        self.status, self.code, self.message, self.details, self.headers = status, code, message, details, headers
 
 
-def error_response(status: int, code: str, message: str, details: object | None = None) -> JSONResponse:
+def error_response(status: int, code: str, message: str, details: object | None = None, headers: dict | None = None) -> JSONResponse:
     body = {"error": {"code": code, "message": message, "details": details}}
-    return JSONResponse(body, status_code=status)
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+UNAUTHORISED = ApiError(
+    401, "unauthorised", "A valid API key is required: send 'Authorization: Bearer <key>'.", headers={"WWW-Authenticate": "Bearer"}
+)
+QUESTION_PATHS = ("/ask", "/ask/stream")
 
 
 ERRORS = {
@@ -161,9 +184,12 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
             state.service = service or open_service(settings)
             state.pipeline, state.llm = build_pipeline(settings, state.service)
             log.info("ready: %d documents, %d chunks", len(state.service.index.documents), len(state.service.index.chunks))
-        except Exception as exc:  # the server stays up and explains itself on every request
+        except (IndexNotReady, FileNotFoundError, ValueError) as exc:  # the server stays up and explains itself
+            log.error("start-up failed: %s", exc)
+            state.startup_error = str(exc)
+        except Exception:
             log.exception("start-up failed")
-            state.startup_error = f"{exc.__class__.__name__}: {exc}"
+            state.startup_error = "start-up failed (see the server log)"
         yield
         client = getattr(state.llm, "close", None)
         if client:
@@ -177,23 +203,6 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
     )
     app.state.assistant = State(settings)
     _install_error_handlers(app)
-    if settings.cors_origins:
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST"],
-            allow_headers=["Authorization", "Content-Type"],
-        )
-
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next):
-        length = request.headers.get("content-length")
-        if length is not None:
-            if not length.isdigit():
-                return error_response(400, "bad_request", "Content-Length is not a number.")
-            if int(length) > settings.max_body_bytes:
-                return error_response(413, "too_large", f"Request body is larger than {settings.max_body_bytes} bytes.")
-        return await call_next(request)
 
     def ready() -> State:
         state: State = app.state.assistant
@@ -202,30 +211,17 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
             raise ApiError(503, "not_ready", f"The assistant is not ready: {reason}. Run 'assistant index' and restart.")
         return state
 
-    def authorised(request: Request) -> None:
-        if settings.api_key is None:
-            return
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        expected = settings.api_key.get_secret_value().encode()
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected):
-            raise ApiError(401, "unauthorised", "A valid API key is required: send 'Authorization: Bearer <key>'.")
-
     def json_body(request: Request) -> None:
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype != "application/json":
             raise ApiError(415, "unsupported_media_type", "Send the request body as JSON with 'Content-Type: application/json'.")
 
-    def check_question(body: AskRequest) -> None:
-        if len(body.question) > settings.max_question_chars:
-            raise ApiError(422, "invalid_request", f"question is longer than {settings.max_question_chars} characters.")
-
-    guards = [Depends(authorised), Depends(json_body)]
+    Ask = ask_request_model(settings.max_question_chars)
+    guards = [Depends(json_body)]
 
     @app.post("/ask", response_model=AskResponse, responses=ERRORS, dependencies=guards, tags=["answers"])
-    def ask(body: AskRequest) -> dict:
+    def ask(body: Ask) -> dict:
         """Answer a question with citations, or abstain when the documents do not hold the answer."""
-        check_question(body)
         answer = ready().pipeline.ask(body.question, body.top_k, body.mode)
         return answer.to_dict()
 
@@ -235,12 +231,12 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
         dependencies=guards,
         tags=["answers"],
     )
-    def ask_stream(body: AskRequest) -> StreamingResponse:
+    def ask_stream(body: Ask) -> StreamingResponse:
         """Stream the answer: ``delta`` events with text, then ``done`` with the full /ask response."""
-        check_question(body)
         pipeline = ready().pipeline
         return StreamingResponse(_sse(pipeline, body), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
+    @app.head("/health", include_in_schema=False)
     @app.get("/health", tags=["service"])
     def health() -> dict:
         """Index, embedder and LLM status."""
@@ -282,11 +278,101 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
         return {**doc.info(), "text": doc.text}
 
     if settings.web_dir.is_dir():
-        app.mount("/", StaticFiles(directory=settings.web_dir, html=True), name="web")
+        api_methods: dict[str, set[str]] = {}
+        for route in app.routes:
+            if isinstance(route, APIRoute):
+                api_methods.setdefault(route.path, set()).update(route.methods)
+        app.mount("/", WebFiles(api_methods, directory=settings.web_dir, html=True), name="web")
+    # Added last, so CORS is outermost and error answers carry its headers too.
+    app.add_middleware(Guard, settings=settings)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
     return app
 
 
-def _sse(pipeline: Pipeline, body: AskRequest) -> Iterator[str]:
+class Guard:
+    """Request size limit (declared or streamed bodies) and the API key, checked before the body is parsed."""
+
+    def __init__(self, app, settings: Settings):
+        self.app, self.settings = app, settings
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        limit = self.settings.max_body_bytes
+        too_large = error_response(413, "too_large", f"The request body is larger than {limit} bytes.")
+        if self.settings.api_key is not None and scope["method"] == "POST" and scope["path"] in QUESTION_PATHS:
+            if not _key_ok(headers.get("authorization", ""), self.settings):
+                e = UNAUTHORISED
+                return await error_response(e.status, e.code, e.message, headers=e.headers)(scope, receive, send)
+        length = headers.get("content-length")
+        if length is not None:
+            if not (length.isascii() and length.isdigit()):
+                return await error_response(400, "bad_request", "Content-Length is not a number.")(scope, receive, send)
+            if int(length) > limit:
+                return await too_large(scope, receive, send)
+            return await self.app(scope, receive, send)
+        if scope["method"] not in ("POST", "PUT", "PATCH"):
+            return await self.app(scope, receive, send)
+        # A body of unknown length is read here, up to the limit, then handed on.
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > limit:
+                return await too_large(scope, receive, send)
+            if not message.get("more_body"):
+                break
+        body = b"".join(chunks)
+        sent = False
+
+        async def replay():
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+class WebFiles(StaticFiles):
+    """The chat page's files (GET and HEAD). An API path reached here was asked with the wrong
+    method (405 naming the right ones); any other method elsewhere is not found (404)."""
+
+    def __init__(self, api_methods: dict[str, set[str]], **kwargs):
+        super().__init__(**kwargs)
+        self.api_methods = api_methods
+
+    async def __call__(self, scope, receive, send) -> None:
+        allowed = self.api_methods.get(scope.get("path", "")) if scope["type"] == "http" else None
+        if allowed or (scope["type"] == "http" and scope["method"] not in ("GET", "HEAD")):
+            if allowed:
+                message = f"{scope['method']} is not allowed on {scope['path']}; use {', '.join(sorted(allowed))}."
+                response = error_response(405, "method_not_allowed", message, headers={"Allow": ", ".join(sorted(allowed))})
+            else:
+                response = error_response(404, "not_found", f"No {scope['method']} route at {scope['path']}.")
+            await response(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
+def _key_ok(authorization: str, settings: Settings) -> bool:
+    scheme, _, token = authorization.partition(" ")
+    expected = settings.api_key.get_secret_value().encode()
+    return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode("latin-1", "replace"), expected)
+
+
+def _sse(pipeline: Pipeline, body: AskFields) -> Iterator[str]:
     def event(name: str, data: dict) -> str:
         return f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
 
@@ -304,17 +390,24 @@ def _sse(pipeline: Pipeline, body: AskRequest) -> Iterator[str]:
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return error_response(exc.status, exc.code, exc.message, exc.details)
+        return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
         if any(e.get("type") == "json_invalid" for e in errors):
             return error_response(400, "invalid_json", "The request body is not valid JSON.")
+        max_chars = app.state.assistant.settings.max_question_chars
+        friendly = {
+            "string_too_short": "must not be empty",
+            "string_pattern_mismatch": "must hold some text and no control characters",
+            "string_too_long": f"is longer than {max_chars} characters",
+            "string_unicode": "must be valid Unicode text",
+        }
         details = [
             {
                 "field": ".".join(str(p) for p in e.get("loc", ()) if p != "body"),
-                "message": str(e.get("msg", "")).removeprefix("Value error, "),
+                "message": friendly.get(e.get("type"), str(e.get("msg", "")).removeprefix("Value error, ").removeprefix("question ")),
                 "type": e.get("type", ""),
             }
             for e in errors
@@ -324,8 +417,13 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        codes = {404: "not_found", 405: "method_not_allowed"}
-        return error_response(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail))
+        codes = {400: "invalid_json", 404: "not_found", 405: "method_not_allowed", 413: "too_large"}
+        messages = {
+            400: "The request body is not valid JSON.",
+            413: f"The request body is too large (limit {app.state.assistant.settings.max_body_bytes} bytes).",
+        }
+        message = messages.get(exc.status_code, str(exc.detail))
+        return error_response(exc.status_code, codes.get(exc.status_code, "http_error"), message, None, getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:

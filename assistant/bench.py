@@ -647,8 +647,8 @@ def section_stages(ctx: Context) -> dict:
     result: dict = {}
     for source, rows in ctx.timings.items():
         stages = {s: median([r[s] for r in rows if s in r]) for s in (*STAGES, "total")}
-        known = sum(v for k, v in stages.items() if k != "total" and v is not None)
-        stages["unaccounted"] = (stages["total"] - known) if stages["total"] is not None else None
+        # per request: total minus the named stages (building the response, the LLM choice...)
+        stages["unaccounted"] = median([r["total"] - sum(r.get(s, 0.0) for s in STAGES) for r in rows if "total" in r])
         result[source] = {"n": len(rows), "median_ms": stages}
     sources = list(result)
     first = result[sources[0]]["median_ms"]

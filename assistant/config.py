@@ -81,3 +81,6 @@ class Settings(BaseSettings):
     def model_post_init(self, __context: object) -> None:
         if self.chunk_overlap >= self.chunk_size:
             raise ValueError("chunk_overlap must be smaller than chunk_size")
+        key = self.api_key.get_secret_value() if self.api_key else None
+        if key is not None and not (key.isascii() and key.isprintable() and key.strip() == key and key):
+            raise ValueError("api_key must be printable ASCII without surrounding spaces (it travels in an HTTP header)")

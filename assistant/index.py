@@ -273,6 +273,9 @@ def build_index(settings: Settings, embedder: Embedder, progress: Progress | Non
     index_dir = settings.index_dir
     with build_lock(index_dir):
         corpus = load_corpus(settings.corpus_dir)
+        if not corpus.documents:
+            skipped = "".join(f"; skipped {s.source}: {s.reason}" for s in corpus.skipped[:5])
+            raise IndexNotReady(f"no documents to index in {settings.corpus_dir} (add .txt, .md, .html or .pdf files){skipped}")
         config = embedding_config(settings, embedder.name, embedder.dim)
         previous = _reusable_vectors(index_dir, config)
 

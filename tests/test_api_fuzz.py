@@ -20,7 +20,6 @@ schemathesis = pytest.importorskip("schemathesis", reason="schemathesis is not i
 
 from fastapi.testclient import TestClient  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402  (hypothesis comes with schemathesis)
-from schemathesis.checks import positive_data_acceptance, unsupported_method  # noqa: E402
 
 from assistant.api import create_app  # noqa: E402
 from assistant.config import Settings  # noqa: E402
@@ -31,17 +30,6 @@ ROOT = Path(__file__).resolve().parent.parent
 SEED_CORPUS = ROOT / "corpus"
 MAX_EXAMPLES = 30
 
-# Checks that fail today because of known gaps in assistant/api.py; each one has its own
-# strict xfail test below. When a gap is fixed, that test XPASSes (and fails, being strict):
-# remove its xfail marker and drop the check from this list.
-KNOWN_GAPS = [
-    # ST204: a 405 answer has no ``Allow`` header (the HTTPException handler drops exc.headers;
-    # and the web page's StaticFiles mount at "/" answers wrong methods with Allow: GET, HEAD).
-    unsupported_method,
-    # ST202: the schema does not say that ``question`` must be non-blank, so schema-valid
-    # requests such as {"question": ""} are rejected with 422.
-    positive_data_acceptance,
-]
 
 
 def _schema_app():
@@ -68,13 +56,12 @@ def api_app(tmp_path_factory: pytest.TempPathFactory):
 @settings(max_examples=MAX_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 def test_api_conforms_to_its_schema(case, api_app):
     """No 5xx, documented status codes and content types, bodies that match the schema."""
-    case.call_and_validate(app=api_app, excluded_checks=KNOWN_GAPS)
+    case.call_and_validate(app=api_app, excluded_checks=[])
 
 
 # ---------------------------------------------------------------- the known gaps, one test each
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: 405 has no Allow header (handler drops exc.headers; the '/' static mount answers it)")
 @pytest.mark.parametrize(
     ("method", "path", "allowed"), [("PUT", "/ask", "POST"), ("DELETE", "/ask/stream", "POST"), ("POST", "/health", "GET")]
 )
@@ -85,7 +72,6 @@ def test_method_not_allowed_names_the_allowed_methods(api_app, method, path, all
     assert allowed in response.headers.get("allow", "")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: AskRequest.question has no minLength/maxLength/pattern in the schema")
 def test_schema_states_the_question_constraints():
     question = _schema_app().openapi()["components"]["schemas"]["AskRequest"]["properties"]["question"]
     assert question.get("minLength", 0) >= 1 or "pattern" in question
