@@ -578,7 +578,7 @@ def score_answers(service, settings: Settings, questions: list[XQuADQuestion]) -
 
     answerer = ExtractiveAnswerer(settings, service.index)
     pipeline = Pipeline(settings, service.retriever, answerer)
-    contains, f1, em, abstained, gold_doc, top_contains, times = [], [], [], [], [], [], []
+    contains, f1, em, abstained, gold_doc, top_contains, times, words = [], [], [], [], [], [], [], []
     reasons: Counter[str] = Counter()
     examples = []
     for q in questions:
@@ -592,6 +592,7 @@ def score_answers(service, settings: Settings, questions: list[XQuADQuestion]) -
         em.append(float(bool(quote) and exact_match(quote, q.answers)))
         if quote:
             gold_doc.append(float(answer.citations[0].doc_id == q.doc_id))
+            words.append(len(quote.split()))
         # The sentence it would quote without its abstention rules, and why it abstained.
         search = service.retriever.search(q.question)
         cands = answerer.candidates(q.question, search)
@@ -615,6 +616,9 @@ def score_answers(service, settings: Settings, questions: list[XQuADQuestion]) -
         "abstained": _mean(abstained),
         "cited_gold_paragraph": _mean(gold_doc) if gold_doc else None,
         "median_ask_ms": round(1000 * statistics.median(times), 2) if times else 0.0,
+        # A longer quote contains the answer more often: how long the quotes are, against the gold answers.
+        "quote_words_median": statistics.median(words) if words else None,
+        "gold_words_median": statistics.median(len(q.answers[0].split()) for q in questions) if questions else None,
         "abstain_reasons": dict(reasons.most_common()),
         "examples": examples,
     }
@@ -776,6 +780,7 @@ def render(report: dict, markdown: bool = False) -> str:
                         a["abstained"],
                         a["cited_gold_paragraph"],
                         a["median_ask_ms"],
+                        a.get("quote_words_median"),
                     ]
                 )
         if rows:
@@ -786,13 +791,14 @@ def render(report: dict, markdown: bool = False) -> str:
                         "lang",
                         "embedder",
                         "contains answer",
-                        "contains | answered",
+                        "contains (answered only)",
                         "top sentence contains",
                         "token F1",
                         "EM",
                         "abstained",
                         "cited gold paragraph",
                         "ask ms (median)",
+                        "quote words (median)",
                     ],
                     rows,
                     markdown,
@@ -916,6 +922,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             "threads": args.threads,
             "slice": args.slice,
             "settings": {k: getattr(base, k) for k in ("fusion", "keyword_weight", "rrf_k", "candidates", "top_k", "retrieval_mode")},
+            # Other files change in parallel: which versions of the product code were measured.
+            "code_sha256": {
+                f: hashlib.sha256((ROOT / "assistant" / f).read_bytes()).hexdigest()[:12]
+                for f in ("retriever.py", "keyword.py", "extractive.py", "index.py", "embeddings.py", "sentences.py", "config.py")
+                if (ROOT / "assistant" / f).exists()
+            },
         }
     }
     with tempfile.TemporaryDirectory(prefix="bench-external-") as tmp:
