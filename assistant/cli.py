@@ -21,7 +21,7 @@ def _progress_bar(desc: str):
     def update(done: int, total: int) -> None:
         nonlocal bar
         if bar is None:
-            bar = tqdm(total=total, desc=desc, unit="chunk", file=sys.stderr, disable=total == 0)
+            bar = tqdm(total=total, desc=desc, unit="text", file=sys.stderr, disable=total == 0)
         bar.n = done
         bar.refresh()
         if done >= total:
