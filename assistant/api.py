@@ -7,9 +7,11 @@ Models and the index are loaded once, in the lifespan. Every error leaves as one
 import hmac
 import json
 import logging
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from fastapi import Depends, FastAPI, Request
@@ -25,7 +27,7 @@ from .answering import Answer, Pipeline
 from .config import Settings
 from .extractive import ExtractiveAnswerer
 from .index import IndexNotReady
-from .service import Service, open_service
+from .service import Service, open_service, reload_if_rebuilt
 
 log = logging.getLogger(__name__)
 
@@ -158,8 +160,26 @@ class State:
     settings: Settings
     service: Service | None = None
     pipeline: Pipeline | None = None
-    llm: object | None = None
+    llm_client: object | None = None
     startup_error: str | None = None
+    checked_at: float = 0.0
+    reload_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def refresh(self, every_s: float = 2.0) -> None:
+        """Swap in a build that ``assistant index`` made live meanwhile (checked every few seconds)."""
+        now = time.monotonic()
+        if self.service is None or now - self.checked_at < every_s or not self.reload_lock.acquire(blocking=False):
+            return
+        try:
+            self.checked_at = now
+            fresh = reload_if_rebuilt(self.service)
+            if fresh is not None:
+                pipeline, client = build_pipeline(self.settings, fresh)
+                self.service, self.pipeline, self.llm_client = fresh, pipeline, client
+        except IndexNotReady as exc:
+            log.error("not reloading the index: %s", exc)
+        finally:
+            self.reload_lock.release()
 
 
 def build_pipeline(settings: Settings, service: Service) -> tuple[Pipeline, object | None]:
@@ -182,7 +202,7 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
         state: State = app.state.assistant
         try:
             state.service = service or open_service(settings)
-            state.pipeline, state.llm = build_pipeline(settings, state.service)
+            state.pipeline, state.llm_client = build_pipeline(settings, state.service)
             log.info("ready: %d documents, %d chunks", len(state.service.index.documents), len(state.service.index.chunks))
         except (IndexNotReady, FileNotFoundError, ValueError) as exc:  # the server stays up and explains itself
             log.error("start-up failed: %s", exc)
@@ -191,7 +211,7 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
             log.exception("start-up failed")
             state.startup_error = "start-up failed (see the server log)"
         yield
-        client = getattr(state.llm, "close", None)
+        client = getattr(state.llm_client, "close", None)
         if client:
             client()
 
@@ -206,6 +226,7 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
 
     def ready() -> State:
         state: State = app.state.assistant
+        state.refresh()
         if state.pipeline is None:
             reason = state.startup_error or "the index is still loading"
             raise ApiError(503, "not_ready", f"The assistant is not ready: {reason}. Run 'assistant index' and restart.")
@@ -242,8 +263,8 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
         """Index, embedder and LLM status."""
         state: State = app.state.assistant
         llm = {"configured": bool(settings.llm_base_url)}
-        if state.llm is not None:
-            llm.update(state.llm.health())
+        if state.llm_client is not None:
+            llm.update(state.llm_client.health())
         if state.service is None:
             return {"status": "unavailable", "error": state.startup_error, "llm": llm}
         m = state.service.index.manifest

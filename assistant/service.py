@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from .config import Settings
 from .embeddings import Embedder, create_embedder
-from .index import BuildReport, LoadedIndex, Progress, build_index, index_status, load_index
+from .index import BuildReport, LoadedIndex, Progress, build_index, current_build, index_status, load_index
 from .retriever import Retriever
 
 log = logging.getLogger(__name__)
@@ -39,3 +39,19 @@ def open_service(
             report = build_index(settings, embedder, progress)
     index = load_index(settings.index_dir)
     return Service(settings, embedder, index, Retriever(index, embedder, settings), report)
+
+
+def reload_if_rebuilt(service: Service) -> Service | None:
+    """A new Service when ``assistant index`` has made another build live since ``service`` loaded.
+
+    The caller swaps it in; requests already running keep the old one until they finish.
+    """
+    build = current_build(service.settings.index_dir)
+    if build is None or build.name == service.index.manifest["build"]:
+        return None
+    index = load_index(service.settings.index_dir)
+    if index.manifest["config"]["embedder"] != service.embedder.name:
+        log.warning("index %s was built with another embedder; keeping the loaded one", build.name)
+        return None
+    log.info("loaded the new index build %s", build.name)
+    return Service(service.settings, service.embedder, index, Retriever(index, service.embedder, service.settings))
