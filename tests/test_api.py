@@ -118,7 +118,7 @@ def test_documents_health_and_page(client):
 @pytest.mark.parametrize(
     "payload,status,fragment",
     [
-        ({"question": "   "}, 422, "question must not be empty"),
+        ({"question": "   "}, 422, "must not be empty"),
         ({"question": "x" * 5000}, 422, "longer than"),
         ({"question": "ok", "top_k": 0}, 422, "top_k"),
         ({"question": "ok", "top_k": 21}, 422, "top_k"),
