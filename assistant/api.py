@@ -203,6 +203,8 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
         try:
             state.service = service or open_service(settings)
             state.pipeline, state.llm_client = build_pipeline(settings, state.service)
+            _serve_single_queries()
+            state.service.retriever.embed_query("warm-up", {})  # the first real question is not the slow one
             log.info("ready: %d documents, %d chunks", len(state.service.index.documents), len(state.service.index.chunks))
         except (IndexNotReady, FileNotFoundError, ValueError) as exc:  # the server stays up and explains itself
             log.error("start-up failed: %s", exc)
@@ -391,6 +393,13 @@ def _key_ok(authorization: str, settings: Settings) -> bool:
     scheme, _, token = authorization.partition(" ")
     expected = settings.api_key.get_secret_value().encode()
     return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode("latin-1", "replace"), expected)
+
+
+def _serve_single_queries() -> None:
+    """One question is one vector: FAISS threads only add overhead when serving."""
+    import faiss
+
+    faiss.omp_set_num_threads(1)
 
 
 def _sse(pipeline: Pipeline, body: AskFields) -> Iterator[str]:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from langchain_text_splitters import RecursiveCharacterTextSplitter
-
 from .documents import Document
 
 # Paragraphs first, then lines, then sentence ends, then clauses, then words.
@@ -28,7 +26,9 @@ class Chunk:
         return hashlib.sha256(self.text.encode("utf-8")).hexdigest()[:16]
 
 
-def make_splitter(chunk_size: int, chunk_overlap: int) -> RecursiveCharacterTextSplitter:
+def make_splitter(chunk_size: int, chunk_overlap: int):
+    from langchain_text_splitters import RecursiveCharacterTextSplitter  # only needed to build
+
     return RecursiveCharacterTextSplitter(
         chunk_size=chunk_size,
         chunk_overlap=chunk_overlap,

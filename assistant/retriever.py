@@ -1,8 +1,10 @@
-"""Hybrid retrieval: dense FAISS search fused with BM25 by reciprocal-rank fusion."""
+"""Hybrid retrieval: dense FAISS search fused with BM25 (convex score fusion or reciprocal ranks)."""
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -11,6 +13,8 @@ from .config import RetrievalMode, Settings
 from .embeddings import Embedder
 from .index import LoadedIndex
 from .keyword import KeywordIndex
+
+QUERY_CACHE_SIZE = 1024
 
 
 @dataclass(frozen=True)
@@ -82,10 +86,23 @@ class Retriever:
         self.settings = settings
         titles = {d: doc.title for d, doc in index.documents.items()}
         self.keyword = KeywordIndex([f"{titles.get(c.doc_id, '')}\n{c.text}" for c in index.chunks])
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache_lock = threading.Lock()
 
     def embed_query(self, query: str, timings: dict[str, float]) -> np.ndarray:
+        """The query's vector; repeated questions come from a small LRU cache."""
         t = time.perf_counter()
-        vector = self.embedder.embed_queries([query])
+        with self._cache_lock:
+            vector = self._cache.get(query)
+            if vector is not None:
+                self._cache.move_to_end(query)
+        if vector is None:
+            vector = self.embedder.embed_queries([query])
+            vector.setflags(write=False)
+            with self._cache_lock:
+                self._cache[query] = vector
+                if len(self._cache) > QUERY_CACHE_SIZE:
+                    self._cache.popitem(last=False)
         timings["embed_query"] = _ms(t)
         return vector
 
