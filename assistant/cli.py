@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import sys
@@ -226,6 +227,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tolerance", type=float, default=0.03, help="allowed drop of a headline metric (absolute)")
     p.set_defaults(func=cmd_eval)
 
+    for name, text in (
+        ("bench", "speed and memory benchmarks (evaluation/BENCHMARKS.md); 'assistant bench --help' for options"),
+        ("bench-external", "SciFact and XQuAD benchmarks (evaluation/EXTERNAL.md); 'assistant bench-external --help'"),
+    ):
+        sub.add_parser(name, help=text, add_help=False)  # dispatched in main() with all their arguments
+
     p = sub.add_parser("serve", help="serve the chat page and the API (builds the index first if needed)")
     common(p)
     p.add_argument("--host")
@@ -234,7 +241,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+PASSTHROUGH = {"bench": "assistant.bench", "bench-external": "assistant.external"}
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in PASSTHROUGH:
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+        return importlib.import_module(PASSTHROUGH[argv[0]]).main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
