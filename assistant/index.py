@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 2
 CHUNKER_VERSION = "recursive-v1"
 DATA_FILES = ("documents.jsonl", "chunks.jsonl", "vectors.npy", "index.faiss", "sentences.npy", "sentence_vectors.npy")
-HNSW_FROM = 200_000  # "auto" switches from exact search to HNSW at this many chunks
+HNSW_FROM = 20_000  # "auto" switches from exact search to HNSW here (exact: 14 ms at 10k, 86 ms at 100k)
 
 Progress = Callable[[int, int], None]
 
