@@ -110,6 +110,11 @@ def summary_ms(values_s: Sequence[float]) -> dict:
 
 
 def fmt(value: object, digits: int = 1) -> str:
+    """A table cell.
+
+    >>> [fmt(None), fmt(1234567), fmt(0.12345, 2), fmt(2500.0), fmt(True)]
+    ['-', '1,234,567', '0.12', '2,500', 'yes']
+    """
     if value is None:
         return "-"
     if isinstance(value, bool):
@@ -830,6 +835,11 @@ def _search_times(index, queries: np.ndarray, k: int) -> tuple[list[float], np.n
 
 
 def recall_at_k(found: np.ndarray, exact: np.ndarray) -> float:
+    """Mean share of each exact top-k found by the approximate search (-1 = nothing found).
+
+    >>> recall_at_k(np.array([[1, 2, -1]]), np.array([[2, 3, 1]]))
+    0.6666666666666666
+    """
     k = exact.shape[1]
     return float(np.mean([len(set(f[f >= 0]) & set(e)) / k for f, e in zip(found, exact, strict=False)]))
 
