@@ -617,8 +617,8 @@ def score_answers(service, settings: Settings, questions: list[XQuADQuestion]) -
         "cited_gold_paragraph": _mean(gold_doc) if gold_doc else None,
         "median_ask_ms": round(1000 * statistics.median(times), 2) if times else 0.0,
         # A longer quote contains the answer more often: how long the quotes are, against the gold answers.
-        "quote_words_median": statistics.median(words) if words else None,
-        "gold_words_median": statistics.median(len(q.answers[0].split()) for q in questions) if questions else None,
+        "quote_words_median": float(statistics.median(words)) if words else None,
+        "gold_words_median": float(statistics.median(len(q.answers[0].split()) for q in questions)) if questions else None,
         "abstain_reasons": dict(reasons.most_common()),
         "examples": examples,
     }
@@ -627,6 +627,7 @@ def score_answers(service, settings: Settings, questions: list[XQuADQuestion]) -
 def run_xquad(args: argparse.Namespace, base: Settings, work: Path) -> dict:
     started = time.perf_counter()
     out: dict = {"languages": {}}
+    sweep: list[dict] = []
     passages = VectorCache(args.cache_dir, "xquad")
     for lang in args.xquad_languages:
         paragraphs, questions = load_xquad(args.data_dir / "xquad" / f"xquad.{lang}.json")
@@ -647,6 +648,11 @@ def run_xquad(args: argparse.Namespace, base: Settings, work: Path) -> dict:
                 emb = None if config == "bm25" else name
                 ref = XQUAD_REFERENCE.get((lang, "bm25" if config == "bm25" else name), "") if config in ("bm25", "dense") else ""
                 rows.append({"retriever": config, "embedder": emb, **scores, "query_embed_ms": round(query_ms, 2), "reference": ref})
+            for fusion, weight in [("convex", w) for w in args.sweep_weights] + [("rrf", w) for w in args.sweep_weights]:
+                service.retriever.settings = with_fusion(settings, fusion, weight)
+                ndcg = _mean([ndcg_at_k(ranked_docs(service.retriever, t, 10, "hybrid"), relevant[q]) for q, t in texts.items()])
+                sweep.append({"corpus": f"xquad-{lang}", "embedder": name, "fusion": fusion, "keyword_weight": weight, "ndcg@10": ndcg})
+            service.retriever.settings = settings
             if not args.no_answers:
                 log(f"  answering {len(chosen)} {lang} questions with {name}")
                 answering[name] = score_answers(service, settings, chosen)
@@ -657,6 +663,7 @@ def run_xquad(args: argparse.Namespace, base: Settings, work: Path) -> dict:
             "answering": answering,
             "index_builds": builds,
         }
+    out["fusion_sweep"] = sweep
     out["reading_reference"] = READING_REFERENCE
     out["seconds"] = round(time.perf_counter() - started, 1)
     return out
@@ -719,7 +726,7 @@ def _fmt(value) -> str:
     if value is None:
         return "—"
     if isinstance(value, float):
-        return f"{value:.3f}"
+        return f"{value:.1f}" if abs(value) >= 10 else f"{value:.3f}"
     return str(value)
 
 
@@ -733,6 +740,15 @@ def _table(headers: list[str], rows: list[list], markdown: bool) -> str:
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)), "  ".join("-" * w for w in widths)]
     lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
     return "\n".join(lines)
+
+
+def _sweep_table(sweep: list[dict], markdown: bool) -> str:
+    """One row per (corpus, embedder, fusion), one column per keyword weight; the product default is 0.35."""
+    weights = sorted({r["keyword_weight"] for r in sweep})
+    keys = list(dict.fromkeys((r["corpus"], r["embedder"], r["fusion"]) for r in sweep))
+    by = {(r["corpus"], r["embedder"], r["fusion"], r["keyword_weight"]): r["ndcg@10"] for r in sweep}
+    rows = [[c, e, f, *(by.get((c, e, f, w)) for w in weights)] for c, e, f in keys]
+    return _table(["corpus", "embedder", "fusion", *(f"w={w:g}" for w in weights)], rows, markdown)
 
 
 def render(report: dict, markdown: bool = False) -> str:
@@ -752,11 +768,7 @@ def render(report: dict, markdown: bool = False) -> str:
             parts.append(_table(["retriever", "nDCG@10", "Recall@100", "search ms (median)", "reference nDCG@10 / R@100"], rows, markdown))
         if scifact["fusion_sweep"]:
             parts.append(h("SciFact: hybrid nDCG@10 by fusion and keyword weight"))
-            weights = sorted({r["keyword_weight"] for r in scifact["fusion_sweep"]})
-            keys = list(dict.fromkeys((r["corpus"], r["embedder"], r["fusion"]) for r in scifact["fusion_sweep"]))
-            by = {(r["corpus"], r["embedder"], r["fusion"], r["keyword_weight"]): r["ndcg@10"] for r in scifact["fusion_sweep"]}
-            rows = [[c, e, f, *(by.get((c, e, f, w)) for w in weights)] for c, e, f in keys]
-            parts.append(_table(["corpus", "embedder", "fusion", *(f"w={w:g}" for w in weights)], rows, markdown))
+            parts.append(_sweep_table(scifact["fusion_sweep"], markdown))
     xquad = report.get("xquad")
     if xquad:
         for lang, info in xquad["languages"].items():
@@ -765,6 +777,9 @@ def render(report: dict, markdown: bool = False) -> str:
             )
             rows = [[_describe(r), r["ndcg@10"], r["recall@1"], r["recall@5"], r["reference"]] for r in info["retrieval"]]
             parts.append(_table(["retriever", "nDCG@10", "Recall@1", "Recall@5", "reference nDCG@10"], rows, markdown))
+        if xquad.get("fusion_sweep"):
+            parts.append(h("XQuAD: hybrid nDCG@10 by fusion and keyword weight"))
+            parts.append(_sweep_table(xquad["fusion_sweep"], markdown))
         rows = []
         for lang, info in xquad["languages"].items():
             for name, a in info["answering"].items():
@@ -856,7 +871,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--only", type=_csv, default=["scifact", "xquad"], help="sections, comma-separated: scifact,xquad")
     p.add_argument("--limit-queries", type=int, default=100, help="SciFact subset: first N test queries (default 100)")
     p.add_argument(
-        "--limit-docs", type=int, default=1000, help="SciFact subset: their relevant abstracts plus a fixed sample up to N (default 1000)"
+        "--limit-docs",
+        type=int,
+        default=500,
+        help="SciFact subset: their relevant abstracts, then a fixed shuffle of the rest, up to N (default 500)",
     )
     p.add_argument("--embedders", type=_csv, default=list(EMBEDDERS), help="dense embedders: e5,use,minilm (default all)")
     p.add_argument(
