@@ -138,13 +138,6 @@ def counts_noun(sentence: str, nouns: list[str]) -> bool:
     return False
 
 
-def is_heading(sentence: str, title: str) -> bool:
-    """Titles and short unpunctuated lines carry no answer."""
-    if fold(sentence.strip()) == fold(title.strip()):
-        return True
-    return len(sentence.split()) < 8 and not re.search(r"[.!?:;]\s*$", sentence) and not re.search(r"\d", sentence)
-
-
 def question_language(question: str) -> str:
     """'ru' for Cyrillic, 'fr' for French-looking text, else 'en'."""
     letters = [ch for ch in question if ch.isalpha()]
@@ -195,7 +188,6 @@ class Weights:
     lexical: float = 0.2
     kind: float = 0.15
     passage_rank: float = 0.02
-    heading: float = 0.0
     novelty: float = 0.05
     previous: float = 0.2
     # Abstain when the best sentence's evidence score is below this, when none of the best
@@ -290,7 +282,6 @@ class ExtractiveAnswerer:
                     + w.lexical * lexical
                     + w.kind * is_kind
                     - w.passage_rank * rank
-                    - w.heading * is_heading(text, passage.title)
                     + w.novelty * novelty
                     + w.previous * (prev_dense - dense)
                 )
