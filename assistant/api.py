@@ -23,7 +23,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .answering import Answer, Pipeline
+from .answering import Answer, Citation, Pipeline
 from .config import Settings
 from .extractive import ExtractiveAnswerer
 from .index import IndexNotReady
@@ -70,27 +70,12 @@ def ask_request_model(max_chars: int) -> type[AskFields]:
     return AskRequest
 
 
-class CitationModel(BaseModel):
-    n: int
-    doc_id: str
-    title: str
-    publisher: str | None
-    source: str
-    text: str
-    start: int
-    end: int
-    quote: str
-    quote_start: int
-    quote_end: int
-    score: float
-
-
 class AskResponse(BaseModel):
     answer: str
     abstained: bool
     mode: Literal["extractive", "llm"]
-    citations: list[CitationModel]
-    related: list[CitationModel]
+    citations: list[Citation]
+    related: list[Citation]
     timings_ms: dict[str, float]
     warnings: list[str]
     check: dict | None = None
