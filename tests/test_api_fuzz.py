@@ -31,7 +31,6 @@ SEED_CORPUS = ROOT / "corpus"
 MAX_EXAMPLES = 30
 
 
-
 def _schema_app():
     """An app built only to render its OpenAPI schema (the schema does not depend on the index)."""
     return create_app(Settings(_env_file=None, corpus_dir=SEED_CORPUS))

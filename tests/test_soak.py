@@ -18,10 +18,7 @@ import asyncio
 import json
 import os
 import random
-import socket
 import statistics
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -30,6 +27,7 @@ import httpx
 import pytest
 
 from assistant.api import AskResponse
+from tests.servers import Server, uvicorn_server
 
 pytestmark = pytest.mark.slow
 
@@ -62,12 +60,6 @@ QUESTIONS = [
 # ---------------------------------------------------------------------------- the server
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _rss_kib(pid: int) -> int | None:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -78,66 +70,14 @@ def _rss_kib(pid: int) -> int | None:
     return None
 
 
-class Server:
-    def __init__(self, proc: subprocess.Popen, base_url: str, log_path: Path):
-        self.proc, self.base_url, self.log_path = proc, base_url, log_path
-
-    def log_tail(self, chars: int = 4000) -> str:
-        return self.log_path.read_text(encoding="utf-8", errors="replace")[-chars:]
-
-
 @pytest.fixture
 def server(real_index_dir: Path, tmp_path: Path):
-    port = _free_port()
     # Only our settings: an ASSISTANT_* variable from the caller (an API key, an LLM endpoint)
     # would change what is being measured. The working folder is empty, so no .env is read.
     env = {k: v for k, v in os.environ.items() if not k.startswith("ASSISTANT_")}
-    env.update(ASSISTANT_INDEX_DIR=str(real_index_dir), ASSISTANT_CORPUS_DIR=str(SEED_CORPUS), PYTHONUNBUFFERED="1")
-    log_path = tmp_path / "server.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "assistant.api:create_app",
-                "--factory",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--no-access-log",
-            ],
-            cwd=tmp_path,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    server = Server(proc, f"http://127.0.0.1:{port}", log_path)
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"server exited with {proc.returncode} during start-up:\n{server.log_tail()}")
-            try:
-                health = httpx.get(f"{server.base_url}/health", timeout=5)
-                if health.status_code == 200 and health.json().get("status") == "ok":
-                    break
-                if health.status_code == 200 and health.json().get("status") == "unavailable":
-                    pytest.fail(f"server started without its index: {health.json()}")
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"server not healthy after {STARTUP_TIMEOUT_S}s:\n{server.log_tail()}")
-            time.sleep(0.25)
+    env.update(ASSISTANT_INDEX_DIR=str(real_index_dir), ASSISTANT_CORPUS_DIR=str(SEED_CORPUS))
+    with uvicorn_server(env, cwd=tmp_path, log_path=tmp_path / "server.log", timeout_s=STARTUP_TIMEOUT_S) as server:
         yield server
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
 
 
 # ---------------------------------------------------------------------------- the clients

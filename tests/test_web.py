@@ -20,15 +20,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
+
+from tests.servers import uvicorn_server
 
 pytestmark = pytest.mark.slow
 
@@ -75,12 +71,6 @@ XSS_QUESTION = "What did the village water committees in the Khatlon region repa
 # ---------------------------------------------------------------------------- fixtures
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def web_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     corpus = tmp_path_factory.mktemp("web-corpus")
@@ -100,58 +90,13 @@ def web_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return corpus
 
 
-def _get(url: str, timeout: float = 5) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as res:
-            return res.status, res.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
-
-
 @pytest.fixture(scope="module")
 def server(web_corpus: Path, tmp_path_factory: pytest.TempPathFactory):
     """A real uvicorn server over the test corpus; yields its base URL."""
-    port = _free_port()
     workdir = tmp_path_factory.mktemp("web-server")
-    env = dict(os.environ)
-    env.update(
-        ASSISTANT_CORPUS_DIR=str(web_corpus),
-        ASSISTANT_INDEX_DIR=str(workdir / "index"),
-        PYTHONUNBUFFERED="1",
-    )
-    log_path = workdir / "server.log"
-    log = open(log_path, "wb")  # noqa: SIM115 - closed below
-    cmd = [sys.executable, "-m", "uvicorn", APP, "--factory", "--host", "127.0.0.1", "--port", str(port)]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}/"
-
-    def log_tail() -> str:
-        log.flush()
-        return log_path.read_text(encoding="utf-8", errors="replace")[-4000:]
-
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"server exited with {proc.returncode} before it was ready:\n{log_tail()}")
-            try:
-                status, body = _get(base + "health", timeout=2)
-                if status == 200 and json.loads(body).get("status") == "ok":
-                    break
-            except (OSError, ValueError):
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"server not healthy after 120 s:\n{log_tail()}")
-            time.sleep(0.5)
-        yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-        log.close()
+    env = {**os.environ, "ASSISTANT_CORPUS_DIR": str(web_corpus), "ASSISTANT_INDEX_DIR": str(workdir / "index")}
+    with uvicorn_server(env, cwd=ROOT, log_path=workdir / "server.log", timeout_s=300, app=APP) as running:
+        yield running.base_url + "/"
 
 
 @pytest.fixture(scope="module")
