@@ -15,8 +15,6 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
-import numpy as np
-
 from .answering import Answer, Citation, citation, related
 from .config import Settings
 from .index import LoadedIndex
@@ -256,17 +254,14 @@ class ExtractiveAnswerer:
         w = self.weights
         seen: set[int] = set()
         out: list[Candidate] = []
-        numbers = {d: i for i, d in enumerate(self.index.documents)}
+        rows = self.index.sentences
         for rank, passage in enumerate(search.passages):
-            rows = self.index.sentences
-            number = numbers[passage.doc_id]
-            overlapping = np.flatnonzero((rows[:, 0] == number) & (rows[:, 1] < passage.end) & (rows[:, 2] > passage.start))
-            for row in overlapping:
+            for row in self.index.sentences_overlapping(passage.doc_id, passage.start, passage.end):
                 row = int(row)
                 if row in seen:
                     continue
                 seen.add(row)
-                _, start, end = (int(x) for x in rows[row])
+                number, start, end = (int(x) for x in rows[row])
                 text = self._texts[number][start:end]
                 dense = float(self.index.sentence_vectors[row] @ q)
                 tokens = self._sentence_tokens[row]

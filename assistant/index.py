@@ -86,11 +86,11 @@ class LoadedIndex:
     sentences: np.ndarray
     sentence_vectors: np.ndarray
 
-    def sentences_in(self, doc_id: str, start: int, end: int) -> np.ndarray:
-        """Row numbers of the sentences of ``doc_id`` lying inside [start, end)."""
-        number = self._doc_numbers[doc_id]
+    def sentences_overlapping(self, doc_id: str, start: int, end: int) -> np.ndarray:
+        """Row numbers of the sentences of ``doc_id`` that overlap [start, end)."""
         rows = self.sentences
-        return np.flatnonzero((rows[:, 0] == number) & (rows[:, 1] >= start) & (rows[:, 2] <= end))
+        number = self._doc_numbers[doc_id]
+        return np.flatnonzero((rows[:, 0] == number) & (rows[:, 1] < end) & (rows[:, 2] > start))
 
     def __post_init__(self) -> None:
         self._doc_numbers = {doc_id: i for i, doc_id in enumerate(self.documents)}
