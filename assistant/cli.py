@@ -9,7 +9,7 @@ import logging
 import sys
 from pathlib import Path
 
-from .config import Settings
+from assistant.config import Settings
 
 log = logging.getLogger("assistant")
 
@@ -41,8 +41,8 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    from .embeddings import create_embedder
-    from .index import build_index
+    from assistant.search.embedders import create_embedder
+    from assistant.search.index import build_index
 
     settings = _settings(args)
     embedder = create_embedder(settings)
@@ -60,7 +60,7 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from .service import open_service
+    from assistant.service import open_service
 
     service = open_service(_settings(args), progress=_progress_bar("embedding"))
     result = service.retriever.search(args.question, top_k=args.top_k, mode=args.mode)
@@ -82,9 +82,9 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
-    from .answering import Pipeline
-    from .api import build_pipeline
-    from .service import open_service
+    from assistant.answer.pipeline import Pipeline
+    from assistant.server.app import build_pipeline
+    from assistant.service import open_service
 
     settings = _settings(args)
     service = open_service(settings, progress=_progress_bar("embedding"))
@@ -109,8 +109,8 @@ def cmd_ask(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from .api import create_app
-    from .service import open_service
+    from assistant.server.app import create_app
+    from assistant.service import open_service
 
     settings = _settings(args)
     service = open_service(settings, progress=_progress_bar("embedding"))
@@ -126,10 +126,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     import itertools
     from datetime import datetime
 
-    from . import evaluation as ev
-    from .api import build_pipeline
-    from .embeddings import create_embedder
-    from .service import open_service
+    from assistant.evaluation import harness as ev
+    from assistant.search.embedders import create_embedder
+    from assistant.server.app import build_pipeline
+    from assistant.service import open_service
 
     base = _settings(args)
     axes = []
@@ -241,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-PASSTHROUGH = {"bench": "assistant.bench", "bench-external": "assistant.external"}
+PASSTHROUGH = {"bench": "benchmarks.speed", "bench-external": "benchmarks.external"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -254,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from pydantic import ValidationError
 
-    from .index import IndexNotReady
+    from assistant.search.index import IndexNotReady
 
     try:
         return args.func(args)

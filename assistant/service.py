@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from .config import Settings
-from .embeddings import Embedder, create_embedder
-from .index import BuildReport, LoadedIndex, Progress, build_index, current_build, index_status, load_index
-from .retriever import Retriever
+from assistant.config import Settings
+from assistant.search.embedders import Embedder, create_embedder
+from assistant.search.index import BuildReport, LoadedIndex, Progress, build_index, current_build, index_status, load_index
+from assistant.search.retriever import Retriever
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from assistant.keyword import tokenize
+from assistant.search.keyword import tokenize
 
 
 class FakeEmbedder:

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-APP = "assistant.api:create_app"
+APP = "assistant.server.app:create_app"
 
 
 def free_port() -> int:

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from assistant.answering import Answer, AnswerError, Pipeline
-from assistant.api import create_app
+from assistant.answer.extractive import ExtractiveAnswerer
+from assistant.answer.pipeline import Answer, AnswerError, Pipeline
 from assistant.config import Settings
-from assistant.extractive import ExtractiveAnswerer
+from assistant.server.app import create_app
 from assistant.service import open_service
 
 ROOT = Path(__file__).resolve().parent.parent

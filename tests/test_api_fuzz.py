@@ -21,8 +21,8 @@ schemathesis = pytest.importorskip("schemathesis", reason="schemathesis is not i
 from fastapi.testclient import TestClient  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402  (hypothesis comes with schemathesis)
 
-from assistant.api import create_app  # noqa: E402
 from assistant.config import Settings  # noqa: E402
+from assistant.server.app import create_app  # noqa: E402
 from assistant.service import open_service  # noqa: E402
 from tests.fakes import FakeEmbedder  # noqa: E402
 

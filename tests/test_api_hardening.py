@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from assistant.api import AskResponse, ErrorResponse, create_app
 from assistant.config import Settings
+from assistant.server.app import AskResponse, ErrorResponse, create_app
 from assistant.service import Service, open_service
 from tests.fakes import FakeEmbedder
 

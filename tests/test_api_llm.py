@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from assistant.api import create_app
 from assistant.config import Settings
+from assistant.server.app import create_app
 from assistant.service import open_service
 from tests.llm_server import llm_server
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from assistant.bench import SECTIONS, main
+from benchmarks.speed import SECTIONS, main
 
 pytestmark = pytest.mark.slow  # real e5 model, real uvicorn processes: ~1-2 minutes on 2 busy cores
 

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from assistant.chunking import chunk_document
-from assistant.documents import Document, load_corpus
+from assistant.ingest.chunking import chunk_document
+from assistant.ingest.documents import Document, load_corpus
 
 SEEDS = load_corpus(Path(__file__).parent.parent / "corpus").documents
 

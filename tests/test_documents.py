@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from assistant.documents import clean_text, load_corpus
+from assistant.ingest.documents import clean_text, load_corpus
 
 
 def make_pdf(text: str) -> bytes:

@@ -4,10 +4,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from assistant import evaluation as ev
-from assistant.api import build_pipeline
 from assistant.config import Settings
-from assistant.documents import load_corpus
+from assistant.evaluation import harness as ev
+from assistant.ingest.documents import load_corpus
+from assistant.server.app import build_pipeline
 from assistant.service import open_service
 
 ROOT = Path(__file__).resolve().parent.parent

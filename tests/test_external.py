@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from assistant import external
+from benchmarks import external
 
 pytestmark = pytest.mark.slow
 

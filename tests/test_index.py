@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from assistant.config import Settings
-from assistant.index import IndexNotReady, build_index, current_build, index_status, load_index, make_faiss_index
-from assistant.retriever import Retriever
+from assistant.search.index import IndexNotReady, build_index, current_build, index_status, load_index, make_faiss_index
+from assistant.search.retriever import Retriever
 from tests.fakes import FakeEmbedder
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -120,7 +120,7 @@ def test_kill_9_during_build_leaves_previous_index_loadable(settings, tmp_path):
 import sys, time
 sys.path.insert(0, {str(ROOT)!r})
 from assistant.config import Settings
-from assistant.index import build_index
+from assistant.search.index import build_index
 from tests.fakes import FakeEmbedder
 
 class Slow(FakeEmbedder):

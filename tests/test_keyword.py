@@ -1,4 +1,4 @@
-from assistant.keyword import KeywordIndex, fold, tokenize
+from assistant.search.keyword import KeywordIndex, fold, tokenize
 
 
 def test_tokenizer_keeps_cyrillic_and_french_letters():

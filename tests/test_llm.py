@@ -12,11 +12,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from assistant.answering import NO_ANSWER, Answer, AnswerError, Pipeline, related
+from assistant.answer.llm import SENTINEL, LLMAnswerer, LLMClient, Prompt, language
+from assistant.answer.pipeline import NO_ANSWER, Answer, AnswerError, Pipeline, related
 from assistant.config import Settings
-from assistant.index import LoadedIndex, build_index, load_index
-from assistant.llm import SENTINEL, LLMAnswerer, LLMClient, Prompt, language
-from assistant.retriever import Passage, Retriever, SearchResult
+from assistant.search.index import LoadedIndex, build_index, load_index
+from assistant.search.retriever import Passage, Retriever, SearchResult
 from tests.fakes import FakeEmbedder
 from tests.llm_server import check_answer_contract
 

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from assistant.answering import Answer, AnswerError
+from assistant.answer.llm import Completion, LLMAnswerer, LLMClient
+from assistant.answer.pipeline import Answer, AnswerError
 from assistant.config import Settings
-from assistant.index import LoadedIndex, build_index, load_index
-from assistant.llm import Completion, LLMAnswerer, LLMClient
-from assistant.retriever import Retriever
+from assistant.search.index import LoadedIndex, build_index, load_index
+from assistant.search.retriever import Retriever
 from tests.fakes import FakeEmbedder
 from tests.llm_server import LLMServer, check_answer_contract, llm_server
 

@@ -2,8 +2,8 @@
 
 from fastapi.testclient import TestClient
 
-from assistant.api import create_app
-from assistant.index import build_index
+from assistant.search.index import build_index
+from assistant.server.app import create_app
 from assistant.service import open_service
 from tests.fakes import FakeEmbedder
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from assistant.config import Settings
-from assistant.embeddings import create_embedder
+from assistant.search.embedders import create_embedder
 from assistant.service import open_service
 
 pytestmark = pytest.mark.slow

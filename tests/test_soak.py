@@ -1,6 +1,6 @@
 """Soak test: a real uvicorn server under 32 concurrent clients for SOAK_SECONDS.
 
-Starts ``assistant.api:create_app`` with uvicorn on 127.0.0.1 over the session's real index
+Starts ``assistant.server.app:create_app`` with uvicorn on 127.0.0.1 over the session's real index
 (the seed corpus, default embedder), then 32 asyncio clients mix ``POST /ask`` and
 ``POST /ask/stream`` (read to the ``done`` event) with English, French and Russian questions.
 The server's resident memory (VmRSS) is sampled every second.
@@ -26,7 +26,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from assistant.api import AskResponse
+from assistant.server.app import AskResponse
 from tests.servers import Server, uvicorn_server
 
 pytestmark = pytest.mark.slow

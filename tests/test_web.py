@@ -1,6 +1,6 @@
 """The chat page in a real browser against a real server.
 
-Starts ``assistant.api:create_app`` with uvicorn over a small temporary corpus (the seed
+Starts ``assistant.server.app:create_app`` with uvicorn over a small temporary corpus (the seed
 corpus plus one document full of HTML/JS that must stay inert) and drives Debian's
 chromium with Playwright.
 
@@ -9,7 +9,7 @@ install``: the system chromium is used). Skipped when either is missing.
 
 Environment:
 - ``ASSISTANT_TEST_CHROMIUM``: the browser executable (default ``/usr/bin/chromium``).
-- ``ASSISTANT_WEB_TEST_APP``: the app factory to serve (default ``assistant.api:create_app``);
+- ``ASSISTANT_WEB_TEST_APP``: the app factory to serve (default ``assistant.server.app:create_app``);
   for developing the page against another implementation of the same HTTP contract.
 - ``ASSISTANT_WEB_SCREENSHOT``: when set, a path where the answered-question test saves a
   screenshot of the page with an open citation (docs/screenshot.png).
@@ -34,7 +34,7 @@ expect = sync_api.expect
 ROOT = Path(__file__).resolve().parent.parent
 SEED_CORPUS = ROOT / "corpus"
 CHROMIUM = os.environ.get("ASSISTANT_TEST_CHROMIUM", "/usr/bin/chromium")
-APP = os.environ.get("ASSISTANT_WEB_TEST_APP", "assistant.api:create_app")
+APP = os.environ.get("ASSISTANT_WEB_TEST_APP", "assistant.server.app:create_app")
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",

@@ -87,8 +87,17 @@ def load_squad(path: Path) -> list[Example]:
                 impossible = bool(qa.get("is_impossible")) or not qa.get("answers")
                 if not impossible and not answers:
                     continue  # answer text not found in its context: drop the question
-                out.append(Example(str(qa["id"]), path.stem, title, qa["question"].strip(), context, [] if impossible else answers,
-                                   "impossible" if impossible else "answerable"))
+                out.append(
+                    Example(
+                        str(qa["id"]),
+                        path.stem,
+                        title,
+                        qa["question"].strip(),
+                        context,
+                        [] if impossible else answers,
+                        "impossible" if impossible else "answerable",
+                    )
+                )
     return out
 
 
@@ -113,8 +122,8 @@ def _holds_answer(text: str, answers: list[tuple[str, int]]) -> bool:
 
 def make_negatives(examples: list[Example], share: float, rng: random.Random) -> list[Example]:
     """One negative for ``share`` of the answerable questions, of a kind picked at random."""
-    from assistant.sentences import split_sentences
-    from assistant.keyword import tokenize
+    from assistant.ingest.sentences import split_sentences
+    from assistant.search.keyword import tokenize
 
     contexts_by_article: dict[tuple[str, str], list[str]] = defaultdict(list)
     for ex in examples:
@@ -268,7 +277,9 @@ def predict(module, base: E5Base, examples: list[Example], features: list[Featur
         nulls = []
         for f, s, e in by_example.get(n, []):
             k = len(f.offsets)
-            reading = Reading(ex.context, np.asarray(f.offsets).reshape(-1, 2), s[f.text_from : f.text_from + k], e[f.text_from : f.text_from + k], 0.0)
+            reading = Reading(
+                ex.context, np.asarray(f.offsets).reshape(-1, 2), s[f.text_from : f.text_from + k], e[f.text_from : f.text_from + k], 0.0
+            )
             span = reading.best_span(max_tokens=spec.max_answer_tokens)
             nulls.append(float(s[0] + e[0]))
             if span and span[0] > best[0]:
@@ -409,7 +420,15 @@ def train(args: argparse.Namespace) -> dict:
             if step % 20 == 0:
                 rate = seen / (time.time() - t0)
                 eta = (total - step) * args.batch_size / max(rate, 1e-9)
-                log.info("epoch %d step %d/%d loss %.4f  %.1f windows/s  ETA %.0f min", epoch + 1, step, total, np.mean(running[-20:]), rate, eta / 60)
+                log.info(
+                    "epoch %d step %d/%d loss %.4f  %.1f windows/s  ETA %.0f min",
+                    epoch + 1,
+                    step,
+                    total,
+                    np.mean(running[-20:]),
+                    rate,
+                    eta / 60,
+                )
             if step % args.checkpoint_every == 0 or step == total:
                 _save_checkpoint(checkpoint, module, optimiser, scheduler, step, args)
         log.info("epoch %d done", epoch + 1)
@@ -419,7 +438,10 @@ def train(args: argparse.Namespace) -> dict:
     module.load_state_dict({k: v.float() for k, v in stored.items()}, strict=False)
     rows = predict(module, base, dev_ex, dev_f, spec)
     metrics = {"dev": summarise(rows)}
-    metrics["dev_by_kind"] = {k: summarise([r for r in rows if r["kind"] in (k, "answerable")]) for k in ("removed", "same-article", "other-article", "impossible")}
+    metrics["dev_by_kind"] = {
+        k: summarise([r for r in rows if r["kind"] in (k, "answerable")])
+        for k in ("removed", "same-article", "other-article", "impossible")
+    }
     log.info("dev: %s", json.dumps(metrics["dev"]))
     (work / "dev_predictions.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
 

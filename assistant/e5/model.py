@@ -13,8 +13,8 @@ from functools import cache
 
 import numpy as np
 
-from .tokenizer import build_tokenizer
 from .modelfile import BLOCK_BYTES, QK, E5File
+from .tokenizer import build_tokenizer
 
 # Per-layer tensor names in the file -> BertModel parameter names.
 LAYER_TENSORS = {

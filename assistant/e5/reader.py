@@ -15,6 +15,7 @@ import json
 import math
 import threading
 from dataclasses import asdict, dataclass, field
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,7 @@ def _torch():
     return torch
 
 
+@cache
 def lora_linear_class():
     torch = _torch()
 
@@ -117,11 +119,10 @@ def trained_state(module) -> dict:
 def merge_adapters(module) -> None:
     """Fold every LoRA adapter into its base Linear (inference is then a plain BertModel)."""
     lora = lora_linear_class()
-    for name, child in list(module.named_modules()):
+    for _, child in list(module.named_modules()):
         for attr, sub in list(child.named_children()):
             if isinstance(sub, lora):
                 setattr(child, attr, sub.merged())
-    del name
 
 
 # ---------------------------------------------------------------- windows

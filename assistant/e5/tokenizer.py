@@ -17,7 +17,7 @@ def build_tokenizer(model: E5File):
 
     >>> tok = build_tokenizer(E5File.packaged())
     >>> tok.encode("query: Who funds it?").tokens
-    ['▁query', ':', '▁Who', '▁fund', 's', '▁it', '?']
+    ['▁que', 'ry', ':', '▁Who', '▁fund', 's', '▁it', '?']
     """
     from tokenizers import Regex, Tokenizer, normalizers, pre_tokenizers
     from tokenizers.models import Unigram

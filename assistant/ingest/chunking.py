@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from .documents import Document
+from assistant.ingest.documents import Document
 
 # Paragraphs first, then lines, then sentence ends, then clauses, then words.
 SEPARATORS = ["\n\n", "\n", ". ", "? ", "! ", "; ", ", ", " ", ""]
@@ -42,7 +42,7 @@ def make_splitter(chunk_size: int, chunk_overlap: int):
 def chunk_document(doc: Document, chunk_size: int, chunk_overlap: int) -> list[Chunk]:
     """Split one document; every chunk's offsets are checked against the text.
 
-    >>> from assistant.documents import Document
+    >>> from assistant.ingest.documents import Document
     >>> doc = Document("d", "d.txt", "T", "First paragraph here.\\n\\nSecond one.", "0")
     >>> [(c.start, c.end, c.text) for c in chunk_document(doc, 100, 0)]
     [(0, 34, 'First paragraph here.\\n\\nSecond one.')]

@@ -1,4 +1,4 @@
-"""External benchmarks: ``assistant bench-external`` (or ``python -m assistant.external``).
+"""External benchmarks: ``assistant bench-external`` (or ``python -m benchmarks.external``).
 
 Two public data sets, read by path from ``../shared/bench`` (never copied into the repo):
 
@@ -48,7 +48,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import Settings
+from assistant.config import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = ROOT.parent / "shared" / "bench"
@@ -188,7 +188,7 @@ _EMBEDDER_CACHE: dict[tuple[str, int], object] = {}
 
 def load_embedder(name: str, threads: int):
     """The product's embedder ``name`` (one instance per process)."""
-    from .embeddings import create_embedder
+    from assistant.search.embedders import create_embedder
 
     key = (name, threads)
     if key not in _EMBEDDER_CACHE:
@@ -274,9 +274,9 @@ class VectorCache:
 
 def memory_index(doc_ids: Sequence[str], titles: dict[str, str], texts: dict[str, str], vectors: np.ndarray):
     """A ``LoadedIndex`` in memory with one chunk per document (no sentences)."""
-    from .chunking import Chunk
-    from .documents import Document
-    from .index import LoadedIndex, make_faiss_index
+    from assistant.ingest.chunking import Chunk
+    from assistant.ingest.documents import Document
+    from assistant.search.index import LoadedIndex, make_faiss_index
 
     documents = {d: Document(doc_id=d, source=d, title=titles[d], text=texts[d], sha256="") for d in doc_ids}
     chunks = [Chunk(f"{d}#0", d, 0, len(texts[d]), texts[d]) for d in doc_ids]
@@ -398,7 +398,7 @@ def scifact_subset(data: SciFact, n_queries: int, n_docs: int, seed: int = SEED)
 
 
 def run_scifact(args: argparse.Namespace, base: Settings) -> dict:
-    from .retriever import Retriever
+    from assistant.search.retriever import Retriever
 
     started = time.perf_counter()
     data = load_scifact(args.data_dir / "scifact")
@@ -525,7 +525,7 @@ def xquad_selection(
 
 def _xquad_service(lang: str, paragraphs: list[str], paras: list[int], embedder, base: Settings, root: Path):
     """Write the paragraphs as a corpus folder and open the real service over it (index built or reused)."""
-    from .service import open_service
+    from assistant.service import open_service
 
     tag = hashlib.sha256("\n".join(paragraphs[i] for i in paras).encode("utf-8")).hexdigest()[:10]
     slug = re.sub(r"[^\w]+", "-", embedder.name).strip("-").lower()
@@ -572,9 +572,9 @@ def _xquad_service(lang: str, paragraphs: list[str], paras: list[int], embedder,
 
 def score_answers(service, settings: Settings, questions: list[XQuADQuestion]) -> dict:
     """The extractive answerer through ``Pipeline.ask``, scored against the gold answers."""
-    from .answering import Pipeline
-    from .evaluation import contains_answer, exact_match, token_f1
-    from .extractive import ExtractiveAnswerer
+    from assistant.answer.extractive import ExtractiveAnswerer
+    from assistant.answer.pipeline import Pipeline
+    from assistant.evaluation.harness import contains_answer, exact_match, token_f1
 
     answerer = ExtractiveAnswerer(settings, service.index)
     pipeline = Pipeline(settings, service.retriever, answerer)

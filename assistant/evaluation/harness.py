@@ -10,8 +10,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .keyword import fold
-from .retriever import Passage
+from assistant.search.keyword import fold
+from assistant.search.retriever import Passage
 
 
 @dataclass(frozen=True)

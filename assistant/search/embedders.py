@@ -14,7 +14,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from .config import Settings
+from assistant.config import Settings
 
 log = logging.getLogger(__name__)
 

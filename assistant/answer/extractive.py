@@ -15,11 +15,11 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
-from .answering import Answer, Citation, citation, related
-from .config import Settings
-from .index import LoadedIndex
-from .keyword import fold, tokenize
-from .retriever import Passage, SearchResult
+from assistant.answer.pipeline import Answer, Citation, citation, related
+from assistant.config import Settings
+from assistant.search.index import LoadedIndex
+from assistant.search.keyword import fold, tokenize
+from assistant.search.retriever import Passage, SearchResult
 
 # What a question asks for, recognised in English, French and Russian.
 _KINDS = {

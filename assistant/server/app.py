@@ -1,4 +1,4 @@
-"""HTTP API and chat page: ``uvicorn assistant.api:create_app --factory``.
+"""HTTP API and chat page: ``uvicorn assistant.server.app:create_app --factory``.
 
 Models and the index are loaded once, in the lifespan. Every error leaves as one JSON shape:
 ``{"error": {"code": str, "message": str, "details": ...}}``.
@@ -23,11 +23,11 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .answering import Answer, Citation, Pipeline
-from .config import Settings
-from .extractive import ExtractiveAnswerer
-from .index import IndexNotReady
-from .service import Service, open_service, reload_if_rebuilt
+from assistant.answer.extractive import ExtractiveAnswerer
+from assistant.answer.pipeline import Answer, Citation, Pipeline
+from assistant.config import Settings
+from assistant.search.index import IndexNotReady
+from assistant.service import Service, open_service, reload_if_rebuilt
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +171,7 @@ def build_pipeline(settings: Settings, service: Service) -> tuple[Pipeline, obje
     extractive = ExtractiveAnswerer(settings, service.index)
     llm_client = llm = None
     if settings.llm_base_url:
-        from .llm import LLMAnswerer, LLMClient
+        from assistant.answer.llm import LLMAnswerer, LLMClient
 
         llm_client = LLMClient(settings)
         llm = LLMAnswerer(settings, service.index, llm_client)

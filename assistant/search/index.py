@@ -28,11 +28,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .chunking import Chunk, chunk_document
-from .config import Settings
-from .documents import METADATA_FILE, Document, Skipped, corpus_files, file_hash, load_corpus
-from .embeddings import Embedder
-from .sentences import split_sentences
+from assistant.config import Settings
+from assistant.ingest.chunking import Chunk, chunk_document
+from assistant.ingest.documents import METADATA_FILE, Document, Skipped, corpus_files, file_hash, load_corpus
+from assistant.ingest.sentences import split_sentences
+from assistant.search.embedders import Embedder
 
 log = logging.getLogger(__name__)
 

@@ -12,9 +12,9 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Literal, Protocol
 
-from .config import AnswerMode, Settings
-from .index import LoadedIndex
-from .retriever import Passage, Retriever, SearchResult
+from assistant.config import AnswerMode, Settings
+from assistant.search.index import LoadedIndex
+from assistant.search.retriever import Passage, Retriever, SearchResult
 
 log = logging.getLogger(__name__)
 

@@ -1,8 +1,8 @@
-"""Benchmarks: ``assistant bench`` (or ``python -m assistant.bench``).
+"""Benchmarks: ``assistant bench`` (or ``python -m benchmarks.speed``).
 
 Sections (pick with ``--only``):
 
-- ``coldstart``: a fresh ``uvicorn assistant.api:create_app --factory`` process on a free port of
+- ``coldstart``: a fresh ``uvicorn assistant.server.app:create_app --factory`` process on a free port of
   127.0.0.1, over an already-built index; time from process start to the first answered POST /ask,
   plus an in-process breakdown of where the start-up time goes.
 - ``latency``: extractive /ask latency (p50/p95/p99) in-process, through ``Pipeline.ask`` and through
@@ -201,7 +201,7 @@ class Context:
         self.timings: dict[str, list[dict]] = {}
 
     def settings(self, **overrides):
-        from .config import Settings
+        from assistant.config import Settings
 
         values = dict(
             corpus_dir=self.corpus_dir,
@@ -244,7 +244,7 @@ class Context:
 
     def open_service(self):
         if self.service is None:
-            from .service import open_service
+            from assistant.service import open_service
 
             self.ensure_index()
             self.service = open_service(self.settings(), build=False)
@@ -252,11 +252,11 @@ class Context:
 
 
 def run_child(ctx: Context, kind: str, spec: dict, timeout: float = 7200) -> dict:
-    """Run ``python -m assistant.bench _child KIND SPEC`` and return the JSON it reports."""
+    """Run ``python -m benchmarks.speed _child KIND SPEC`` and return the JSON it reports."""
     spec = {**spec, "embed_threads": ctx.args.embed_threads}
     started_wall = time.time()
     proc = subprocess.run(
-        [sys.executable, "-m", "assistant.bench", "_child", kind, json.dumps(spec)],
+        [sys.executable, "-m", "benchmarks.speed", "_child", kind, json.dumps(spec)],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -285,9 +285,9 @@ def _child(argv: list[str]) -> int:
 
 def _child_index(spec: dict) -> dict:
     """Build an index in this fresh process: load time, build time, counts, peak RSS."""
-    from .config import Settings
-    from .embeddings import create_embedder
-    from .index import build_index
+    from assistant.config import Settings
+    from assistant.search.embedders import create_embedder
+    from assistant.search.index import build_index
 
     settings = Settings(
         _env_file=None,
@@ -327,29 +327,29 @@ def _child_phases(spec: dict) -> dict:
     """Where cold start goes: imports, embedder, index, keyword index, answerer, first answer."""
     phases = {}
     t = time.perf_counter()
-    from . import api  # noqa: F401  (fastapi, pydantic, starlette)
-    from .config import Settings
+    from assistant.config import Settings
+    from assistant.server import app as api  # noqa: F401  (fastapi, pydantic, starlette)
 
     phases["import_api_s"] = time.perf_counter() - t
     settings = Settings(_env_file=None, embed_threads=spec.get("embed_threads"), answer_mode="extractive")
     t = time.perf_counter()
-    from .embeddings import create_embedder
+    from assistant.search.embedders import create_embedder
 
     embedder = create_embedder(settings)
     phases["load_embedder_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    from .index import index_status, load_index
+    from assistant.search.index import index_status, load_index
 
     index_status(settings, embedder.name, embedder.dim)
     index = load_index(settings.index_dir)
     phases["load_index_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    from .retriever import Retriever
+    from assistant.search.retriever import Retriever
 
     retriever = Retriever(index, embedder, settings)
     phases["keyword_index_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    from .service import Service
+    from assistant.service import Service
 
     pipeline, _ = api.build_pipeline(settings, Service(settings, embedder, index, retriever))
     phases["answerer_s"] = time.perf_counter() - t
@@ -366,7 +366,7 @@ def _child_phases(spec: dict) -> dict:
 
 
 class Server:
-    """``python -m uvicorn assistant.api:create_app --factory`` on a free port of 127.0.0.1."""
+    """``python -m uvicorn assistant.server.app:create_app --factory`` on a free port of 127.0.0.1."""
 
     def __init__(self, ctx: Context):
         self.port = free_port()
@@ -374,7 +374,7 @@ class Server:
         self.started = time.perf_counter()
         self.log = (ctx.tmp / f"uvicorn-{self.port}.log").open("w")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "assistant.api:create_app", "--factory"]
+            [sys.executable, "-m", "uvicorn", "assistant.server.app:create_app", "--factory"]
             + ["--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"],
             cwd=ctx.tmp,
             env=ctx.env(),
@@ -507,7 +507,7 @@ def section_latency(ctx: Context) -> dict:
 
     from fastapi.testclient import TestClient
 
-    from .api import build_pipeline, create_app
+    from assistant.server.app import build_pipeline, create_app
 
     service = ctx.open_service()
     settings = ctx.settings()
@@ -647,7 +647,7 @@ def section_http(ctx: Context) -> dict:
 def section_stages(ctx: Context) -> dict:
     if not ctx.timings:
         service = ctx.open_service()
-        from .api import build_pipeline
+        from assistant.server.app import build_pipeline
 
         pipeline, _ = build_pipeline(ctx.settings(), service)
         _time_calls(lambda q: pipeline.ask(q, mode="extractive"), QUESTIONS, len(QUESTIONS))
@@ -692,11 +692,11 @@ def _write_scifact(path: Path, target: Path, docs: int | None) -> int:
 
 def _workload(corpus_dir: Path) -> dict:
     """What build_index would embed for a corpus: chunks, sentences and their characters."""
-    from .chunking import chunk_document
-    from .config import Settings
-    from .documents import load_corpus
-    from .index import passage_text
-    from .sentences import split_sentences
+    from assistant.config import Settings
+    from assistant.ingest.chunking import chunk_document
+    from assistant.ingest.documents import load_corpus
+    from assistant.ingest.sentences import split_sentences
+    from assistant.search.index import passage_text
 
     settings = Settings(_env_file=None)
     corpus = load_corpus(corpus_dir)
@@ -847,7 +847,7 @@ def recall_at_k(found: np.ndarray, exact: np.ndarray) -> float:
 def section_ann(ctx: Context) -> dict:
     import faiss
 
-    from .index import HNSW_FROM, make_faiss_index, resolve_index_type
+    from assistant.search.index import HNSW_FROM, make_faiss_index, resolve_index_type
 
     k, dim, nq = 10, 384, ctx.args.ann_queries
     results = []
@@ -975,7 +975,7 @@ class NaivePipeline:
         return vector, [self.index.chunks[i] for i in ids[0] if i >= 0]
 
     def ask(self, question: str) -> dict:
-        from .sentences import split_sentences
+        from assistant.ingest.sentences import split_sentences
 
         vector, chunks = self.retrieve(question)
         sentences = [(c, c.text[s:e]) for c in chunks for s, e in split_sentences(c.text)]
@@ -987,7 +987,7 @@ class NaivePipeline:
 
 
 def section_alt(ctx: Context) -> dict:
-    from .api import build_pipeline
+    from assistant.server.app import build_pipeline
 
     service = ctx.open_service()
     pipeline, _ = build_pipeline(ctx.settings(), service)

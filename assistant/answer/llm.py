@@ -23,16 +23,16 @@ from pathlib import Path
 
 import httpx
 
-from .answering import NO_ANSWER, Answer, AnswerError, Citation, citation, related
-from .config import Settings
-from .index import LoadedIndex
-from .keyword import fold, tokenize
-from .retriever import Passage, SearchResult
-from .sentences import split_sentences
+from assistant.answer.pipeline import NO_ANSWER, Answer, AnswerError, Citation, citation, related
+from assistant.config import Settings
+from assistant.ingest.sentences import split_sentences
+from assistant.search.index import LoadedIndex
+from assistant.search.keyword import fold, tokenize
+from assistant.search.retriever import Passage, SearchResult
 
 log = logging.getLogger(__name__)
 
-PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
+PROMPTS_DIR = Path(__file__).resolve().parent.parent.parent / "prompts"
 SENTINEL = "NOT_IN_DOCUMENTS"
 NO_ANSWER_BY_LANGUAGE = {
     "en": NO_ANSWER,

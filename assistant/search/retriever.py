@@ -9,10 +9,10 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .config import RetrievalMode, Settings
-from .embeddings import Embedder
-from .index import LoadedIndex
-from .keyword import KeywordIndex
+from assistant.config import RetrievalMode, Settings
+from assistant.search.embedders import Embedder
+from assistant.search.index import LoadedIndex
+from assistant.search.keyword import KeywordIndex
 
 QUERY_CACHE_SIZE = 1024
 
