@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import logging
 import sys
 from pathlib import Path
 
 from assistant.config import Settings
+from assistant.errors import AssistantError, ConfigError
 
 log = logging.getLogger("assistant")
 
@@ -82,14 +82,10 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
-    from assistant.answer.pipeline import Pipeline
-    from assistant.server.app import build_pipeline
     from assistant.service import open_service
 
-    settings = _settings(args)
-    service = open_service(settings, progress=_progress_bar("embedding"))
-    pipeline: Pipeline = build_pipeline(settings, service)[0]
-    answer = pipeline.ask(args.question, top_k=args.top_k, mode=args.mode)
+    service = open_service(_settings(args), progress=_progress_bar("embedding"))
+    answer = service.pipeline.ask(args.question, top_k=args.top_k, mode=args.mode)
     if args.json:
         print(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2))
         return 0
@@ -128,7 +124,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     from assistant.evaluation import harness as ev
     from assistant.search.embedders import create_embedder
-    from assistant.server.app import build_pipeline
     from assistant.service import open_service
 
     base = _settings(args)
@@ -136,7 +131,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     for spec in args.compare or []:
         key, _, values = spec.partition("=")
         if key not in Settings.model_fields or not values:
-            raise ValueError(f"--compare takes SETTING=value1,value2 with a known setting, not {spec!r}")
+            raise ConfigError(f"--compare takes SETTING=value1,value2 with a known setting, not {spec!r}")
         axes.append([(key, v) for v in values.split(",")])
     configs = [dict(combo) for combo in itertools.product(*axes)] or [{}]
 
@@ -151,11 +146,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if settings.embedder not in embedders:
             embedders[settings.embedder] = create_embedder(settings)
         service = open_service(settings, embedders[settings.embedder], progress=_progress_bar(f"indexing {name}"))
-        pipeline = build_pipeline(settings, service)[0]
         questions = ev.load_questions(args.questions, {d: doc.text for d, doc in service.index.documents.items()})
         if args.limit:
             questions = questions[: args.limit]
-        results[name] = ev.run_evaluation(pipeline, questions, _progress_bar(f"questions {name}"))
+        results[name] = ev.run_evaluation(service.pipeline, questions, _progress_bar(f"questions {name}"))
 
     first = next(iter(results.values()))
     print("\nConfigurations (answer metrics over answerable questions; abstaining counts as a miss)")
@@ -227,11 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tolerance", type=float, default=0.03, help="allowed drop of a headline metric (absolute)")
     p.set_defaults(func=cmd_eval)
 
-    for name, text in (
-        ("bench", "speed and memory benchmarks (evaluation/BENCHMARKS.md); 'assistant bench --help' for options"),
-        ("bench-external", "SciFact and XQuAD benchmarks (evaluation/EXTERNAL.md); 'assistant bench-external --help'"),
-    ):
-        sub.add_parser(name, help=text, add_help=False)  # dispatched in main() with all their arguments
+    for name, entry in plugin_commands().items():
+        # Dispatched in main() with all their arguments; each has its own --help.
+        sub.add_parser(name, help=f"{_summary(entry)} ('assistant {name} --help')", add_help=False)
 
     p = sub.add_parser("serve", help="serve the chat page and the API (builds the index first if needed)")
     common(p)
@@ -241,26 +233,41 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-PASSTHROUGH = {"bench": "benchmarks.speed", "bench-external": "benchmarks.external"}
+def plugin_commands() -> dict[str, object]:
+    """Commands that other packages add (``assistant.commands`` entry points: benchmarks, training).
+
+    They import the product; the product only knows them by name.
+    """
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep for ep in entry_points(group="assistant.commands")}
+
+
+def _summary(entry) -> str:
+    known = {
+        "bench": "speed and memory benchmarks",
+        "bench-external": "SciFact and XQuAD benchmarks",
+        "train-reader": "train the answer reader",
+    }
+    return known.get(entry.name, entry.value)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in PASSTHROUGH:
+    plugins = plugin_commands()
+    if argv and argv[0] in plugins:
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-        return importlib.import_module(PASSTHROUGH[argv[0]]).main(argv[1:])
+        return plugins[argv[0]].load()(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from pydantic import ValidationError
 
-    from assistant.search.index import IndexNotReady
-
     try:
         return args.func(args)
     except ValidationError as exc:
         print(f"error: invalid settings: {exc}", file=sys.stderr)
-    except (IndexNotReady, FileNotFoundError, ValueError) as exc:
+    except AssistantError as exc:
         print(f"error: {exc}", file=sys.stderr)
     return 2
 

@@ -76,7 +76,6 @@ class Settings(BaseSettings):
     # Origins allowed to call the API from other sites (CORS); none by default.
     cors_origins: list[str] = Field(default_factory=list)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
-    web_dir: Path = Path(__file__).resolve().parent.parent / "web"
 
     def model_post_init(self, __context: object) -> None:
         if self.chunk_overlap >= self.chunk_size:

@@ -344,15 +344,10 @@ def _child_phases(spec: dict) -> dict:
     index = load_index(settings.index_dir)
     phases["load_index_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    from assistant.search.retriever import Retriever
+    from assistant.service import assemble
 
-    retriever = Retriever(index, embedder, settings)
-    phases["keyword_index_s"] = time.perf_counter() - t
-    t = time.perf_counter()
-    from assistant.service import Service
-
-    pipeline, _ = api.build_pipeline(settings, Service(settings, embedder, index, retriever))
-    phases["answerer_s"] = time.perf_counter() - t
+    pipeline = assemble(settings, embedder, index).pipeline
+    phases["retriever_and_answerers_s"] = time.perf_counter() - t
     t = time.perf_counter()
     pipeline.ask(QUESTIONS[0], mode="extractive")
     phases["first_answer_s"] = time.perf_counter() - t
@@ -507,11 +502,11 @@ def section_latency(ctx: Context) -> dict:
 
     from fastapi.testclient import TestClient
 
-    from assistant.server.app import build_pipeline, create_app
+    from assistant.server.app import create_app
 
     service = ctx.open_service()
     settings = ctx.settings()
-    pipeline, _ = build_pipeline(settings, service)
+    pipeline = service.pipeline
     n = ctx.args.requests
     with TestClient(create_app(settings, service)) as client, ThreadPoolExecutor(1) as worker:
 
@@ -646,10 +641,7 @@ def section_http(ctx: Context) -> dict:
 
 def section_stages(ctx: Context) -> dict:
     if not ctx.timings:
-        service = ctx.open_service()
-        from assistant.server.app import build_pipeline
-
-        pipeline, _ = build_pipeline(ctx.settings(), service)
+        pipeline = ctx.open_service().pipeline
         _time_calls(lambda q: pipeline.ask(q, mode="extractive"), QUESTIONS, len(QUESTIONS))
         _, answers = _time_calls(lambda q: pipeline.ask(q, mode="extractive"), QUESTIONS, ctx.args.requests)
         ctx.timings["direct"] = [a.timings_ms for a in answers]
@@ -987,10 +979,8 @@ class NaivePipeline:
 
 
 def section_alt(ctx: Context) -> dict:
-    from assistant.server.app import build_pipeline
-
     service = ctx.open_service()
-    pipeline, _ = build_pipeline(ctx.settings(), service)
+    pipeline = service.pipeline
     naive = NaivePipeline(service.embedder, service.index, top_k=service.settings.top_k)
     n = ctx.args.alt_requests
     from concurrent.futures import ThreadPoolExecutor

@@ -8,8 +8,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from assistant.answer.extractive import ExtractiveAnswerer
-from assistant.answer.pipeline import Answer, AnswerError, Pipeline
+from assistant.answer.pipeline import Pipeline
+from assistant.answer.types import Answer
 from assistant.config import Settings
+from assistant.errors import AnswerError
 from assistant.server.app import create_app
 from assistant.service import open_service
 

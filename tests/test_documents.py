@@ -2,6 +2,7 @@ from pathlib import Path
 
 import pytest
 
+from assistant.errors import CorpusError
 from assistant.ingest.documents import clean_text, load_corpus
 
 
@@ -88,5 +89,5 @@ def test_clean_text_drops_repeated_paragraphs_and_crumbs_of_whitespace():
 
 
 def test_missing_corpus_dir_is_a_clear_error(tmp_path: Path):
-    with pytest.raises(FileNotFoundError, match="corpus directory not found"):
+    with pytest.raises(CorpusError, match="corpus directory not found"):
         load_corpus(tmp_path / "nope")

@@ -7,7 +7,6 @@ import pytest
 from assistant.config import Settings
 from assistant.evaluation import harness as ev
 from assistant.ingest.documents import load_corpus
-from assistant.server.app import build_pipeline
 from assistant.service import open_service
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,9 +63,8 @@ def test_pipeline_does_not_regress_below_the_baseline(real_index_dir):
     """The regression gate: the default offline pipeline against evaluation/baseline.json."""
     settings = Settings(_env_file=None, corpus_dir=ROOT / "corpus", index_dir=real_index_dir)
     service = open_service(settings, build=False)
-    pipeline = build_pipeline(settings, service)[0]
     questions = ev.load_questions(QUESTIONS, {d: doc.text for d, doc in service.index.documents.items()})
-    report = ev.run_evaluation(pipeline, questions)
+    report = ev.run_evaluation(service.pipeline, questions)
     baseline = json.loads((ROOT / "evaluation" / "baseline.json").read_text())["headline"]
     problems = ev.regressions(report["overall"], baseline, TOLERANCE)
     assert not problems, "\n".join(problems)

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from assistant.config import Settings
-from assistant.search.index import IndexNotReady, build_index, current_build, index_status, load_index, make_faiss_index
+from assistant.errors import IndexNotReady
+from assistant.search.index import build_index, current_build, index_status, load_index, make_faiss_index
 from assistant.search.retriever import Retriever
 from tests.fakes import FakeEmbedder
 

@@ -12,9 +12,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from assistant.answer.llm import SENTINEL, LLMAnswerer, LLMClient, Prompt, language
-from assistant.answer.pipeline import NO_ANSWER, Answer, AnswerError, Pipeline, related
+from assistant.answer.language import NO_ANSWER, language
+from assistant.answer.llm import LLMAnswerer
+from assistant.answer.llm_client import LLMClient
+from assistant.answer.pipeline import Pipeline
+from assistant.answer.prompt import SENTINEL, Prompt
+from assistant.answer.types import Answer, related
 from assistant.config import Settings
+from assistant.errors import AnswerError
 from assistant.search.index import LoadedIndex, build_index, load_index
 from assistant.search.retriever import Passage, Retriever, SearchResult
 from tests.fakes import FakeEmbedder
@@ -469,7 +474,7 @@ def test_not_covered_sentence_with_a_citation_keeps_its_words_without_the_marker
 
 def test_only_not_covered_sentences_mean_abstention(index):
     answer = answerer_for(index, reply("The documents do not say how much the tour cost.")).answer("Cost?", search(index, CSOS))
-    assert answer.abstained and answer.answer == NO_ANSWER and answer.warnings == []
+    assert answer.abstained and answer.answer == NO_ANSWER["en"] and answer.warnings == []
     assert answer.check["not_covered"] == 1
 
 
@@ -477,7 +482,7 @@ def test_when_every_sentence_fails_the_answer_is_withheld(index):
     answer = answerer_for(index, reply("The Eiffel Tower is painted blue [1]. It was built in 1889.")).answer(
         "What colour is the Eiffel Tower?", search(index, CSOS, MSDSP)
     )
-    assert answer.abstained and answer.answer == NO_ANSWER and answer.citations == []
+    assert answer.abstained and answer.answer == NO_ANSWER["en"] and answer.citations == []
     assert [c.doc_id for c in answer.related] == [c.doc_id for c in related(search(index, CSOS, MSDSP).passages, index)]
     assert answer.check["supported"] == 0 and len(answer.check["removed"]) == 2
     assert any("withheld" in w for w in answer.warnings)
@@ -487,7 +492,7 @@ def test_when_every_sentence_fails_the_answer_is_withheld(index):
 def test_sentinel_means_abstention(index, reply_text):
     result = search(index, CSOS, BUDGET)
     answer = answerer_for(index, reply(reply_text)).answer("Who painted the Mona Lisa?", result)
-    assert answer.abstained and answer.answer == NO_ANSWER and answer.citations == []
+    assert answer.abstained and answer.answer == NO_ANSWER["en"] and answer.citations == []
     assert answer.related == related(result.passages, index)
     assert answer.check["sentinel"] is True and answer.warnings == []
 
@@ -496,7 +501,7 @@ def test_abstention_is_in_the_question_language(index):
     answer = answerer_for(index, reply(SENTINEL)).answer("Qui a peint la Joconde ?", search(index, CSOS))
     assert answer.abstained and answer.answer == "Les documents ne répondent pas à cette question."
     answer = answerer_for(index, reply(SENTINEL)).answer("Кто написал Мону Лизу?", search(index, CSOS))
-    assert answer.answer == "Документы не отвечают на этот вопрос."
+    assert answer.answer == NO_ANSWER["ru"]
 
 
 def test_no_passages_abstains_without_calling_the_model(index):

@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from assistant.answer.llm import Completion, LLMAnswerer, LLMClient
-from assistant.answer.pipeline import Answer, AnswerError
+from assistant.answer.llm import LLMAnswerer
+from assistant.answer.llm_client import Completion, LLMClient
+from assistant.answer.types import Answer
 from assistant.config import Settings
+from assistant.errors import AnswerError
 from assistant.search.index import LoadedIndex, build_index, load_index
 from assistant.search.retriever import Retriever
 from tests.fakes import FakeEmbedder

@@ -12,19 +12,19 @@ def test_new_build_is_swapped_in_while_serving(settings):
     embedder = FakeEmbedder()
     service = open_service(settings, embedder)
     with TestClient(create_app(settings, service)) as client:
-        state = client.app.state.assistant
+        live = client.app.state.live
         assert len(client.get("/documents").json()["documents"]) == 5
-        old_pipeline = state.pipeline
+        old_pipeline = live.service.pipeline
 
         (settings.corpus_dir / "rasht.md").write_text("# Rasht Valley note\n\nThe Rasht Valley programme trained 12 teachers.\n")
         build_index(settings, FakeEmbedder())  # what `assistant index` does in another process
-        state.checked_at = 0.0  # skip the few seconds between checks
+        live.refresh(every_s=0)  # skip the few seconds between checks
 
         docs = client.get("/documents").json()["documents"]
         assert len(docs) == 6 and any(d["doc_id"] == "rasht" for d in docs)
-        assert state.pipeline is not old_pipeline
+        assert live.service.pipeline is not old_pipeline
         # A request that started before the swap finishes on the old index.
-        assert old_pipeline.retriever.index.manifest["build"] != state.service.index.manifest["build"]
+        assert old_pipeline.retriever.index.manifest["build"] != live.service.index.manifest["build"]
         assert "rasht" not in old_pipeline.retriever.index.documents
         assert old_pipeline.ask("Which valley trained teachers?").mode == "extractive"
         body = client.post("/ask", json={"question": "How many teachers did the Rasht Valley programme train?"}).json()

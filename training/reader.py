@@ -1,6 +1,6 @@
 """Train the extractive reader (``assistant/e5/reader.py``) on the reading-comprehension data.
 
-    python -m training.reader --train-dir ../shared/train --work-dir /tmp/reader-run
+    assistant train-reader --train-dir ../shared/train --work-dir /tmp/reader-run
 
 Reads the SQuAD-format files of ``--train-dir`` by path, splits off a development set by
 article, makes negatives for abstention (the same paragraph with the answer sentence removed,
@@ -461,7 +461,7 @@ def train(args: argparse.Namespace) -> dict:
         "metrics": metrics,
         "weights_sha256": file_sha256(out / WEIGHTS_FILE),
         "wall_time_s": round(time.time() - started, 1),
-        "command": "python -m training.reader " + " ".join(sys.argv[1:]),
+        "command": "assistant train-reader " + args.command_line,
     }
     (out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     log.info("wrote %s and %s in %.0f s", out / WEIGHTS_FILE, out / MANIFEST_FILE, time.time() - started)
@@ -492,7 +492,7 @@ def _save_checkpoint(path: Path, module, optimiser, scheduler, step: int, args) 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m training.reader", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="assistant train-reader", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--train-dir", type=Path, default=Path("../shared/train"), help="SQuAD-format .json files")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where reader.safetensors and reader.json go")
     p.add_argument("--work-dir", type=Path, default=Path("/tmp/reader-run"), help="checkpoints, log, dev predictions")
@@ -512,6 +512,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.command_line = " ".join(sys.argv[1:] if argv is None else argv)
     args.work_dir.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(
         level=logging.INFO,

@@ -15,7 +15,8 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
-from assistant.answer.pipeline import Answer, Citation, citation, related
+from assistant.answer.language import no_answer_text, question_language
+from assistant.answer.types import Answer, Citation, citation, related
 from assistant.config import Settings
 from assistant.search.index import LoadedIndex
 from assistant.search.keyword import fold, tokenize
@@ -134,48 +135,6 @@ def counts_noun(sentence: str, nouns: list[str]) -> bool:
             if any(w.startswith(stem) for w in words[i + 1 : i + 5] for stem in stems):
                 return True
     return False
-
-
-def question_language(question: str) -> str:
-    """'ru' for Cyrillic, 'fr' for French-looking text, else 'en'."""
-    letters = [ch for ch in question if ch.isalpha()]
-    if letters and sum("а" <= ch.lower() <= "я" or ch in "ёЁ" for ch in letters) / len(letters) > 0.3:
-        return "ru"
-    words = set(re.findall(r"[a-zàâçéèêëîïôûùüÿœ']+", question.lower()))
-    french = {
-        "le",
-        "la",
-        "les",
-        "des",
-        "du",
-        "est",
-        "quel",
-        "quelle",
-        "quels",
-        "quelles",
-        "qui",
-        "combien",
-        "quand",
-        "pourquoi",
-        "comment",
-        "dans",
-        "pour",
-        "une",
-        "au",
-        "aux",
-        "ont",
-        "été",
-    }
-    if len(words & french) >= 2 or re.search(r"[àâçéèêëîïôûùœ]", question.lower()):
-        return "fr"
-    return "en"
-
-
-NO_ANSWER_TEXT = {
-    "en": "The documents do not answer this question.",
-    "fr": "Les documents ne répondent pas à cette question.",
-    "ru": "В документах нет ответа на этот вопрос.",
-}
 
 
 @dataclass(frozen=True)
@@ -358,7 +317,7 @@ class ExtractiveAnswerer:
 
     def abstain(self, question: str, search: SearchResult) -> Answer:
         return Answer(
-            answer=NO_ANSWER_TEXT[question_language(question)],
+            answer=no_answer_text(question_language(question)),
             abstained=True,
             mode="extractive",
             related=related(search.passages, self.index),

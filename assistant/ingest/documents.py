@@ -14,6 +14,8 @@ import unicodedata
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from assistant.errors import CorpusError
+
 log = logging.getLogger(__name__)
 
 METADATA_FILE = "metadata.json"
@@ -226,7 +228,7 @@ def load_document(path: Path, corpus_dir: Path, metadata: dict | None = None) ->
 def load_corpus(corpus_dir: Path) -> CorpusLoad:
     """Read every supported file below ``corpus_dir``; unreadable ones are listed, not fatal."""
     if not corpus_dir.is_dir():
-        raise FileNotFoundError(f"corpus directory not found: {corpus_dir}")
+        raise CorpusError(f"corpus directory not found: {corpus_dir}")
     metadata = _load_metadata(corpus_dir)
     documents, skipped = [], []
     for path in corpus_files(corpus_dir):

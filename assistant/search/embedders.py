@@ -15,6 +15,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from assistant.config import Settings
+from assistant.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +115,7 @@ class SentenceTransformerEmbedder:
         else:
             self.name = f"sentence-transformers:{Path(model_path).name}"
         if not Path(model_path).is_dir():
-            raise FileNotFoundError(f"sentence-transformers model folder not found: {model_path}")
+            raise ConfigError(f"sentence-transformers model folder not found: {model_path}")
         self._model = SentenceTransformer(str(model_path), device="cpu")
         self.dim = int(self._model.get_embedding_dimension())
         self._batch = batch_size
@@ -138,5 +139,5 @@ def create_embedder(settings: Settings) -> Embedder:
     if settings.embedder == "minilm":
         return SentenceTransformerEmbedder(None, threads, batch)
     if settings.embedder_model_path is None:
-        raise ValueError("embedder 'sentence-transformers' needs ASSISTANT_EMBEDDER_MODEL_PATH (a local model folder)")
+        raise ConfigError("embedder 'sentence-transformers' needs ASSISTANT_EMBEDDER_MODEL_PATH (a local model folder)")
     return SentenceTransformerEmbedder(settings.embedder_model_path, threads, batch)

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from assistant.config import Settings
+from assistant.errors import IndexNotReady
 from assistant.ingest.chunking import Chunk, chunk_document
 from assistant.ingest.documents import METADATA_FILE, Document, Skipped, corpus_files, file_hash, load_corpus
 from assistant.ingest.sentences import split_sentences
@@ -42,10 +43,6 @@ DATA_FILES = ("documents.jsonl", "chunks.jsonl", "vectors.npy", "index.faiss", "
 HNSW_FROM = 20_000  # "auto" switches from exact search to HNSW here (exact: 14 ms at 10k, 86 ms at 100k)
 
 Progress = Callable[[int, int], None]
-
-
-class IndexNotReady(Exception):
-    """The index is missing, stale, corrupted or built for another configuration."""
 
 
 @dataclass

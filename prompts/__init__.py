@@ -1,0 +1,1 @@
+"""Prompt files, shipped inside the package as ``assistant.prompts`` (read with importlib.resources)."""

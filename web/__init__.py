@@ -1,0 +1,1 @@
+"""The chat page (index.html, app.js, style.css), shipped inside the package as ``assistant.web``."""
