@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import math
 import os
 import platform
 import random
@@ -49,6 +48,8 @@ from pathlib import Path
 import numpy as np
 
 from assistant.config import Settings
+from assistant.evaluation import report
+from assistant.evaluation.metrics import ndcg_at_k, recall_at_k
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = ROOT.parent / "shared" / "bench"
@@ -102,32 +103,6 @@ def log(message: str) -> None:
 
 
 # ---------------------------------------------------------------- metrics
-
-
-def ndcg_at_k(ranked: Sequence[str], relevant: dict[str, float] | set[str], k: int = 10) -> float:
-    """nDCG@k with linear gains (as pytrec_eval's ``ndcg_cut``); duplicates count once.
-
-    >>> round(ndcg_at_k(["a", "b", "c"], {"b"}), 4)
-    0.6309
-    >>> ndcg_at_k(["x"], {"b"}), ndcg_at_k(["b", "b"], {"b"})
-    (0.0, 1.0)
-    """
-    gains = relevant if isinstance(relevant, dict) else {d: 1.0 for d in relevant}
-    ranked = list(dict.fromkeys(ranked))[:k]
-    dcg = sum(gains.get(d, 0.0) / math.log2(i + 2) for i, d in enumerate(ranked))
-    ideal = sum(g / math.log2(i + 2) for i, g in enumerate(sorted(gains.values(), reverse=True)[:k]))
-    return dcg / ideal if ideal > 0 else 0.0
-
-
-def recall_at_k(ranked: Sequence[str], relevant: Iterable[str], k: int) -> float:
-    """Share of the relevant ids in the first ``k`` distinct ids.
-
-    >>> recall_at_k(["a", "b", "c"], {"c", "d"}, 3)
-    0.5
-    """
-    relevant = set(relevant)
-    top = set(list(dict.fromkeys(ranked))[:k])
-    return len(top & relevant) / len(relevant) if relevant else 0.0
 
 
 def _mean(values: Sequence[float]) -> float:
@@ -574,7 +549,7 @@ def score_answers(service, settings: Settings, questions: list[XQuADQuestion]) -
     """The extractive answerer through ``Pipeline.ask``, scored against the gold answers."""
     from assistant.answer.extractive import ExtractiveAnswerer
     from assistant.answer.pipeline import Pipeline
-    from assistant.evaluation.harness import contains_answer, exact_match, token_f1
+    from assistant.evaluation.metrics import contains_answer, exact_match, token_f1
 
     answerer = ExtractiveAnswerer(settings, service.index)
     pipeline = Pipeline(settings, service.retriever, answerer)
@@ -722,33 +697,13 @@ def _describe(row: dict) -> str:
     return row["retriever"] + (f" ({row['embedder']})" if row.get("embedder") else "")
 
 
-def _fmt(value) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, float):
-        return f"{value:.1f}" if abs(value) >= 10 else f"{value:.3f}"
-    return str(value)
-
-
-def _table(headers: list[str], rows: list[list], markdown: bool) -> str:
-    cells = [[_fmt(c) for c in row] for row in rows]
-    if markdown:
-        lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-        lines += ["| " + " | ".join(c.replace("|", "/") for c in row) + " |" for row in cells]
-        return "\n".join(lines)
-    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)), "  ".join("-" * w for w in widths)]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
-    return "\n".join(lines)
-
-
 def _sweep_table(sweep: list[dict], markdown: bool) -> str:
     """One row per (corpus, embedder, fusion), one column per keyword weight; the product default is 0.35."""
     weights = sorted({r["keyword_weight"] for r in sweep})
     keys = list(dict.fromkeys((r["corpus"], r["embedder"], r["fusion"]) for r in sweep))
     by = {(r["corpus"], r["embedder"], r["fusion"], r["keyword_weight"]): r["ndcg@10"] for r in sweep}
     rows = [[c, e, f, *(by.get((c, e, f, w)) for w in weights)] for c, e, f in keys]
-    return _table(["corpus", "embedder", "fusion", *(f"w={w:g}" for w in weights)], rows, markdown)
+    return report.table(["corpus", "embedder", "fusion", *(f"w={w:g}" for w in weights)], rows, markdown)
 
 
 def render(report: dict, markdown: bool = False) -> str:
@@ -765,7 +720,9 @@ def render(report: dict, markdown: bool = False) -> str:
                 for r in scifact["results"]
                 if r["corpus"] == corpus
             ]
-            parts.append(_table(["retriever", "nDCG@10", "Recall@100", "search ms (median)", "reference nDCG@10 / R@100"], rows, markdown))
+            parts.append(
+                report.table(["retriever", "nDCG@10", "Recall@100", "search ms (median)", "reference nDCG@10 / R@100"], rows, markdown)
+            )
         if scifact["fusion_sweep"]:
             parts.append(h("SciFact: hybrid nDCG@10 by fusion and keyword weight"))
             parts.append(_sweep_table(scifact["fusion_sweep"], markdown))
@@ -776,7 +733,7 @@ def render(report: dict, markdown: bool = False) -> str:
                 h(f"XQuAD {lang}: question -> paragraph retrieval ({info['questions']} questions, {info['paragraphs']} paragraphs)")
             )
             rows = [[_describe(r), r["ndcg@10"], r["recall@1"], r["recall@5"], r["reference"]] for r in info["retrieval"]]
-            parts.append(_table(["retriever", "nDCG@10", "Recall@1", "Recall@5", "reference nDCG@10"], rows, markdown))
+            parts.append(report.table(["retriever", "nDCG@10", "Recall@1", "Recall@5", "reference nDCG@10"], rows, markdown))
         if xquad.get("fusion_sweep"):
             parts.append(h("XQuAD: hybrid nDCG@10 by fusion and keyword weight"))
             parts.append(_sweep_table(xquad["fusion_sweep"], markdown))
@@ -801,7 +758,7 @@ def render(report: dict, markdown: bool = False) -> str:
         if rows:
             parts.append(h("XQuAD: extractive answerer (Pipeline.ask, hybrid convex, top 5 passages)"))
             parts.append(
-                _table(
+                report.table(
                     [
                         "lang",
                         "embedder",
@@ -826,7 +783,7 @@ def render(report: dict, markdown: bool = False) -> str:
             [t["target"], t["corpus"], t["value"], f"{t['gap']:+.3f}", "met" if t["met"] else "MISSED", t["best"], t["note"]]
             for t in report["targets"]
         ]
-        parts.append(_table(["target", "on", "value", "gap", "result", "best configuration", "note"], rows, markdown))
+        parts.append(report.table(["target", "on", "value", "gap", "result", "best configuration", "note"], rows, markdown))
     return "\n".join(parts).strip() + "\n"
 
 

@@ -32,7 +32,6 @@ import platform
 import resource
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -41,6 +40,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+
+from assistant.evaluation import report
+from assistant.evaluation.metrics import median, neighbour_recall, percentile
+from assistant.evaluation.report import fmt
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED_CORPUS = ROOT / "corpus"
@@ -93,10 +96,6 @@ TARGETS = [
 # ---------------------------------------------------------------- small helpers
 
 
-def percentile(values: Sequence[float], q: float) -> float | None:
-    return float(np.percentile(np.asarray(values, dtype=np.float64), q)) if len(values) else None
-
-
 def summary_ms(values_s: Sequence[float]) -> dict:
     """p50/p95/p99/mean in milliseconds from durations in seconds."""
     ms = [v * 1000 for v in values_s]
@@ -109,34 +108,9 @@ def summary_ms(values_s: Sequence[float]) -> dict:
     }
 
 
-def fmt(value: object, digits: int = 1) -> str:
-    """A table cell.
-
-    >>> [fmt(None), fmt(1234567), fmt(0.12345, 2), fmt(2500.0), fmt(True)]
-    ['-', '1,234,567', '0.12', '2,500', 'yes']
-    """
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int | np.integer):
-        return f"{int(value):,}"
-    if isinstance(value, float | np.floating):
-        if abs(value) >= 1000:
-            return f"{value:,.0f}"
-        return f"{value:.{digits}f}"
-    return str(value)
-
-
 def table(title: str, headers: Sequence[str], rows: Sequence[Sequence[object]], digits: int = 1) -> None:
-    cells = [[fmt(c, digits) for c in row] for row in rows]
-    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
     print(f"\n== {title}")
-    print("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=False)))
-    print("  ".join("-" * w for w in widths))
-    for row in cells:
-        print("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=False))))
-    sys.stdout.flush()
+    print(report.table(headers, rows, digits=digits), flush=True)
 
 
 def proc_status(pid: int | str = "self") -> dict[str, float]:
@@ -174,10 +148,6 @@ def jsonable(obj: object) -> object:
     if isinstance(obj, Path):
         return str(obj)
     return obj
-
-
-def median(values: Sequence[float]) -> float | None:
-    return float(statistics.median(values)) if values else None
 
 
 def log(msg: str) -> None:
@@ -826,16 +796,6 @@ def _search_times(index, queries: np.ndarray, k: int) -> tuple[list[float], np.n
     return durations, ids
 
 
-def recall_at_k(found: np.ndarray, exact: np.ndarray) -> float:
-    """Mean share of each exact top-k found by the approximate search (-1 = nothing found).
-
-    >>> recall_at_k(np.array([[1, 2, -1]]), np.array([[2, 3, 1]]))
-    0.6666666666666666
-    """
-    k = exact.shape[1]
-    return float(np.mean([len(set(f[f >= 0]) & set(e)) / k for f, e in zip(found, exact, strict=False)]))
-
-
 def section_ann(ctx: Context) -> dict:
     import faiss
 
@@ -875,7 +835,7 @@ def section_ann(ctx: Context) -> dict:
                 "build_s": build_s,
                 "bytes_per_chunk": size / n,
                 "index_mb": size / 2**20,
-                "recall_at_10": recall_at_k(found, exact),
+                "recall_at_10": neighbour_recall(found, exact),
                 "generate_s": gen_s,
                 "auto_would_pick": resolve_index_type("auto", n),
                 "sweep": [],
@@ -885,7 +845,7 @@ def section_ann(ctx: Context) -> dict:
                     index.hnsw.efSearch = ef
                     d, f = _search_times(index, queries, k)
                     row["sweep"].append(
-                        {"efSearch": ef, "recall_at_10": recall_at_k(f, exact), "p50_ms": percentile([x * 1000 for x in d], 50)}
+                        {"efSearch": ef, "recall_at_10": neighbour_recall(f, exact), "p50_ms": percentile([x * 1000 for x in d], 50)}
                     )
                 index.hnsw.efSearch = 128
             elif kind == "ivfpq" and hasattr(index, "base_index"):
@@ -895,7 +855,7 @@ def section_ann(ctx: Context) -> dict:
                     ivf.nprobe = min(nprobe, ivf.nlist)
                     d, f = _search_times(index, queries, k)
                     row["sweep"].append(
-                        {"nprobe": nprobe, "recall_at_10": recall_at_k(f, exact), "p50_ms": percentile([x * 1000 for x in d], 50)}
+                        {"nprobe": nprobe, "recall_at_10": neighbour_recall(f, exact), "p50_ms": percentile([x * 1000 for x in d], 50)}
                     )
             faiss.omp_set_num_threads(built_threads)
             log(

@@ -66,8 +66,6 @@ def _shares(word: str, vocabulary: set[str]) -> bool:
     return False
 
 
-
-
 @dataclass
 class _Source:
     """What the check needs to know about one retrieved passage."""

@@ -6,11 +6,11 @@ import json
 import math
 import re
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from assistant.search.keyword import fold
+from assistant.evaluation import report
+from assistant.evaluation.metrics import contains_answer, exact_match, token_f1
 from assistant.search.retriever import Passage
 
 
@@ -76,38 +76,6 @@ def retrieval_metrics(passages: list[Passage], evidence: list[Evidence]) -> dict
         "mrr": 0.0 if first is None else 1 / (first + 1),
         "ndcg@10": dcg / ideal if ideal else 0.0,
     }
-
-
-_DIGIT_SEP = re.compile(r"(?<=\d)[\s’',.\u202f](?=\d{3}\b)")
-
-
-def normalise_answer(text: str) -> str:
-    """Case, accents, punctuation and digit grouping folded: 'CHF 9’200’000.' -> 'chf 9200000'."""
-    text = _DIGIT_SEP.sub("", fold(text))
-    text = re.sub(r"[^\w\s]", " ", text)
-    text = re.sub(r"\b(the|a|an)\b", " ", text)
-    return " ".join(text.split())
-
-
-def contains_answer(prediction: str, answers: list[str]) -> bool:
-    pred = f" {normalise_answer(prediction)} "
-    return any(f" {normalise_answer(a)} " in pred for a in answers if normalise_answer(a))
-
-
-def exact_match(prediction: str, answers: list[str]) -> bool:
-    return any(normalise_answer(prediction) == normalise_answer(a) for a in answers)
-
-
-def token_f1(prediction: str, answers: list[str]) -> float:
-    pred = normalise_answer(prediction).split()
-    best = 0.0
-    for answer in answers:
-        gold = normalise_answer(answer).split()
-        common = sum((Counter(pred) & Counter(gold)).values())
-        if common:
-            p, r = common / len(pred), common / len(gold)
-            best = max(best, 2 * p * r / (p + r))
-    return best
 
 
 # ---------------------------------------------------------------- running the set
@@ -231,10 +199,6 @@ def regressions(summary: dict, baseline: dict, tolerance: float) -> list[str]:
 # ---------------------------------------------------------------- report formatting
 
 
-def _fmt(value) -> str:
-    return "—" if value is None else (f"{value:.3f}" if isinstance(value, float) else str(value))
-
-
 COLUMNS = [
     ("n", lambda s: s["questions"]),
     ("R@1", lambda s: s["retrieval"]["recall@1"]),
@@ -256,18 +220,8 @@ COLUMNS = [
 
 
 def table(rows: list[tuple[str, dict]], markdown: bool = False) -> str:
-    header = ["", *[c for c, _ in COLUMNS]]
-    body = [[name, *[_fmt(f(summary)) for _, f in COLUMNS]] for name, summary in rows]
-    if markdown:
-        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        lines += ["| " + " | ".join(r) + " |" for r in body]
-        return "\n".join(lines)
-    widths = [max(len(str(r[i])) for r in [header, *body]) for i in range(len(header))]
-
-    def line(r: list[str]) -> str:
-        return "  ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
-
-    return "\n".join(line(r) for r in [header, *body])
+    """One row per configuration (or language, or type) with the COLUMNS metrics."""
+    return report.table(["", *[c for c, _ in COLUMNS]], [[name, *[f(summary) for _, f in COLUMNS]] for name, summary in rows], markdown)
 
 
 def markdown_report(results: dict[str, dict]) -> str:
