@@ -157,9 +157,13 @@ def windows(base: E5Base, question_ids: list[int], text_ids: list[int], offsets:
         start = max(start + 1, end - spec.overlap_tokens)
 
 
-def pad_batch(rows: list[list[int]], pad: int):
+def pad_batch(rows: list[list[int]], pad: int, multiple: int = 32):
+    """Ids and attention mask, padded to a multiple of ``multiple`` tokens.
+
+    Few distinct shapes keep torch's per-shape kernel caches (and the process's memory) small.
+    """
     torch = _torch()
-    width = max(len(r) for r in rows)
+    width = -(-max(len(r) for r in rows) // multiple) * multiple
     ids = torch.full((len(rows), width), pad, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
     for i, r in enumerate(rows):
