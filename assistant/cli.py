@@ -19,13 +19,15 @@ def _progress_bar(desc: str):
 
     bar = None
 
-    def update(done: int, total: int) -> None:
+    def update(state) -> None:
+        """A bar in characters; tqdm's rate and ETA come from the measured embedding speed."""
         nonlocal bar
         if bar is None:
-            bar = tqdm(total=total, desc=desc, unit="text", file=sys.stderr, disable=total == 0)
-        bar.n = done
+            bar = tqdm(total=state.chars_total, desc=desc, unit="char", unit_scale=True, file=sys.stderr, disable=state.chars_total == 0)
+        bar.n = state.chars_done
+        bar.set_postfix_str(f"{state.documents_done}/{state.documents_total} documents", refresh=False)
         bar.refresh()
-        if done >= total:
+        if state.chars_done >= state.chars_total and state.documents_done >= state.documents_total:
             bar.close()
 
     return update
@@ -52,6 +54,8 @@ def cmd_index(args: argparse.Namespace) -> int:
         f"({report.embedded_chunks} embedded, {report.reused_chunks} reused) "
         f"in {report.seconds:.1f} s; index type {report.index_type}; embedder {embedder.name}."
     )
+    if report.characters and report.seconds:
+        print(f"Embedded {report.characters:,} characters ({report.characters / report.seconds:,.0f} characters/s).")
     for item in report.skipped:
         print(f"  skipped {item.source}: {item.reason}")
     if report.skipped:
@@ -106,15 +110,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from assistant.server.app import create_app
-    from assistant.service import open_service
 
     settings = _settings(args)
-    service = open_service(settings, progress=_progress_bar("embedding"))
-    if service.build_report:
-        r = service.build_report
-        print(f"Indexed {r.documents} documents into {r.chunks} chunks in {r.seconds:.1f} s.")
-    print(f"Serving the chat page and API on http://{settings.host}:{settings.port}/ (API docs at /docs). Ctrl+C stops.", flush=True)
-    uvicorn.run(create_app(settings, service), host=settings.host, port=settings.port, log_level="warning")
+    print(
+        f"Serving the chat page and API on http://{settings.host}:{settings.port}/ (API docs at /docs); "
+        "a missing or stale index is built in the background (progress at /health). Ctrl+C stops.",
+        flush=True,
+    )
+    logging.getLogger("assistant").setLevel(logging.INFO if args.verbose else logging.WARNING)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
     return 0
 
 

@@ -97,53 +97,148 @@ def reload_if_rebuilt(service: Service) -> Service | None:
 
 
 class LiveService:
-    """What a server holds: the current Service (or why there is none), refreshed as builds go live."""
+    """What a server holds: the current Service, or why there is none yet.
+
+    ``start`` loads a ready index at once. A missing or stale index is built in a background
+    thread while the server already listens (a stale build keeps answering meanwhile); the new
+    build goes live when it is done. A watcher swaps in builds that ``assistant index`` makes
+    live from another process. ``status`` is what ``/health`` reports.
+    """
+
+    WATCH_EVERY_S = 2.0
 
     def __init__(self, settings: Settings, service: Service | None = None, embedder: Embedder | None = None):
         self.settings = settings
         self.service = service
         self.error: str | None = None
+        self.building: dict | None = None  # progress of a build running in this process
         self._embedder = embedder
-        self._checked_at = 0.0
         self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
 
-    def start(self) -> None:
-        """Open the service (building the index when needed); failures are kept to explain later."""
+    def start(self, watch: bool = True) -> None:
+        """Load (or start building) the index; failures are kept to explain later, never raised."""
         try:
             if self.service is None:
-                self.service = open_service(self.settings, self._embedder)
-            self.service.retriever.embed_query("warm-up", {})  # the first real question is not the slow one
-            log.info("ready: %d documents, %d chunks", len(self.service.index.documents), len(self.service.index.chunks))
+                self._open()
+            if self.service is not None:
+                self.service.retriever.embed_query("warm-up", {})  # the first real question is not the slow one
+                log.info("ready: %d documents, %d chunks", len(self.service.index.documents), len(self.service.index.chunks))
         except AssistantError as exc:  # the server stays up and explains itself
             log.error("start-up failed: %s", exc)
             self.error = str(exc)
         except Exception:
             log.exception("start-up failed")
             self.error = "start-up failed (see the server log)"
+        if watch:
+            self._spawn(self._watch, "index-watcher")
 
-    def refresh(self, every_s: float = 2.0) -> None:
-        """Swap in a build that ``assistant index`` made live meanwhile (checked every few seconds)."""
-        now = time.monotonic()
-        if self.service is None or now - self._checked_at < every_s or not self._lock.acquire(blocking=False):
+    def _open(self) -> None:
+        embedder = self._embedder or create_embedder(self.settings)
+        self._embedder = embedder
+        status = index_status(self.settings, embedder.name, embedder.dim)
+        if status.ready:
+            self.service = assemble(self.settings, embedder, load_index(self.settings.index_dir))
+            return
+        for reason in status.reasons:
+            log.info("index needs a rebuild: %s", reason)
+        if status.manifest is not None and status.manifest.get("config", {}).get("embedder") == embedder.name:
+            try:  # a stale build answers until the new one is ready
+                self.service = assemble(self.settings, embedder, load_index(self.settings.index_dir))
+            except IndexNotReady as exc:
+                log.warning("the previous build cannot serve meanwhile: %s", exc)
+        self.building = {"started_at": time.time(), "documents_done": 0, "documents_total": None, "eta_s": None}
+        self._spawn(self._build, "index-builder")
+
+    def _build(self) -> None:
+        started = time.monotonic()
+
+        def progress(state) -> None:
+            elapsed = time.monotonic() - started
+            rate = state.chars_done / elapsed if elapsed > 0 and state.chars_done else None
+            eta = (state.chars_total - state.chars_done) / rate if rate else None
+            self.building = {
+                **(self.building or {}),
+                "documents_done": state.documents_done,
+                "documents_total": state.documents_total,
+                "characters_done": state.chars_done,
+                "characters_total": state.chars_total,
+                "eta_s": None if eta is None else round(eta, 1),
+            }
+
+        try:
+            report = build_index(self.settings, self._embedder, progress)
+            fresh = assemble(self.settings, self._embedder, load_index(self.settings.index_dir), report)
+            fresh.retriever.embed_query("warm-up", {})
+            with self._lock:
+                old, self.service, self.error = self.service, fresh, None
+            log.warning(
+                "new index build %s is live: %d documents, %d chunks (%d embedded) in %.1f s",
+                report.build,
+                report.documents,
+                report.chunks,
+                report.embedded_chunks,
+                report.seconds,
+            )
+            if old is not None and old.llm_client is not fresh.llm_client:
+                old.close()
+        except AssistantError as exc:
+            log.error("index build failed: %s", exc)
+            self.error = str(exc)
+        except Exception:
+            log.exception("index build failed")
+            self.error = "the index build failed (see the server log)"
+        finally:
+            self.building = None
+
+    def _spawn(self, target, name: str) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.WATCH_EVERY_S):
+            self.refresh()
+
+    def refresh(self) -> None:
+        """Swap in a build that another process made live since the current one loaded."""
+        if self.service is None or self.building is not None or not self._lock.acquire(blocking=False):
             return
         try:
-            self._checked_at = now
             fresh = reload_if_rebuilt(self.service)
             if fresh is not None:
                 self.service = fresh
+                log.warning("new index build %s is live: %d documents", fresh.index.manifest["build"], len(fresh.index.documents))
         except IndexNotReady as exc:
             log.error("not reloading the index: %s", exc)
         finally:
             self._lock.release()
 
     def ready(self) -> Service:
-        """The current Service, or IndexNotReady saying why there is none."""
-        self.refresh()
-        if self.service is None:
-            reason = self.error or "the index is still loading"
-            raise IndexNotReady(f"The assistant is not ready: {reason}. Run 'assistant index' and restart.")
-        return self.service
+        """The current Service, or IndexNotReady saying why there is none (and how far a build is)."""
+        service = self.service
+        if service is not None:
+            return service
+        if self.building is not None:
+            raise IndexNotReady(f"The index is being built ({self.describe_progress()}); ask again shortly.", self.building)
+        reason = self.error or "the index is still loading"
+        raise IndexNotReady(f"The assistant is not ready: {reason}. Run 'assistant index' and restart.")
+
+    def describe_progress(self) -> str:
+        b = self.building or {}
+        if not b.get("documents_total"):
+            return "reading the documents"
+        text = f"{b['documents_done']} of {b['documents_total']} documents embedded"
+        return text + (f", about {b['eta_s']:.0f} s left" if b.get("eta_s") is not None else "")
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Wait for a background build (tests, benchmarks)."""
+        for thread in self._threads:
+            if thread.name == "index-builder":
+                thread.join(timeout)
 
     def close(self) -> None:
+        self._stop.set()
         if self.service is not None:
             self.service.close()

@@ -530,10 +530,10 @@ def _xquad_service(lang: str, paragraphs: list[str], paras: list[int], embedder,
     )
     last = [0.0]
 
-    def progress(done: int, total: int) -> None:
+    def progress(state) -> None:
         now = time.perf_counter()
-        if total and (now - last[0] > 30 or done == total):
-            log(f"    indexing {lang} with {embedder.name}: {done}/{total} texts embedded")
+        if state.chars_total and (now - last[0] > 30 or state.chars_done == state.chars_total):
+            log(f"    indexing {lang} with {embedder.name}: {state.chars_done:,}/{state.chars_total:,} characters embedded")
             last[0] = now
 
     started = time.perf_counter()

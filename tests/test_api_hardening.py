@@ -582,6 +582,7 @@ def empty_corpus_client(tmp_path: Path):
     (tmp_path / "corpus").mkdir()
     settings = Settings(_env_file=None, corpus_dir=tmp_path / "corpus", index_dir=tmp_path / "index")
     with TestClient(create_app(settings, embedder=FakeEmbedder()), raise_server_exceptions=False) as c:
+        c.app.state.live.wait(30)  # the build runs in the background (and fails: no documents)
         yield c
 
 

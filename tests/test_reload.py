@@ -18,7 +18,7 @@ def test_new_build_is_swapped_in_while_serving(settings):
 
         (settings.corpus_dir / "rasht.md").write_text("# Rasht Valley note\n\nThe Rasht Valley programme trained 12 teachers.\n")
         build_index(settings, FakeEmbedder())  # what `assistant index` does in another process
-        live.refresh(every_s=0)  # skip the few seconds between checks
+        live.refresh()  # what the watcher does every few seconds
 
         docs = client.get("/documents").json()["documents"]
         assert len(docs) == 6 and any(d["doc_id"] == "rasht" for d in docs)

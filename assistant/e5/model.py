@@ -76,12 +76,12 @@ class E5Base:
         embed = _q4_embedding_class()(file.raw("emb.word"), file.config.hidden)
         return E5Base(file, build_tokenizer(file), embed)
 
-    def bert_config(self):
+    def bert_config(self, vocab_size: int | None = None):
         from transformers import BertConfig
 
         c = self.file.config
         return BertConfig(
-            vocab_size=c.vocab_rows,
+            vocab_size=vocab_size or c.vocab_rows,
             hidden_size=c.hidden,
             num_hidden_layers=c.layers,
             num_attention_heads=c.heads,
@@ -92,7 +92,7 @@ class E5Base:
             hidden_act="gelu",
             hidden_dropout_prob=0.1,
             attention_probs_dropout_prob=0.0,
-            pad_token_id=self.file.pad,
+            pad_token_id=None if vocab_size else self.file.pad,
         )
 
     def base_state(self) -> dict[str, np.ndarray]:
@@ -120,7 +120,9 @@ class E5Base:
         torch = _torch()
         from transformers import BertModel
 
-        model = BertModel(self.bert_config(), add_pooling_layer=False)
+        # Built with a one-row vocabulary (the real table is the shared Q4 module), so no 96M-weight
+        # matrix is allocated and randomly initialised only to be replaced.
+        model = BertModel(self.bert_config(vocab_size=1), add_pooling_layer=False)
         state = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in self.base_state().items()}
         if extra:
             state.update(extra)

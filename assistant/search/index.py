@@ -42,7 +42,18 @@ CHUNKER_VERSION = "recursive-v1"
 DATA_FILES = ("documents.jsonl", "chunks.jsonl", "vectors.npy", "index.faiss", "sentences.npy", "sentence_vectors.npy")
 HNSW_FROM = 20_000  # "auto" switches from exact search to HNSW here (exact: 14 ms at 10k, 86 ms at 100k)
 
-Progress = Callable[[int, int], None]
+
+@dataclass
+class BuildProgress:
+    """How far a build is: characters and documents embedded of those that need it."""
+
+    chars_done: int
+    chars_total: int
+    documents_done: int
+    documents_total: int
+
+
+Progress = Callable[[BuildProgress], None]
 
 
 @dataclass
@@ -57,6 +68,7 @@ class BuildReport:
     seconds: float
     build: str
     index_type: str
+    characters: int = 0
 
 
 @dataclass
@@ -275,52 +287,9 @@ def build_index(settings: Settings, embedder: Embedder, progress: Progress | Non
             raise IndexNotReady(f"no documents to index in {settings.corpus_dir} (add .txt, .md, .html or .pdf files){skipped}")
         config = embedding_config(settings, embedder.name, embedder.dim)
         previous = _reusable_vectors(index_dir, config)
-
-        chunks: list[Chunk] = []
-        doc_chunks: dict[str, list[Chunk]] = {}
-        for doc in corpus.documents:
-            doc_chunks[doc.doc_id] = chunk_document(doc, settings.chunk_size, settings.chunk_overlap)
-            chunks.extend(doc_chunks[doc.doc_id])
-
-        vectors = np.zeros((len(chunks), embedder.dim), dtype=np.float32)
-        todo: list[tuple[int, str]] = []
-        row = 0
-        reused = 0
-        for doc in corpus.documents:
-            for chunk in doc_chunks[doc.doc_id]:
-                key = (chunk.content_hash, doc.title)
-                if key in previous:
-                    vectors[row] = previous[key]
-                    reused += 1
-                else:
-                    todo.append((row, passage_text(doc.title, chunk, settings.embed_titles)))
-                row += 1
-
-        # Sentences are embedded too, so answers can quote the sentence closest to a question.
+        chunks = [c for doc in corpus.documents for c in chunk_document(doc, settings.chunk_size, settings.chunk_overlap)]
         sentences = [(number, start, end) for number, doc in enumerate(corpus.documents) for start, end in split_sentences(doc.text)]
-        sentence_vectors = np.zeros((len(sentences), embedder.dim), dtype=np.float32)
-        for row, (number, start, end) in enumerate(sentences):
-            text = corpus.documents[number].text[start:end]
-            key = (hashlib.sha256(text.encode("utf-8")).hexdigest()[:16], "")
-            if key in previous:
-                sentence_vectors[row] = previous[key]
-            else:
-                todo.append((-row - 1, text))
-
-        step = max(1, settings.embed_batch_size)
-        if progress:
-            progress(0, len(todo))
-        for i in range(0, len(todo), step):
-            batch = todo[i : i + step]
-            embedded = embedder.embed_passages([t for _, t in batch])
-            for (r, _), vector in zip(batch, embedded, strict=True):
-                if r >= 0:
-                    vectors[r] = vector
-                else:
-                    sentence_vectors[-r - 1] = vector
-            if progress:
-                progress(min(i + step, len(todo)), len(todo))
-
+        vectors, sentence_vectors, counts = _embed(settings, embedder, corpus.documents, chunks, sentences, previous, progress)
         index_type = resolve_index_type(settings.index_type, len(chunks))
         sentence_rows = np.asarray(sentences, dtype=np.int64).reshape(-1, 3)
         name = _write_build(
@@ -329,38 +298,158 @@ def build_index(settings: Settings, embedder: Embedder, progress: Progress | Non
     report = BuildReport(
         documents=len(corpus.documents),
         chunks=len(chunks),
-        embedded_chunks=sum(r >= 0 for r, _ in todo),
-        reused_chunks=reused,
+        embedded_chunks=counts["embedded_chunks"],
+        reused_chunks=len(chunks) - counts["embedded_chunks"],
         sentences=len(sentences),
-        embedded_sentences=sum(r < 0 for r, _ in todo),
+        embedded_sentences=counts["embedded_sentences"],
         skipped=corpus.skipped,
         seconds=round(time.perf_counter() - started, 2),
         build=name,
         index_type=index_type,
+        characters=counts["characters"],
     )
     log.info("index built: %s", report)
     return report
 
 
+def _sentence_key(text: str) -> tuple[str, str]:
+    return (hashlib.sha256(text.encode("utf-8")).hexdigest()[:16], "")
+
+
+def _embed(settings, embedder, documents, chunks, sentences, previous, progress):
+    """Chunk and sentence vectors: reused where the text is unchanged, else embedded.
+
+    Sentences are pooled from their chunk's pass when the embedder can (``embed_passages_pooled``),
+    each from the chunk that holds most of it; otherwise they are embedded on their own.
+    """
+    by_id = {d.doc_id: d for d in documents}
+    numbers = {d.doc_id: n for n, d in enumerate(documents)}
+    vectors = np.zeros((len(chunks), embedder.dim), dtype=np.float32)
+    sentence_vectors = np.zeros((len(sentences), embedder.dim), dtype=np.float32)
+    todo = []
+    for row, chunk in enumerate(chunks):
+        key = (chunk.content_hash, by_id[chunk.doc_id].title)
+        if key in previous:
+            vectors[row] = previous[key]
+        else:
+            todo.append(row)
+    pooled = hasattr(embedder, "embed_passages_pooled")
+    home = _home_chunks(chunks, sentences, numbers) if pooled else {}
+    embedded_rows = set(todo)
+    missing_sentences = []
+    for row, (number, start, end) in enumerate(sentences):
+        key = _sentence_key(documents[number].text[start:end])
+        if pooled and home.get(row) in embedded_rows:
+            continue  # pooled from its chunk's pass below
+        if key in previous:
+            sentence_vectors[row] = previous[key]
+        else:
+            missing_sentences.append(row)
+
+    total = sum(len(chunks[r].text) for r in todo) + sum(sentences[r][2] - sentences[r][1] for r in missing_sentences)
+    last_rows = {chunks[r].doc_id: r for r in todo}  # each document's last chunk to embed
+    state = BuildProgress(0, total, 0, len(last_rows))
+    if progress:
+        progress(state)
+    spans_of: dict[int, list[tuple[int, int, int]]] = {}
+    for row, chunk_row in home.items():
+        if chunk_row in embedded_rows:
+            spans_of.setdefault(chunk_row, []).append(row)
+    # Documents in order, in groups of about ``GROUP_CHARS`` characters, so progress counts documents.
+    for group in _groups(todo, chunks):
+        texts = [passage_text(by_id[chunks[r].doc_id].title, chunks[r], settings.embed_titles) for r in group]
+        if pooled:
+            spans, owners = [], []
+            for r in group:
+                chunk, offset = chunks[r], len(texts[len(spans)]) - len(chunks[r].text)
+                rows = spans_of.get(r, [])
+                spans.append(
+                    [
+                        (offset + max(a, chunk.start) - chunk.start, offset + min(b, chunk.end) - chunk.start)
+                        for _, a, b in (sentences[i] for i in rows)
+                    ]
+                )
+                owners.append(rows)
+            embedded, pooled_vectors = embedder.embed_passages_pooled(texts, spans)
+            for rows, vs in zip(owners, pooled_vectors, strict=True):
+                sentence_vectors[rows] = vs
+        else:
+            embedded = embedder.embed_passages(texts)
+        vectors[group] = embedded
+        state.chars_done += sum(len(chunks[r].text) for r in group)
+        state.documents_done = sum(last <= group[-1] for last in last_rows.values())
+        if progress:
+            progress(state)
+    for i in range(0, len(missing_sentences), 256):
+        rows = missing_sentences[i : i + 256]
+        sentence_vectors[rows] = embedder.embed_passages([documents[sentences[r][0]].text[sentences[r][1] : sentences[r][2]] for r in rows])
+        state.chars_done += sum(sentences[r][2] - sentences[r][1] for r in rows)
+        if progress:
+            progress(state)
+    state.documents_done = state.documents_total
+    if progress:
+        progress(state)
+    counts = {
+        "embedded_chunks": len(todo),
+        "embedded_sentences": len(missing_sentences) + sum(len(v) for v in spans_of.values()),
+        "characters": total,
+    }
+    return vectors, sentence_vectors, counts
+
+
+def _home_chunks(chunks: list[Chunk], sentences: list[tuple[int, int, int]], numbers: dict[str, int]) -> dict[int, int]:
+    """For each sentence row, the chunk row that holds most of it."""
+    by_doc: dict[int, list[int]] = {}
+    for row, chunk in enumerate(chunks):
+        by_doc.setdefault(numbers[chunk.doc_id], []).append(row)
+    home: dict[int, int] = {}
+    for row, (number, start, end) in enumerate(sentences):
+        best, overlap = None, 0
+        for c in by_doc.get(number, []):
+            o = min(end, chunks[c].end) - max(start, chunks[c].start)
+            if o > overlap:
+                best, overlap = c, o
+        if best is not None:
+            home[row] = best
+    return home
+
+
+GROUP_CHARS = 64_000
+
+
+def _groups(rows: list[int], chunks: list[Chunk]):
+    group, size = [], 0
+    for r in rows:
+        group.append(r)
+        size += len(chunks[r].text)
+        if size >= GROUP_CHARS:
+            yield group
+            group, size = [], 0
+    if group:
+        yield group
+
+
 def _reusable_vectors(index_dir: Path, config: dict) -> dict[tuple[str, str], np.ndarray]:
-    """Vectors of the live build keyed by (chunk content hash, document title), if compatible."""
+    """Vectors of the live build keyed by (chunk content hash, document title), if compatible.
+
+    A build that cannot be read or does not fit is not reused (everything is embedded again).
+    """
     manifest = read_manifest(index_dir)
     if not manifest or manifest.get("format") != FORMAT_VERSION or manifest.get("config") != config:
         return {}
     try:
         loaded = load_index(index_dir)
-    except IndexNotReady as exc:
-        log.warning("previous index not reusable: %s", exc)
+        reusable = {
+            (c.content_hash, loaded.documents[c.doc_id].title): loaded.vectors[i]
+            for i, c in enumerate(loaded.chunks)
+            if c.doc_id in loaded.documents
+        }
+        texts = [doc.text for doc in loaded.documents.values()]
+        for row, (number, start, end) in enumerate(loaded.sentences):
+            reusable[_sentence_key(texts[number][start:end])] = loaded.sentence_vectors[row]
+    except (IndexNotReady, IndexError, KeyError, ValueError) as exc:
+        log.warning("previous index not reusable, embedding everything again: %s", exc)
         return {}
-    reusable = {
-        (c.content_hash, loaded.documents[c.doc_id].title): loaded.vectors[i]
-        for i, c in enumerate(loaded.chunks)
-        if c.doc_id in loaded.documents
-    }
-    texts = [doc.text for doc in loaded.documents.values()]
-    for row, (number, start, end) in enumerate(loaded.sentences):
-        text = texts[number][start:end]
-        reusable[(hashlib.sha256(text.encode("utf-8")).hexdigest()[:16], "")] = loaded.sentence_vectors[row]
     return reusable
 
 

