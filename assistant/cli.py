@@ -252,6 +252,7 @@ def _summary(entry) -> str:
         "bench": "speed and memory benchmarks",
         "bench-external": "SciFact and XQuAD benchmarks",
         "train-reader": "train the answer reader",
+        "calibrate": "fit the answer step's decision on the calibration questions",
     }
     return known.get(entry.name, entry.value)
 

@@ -58,6 +58,12 @@ class Settings(BaseSettings):
     # Answering.
     answer_mode: AnswerMode = "auto"
     max_question_chars: int = Field(default=2000, ge=10)
+    # The trained reader (assistant/e5/trained): re-ranks sentences, finds the short answer and
+    # decides when to abstain. Off, or when its weights are missing, sentence scoring works alone.
+    reader: bool = True
+    reader_dir: Path | None = None  # other reader weights (a folder with reader.safetensors and reader.json)
+    reader_passages: int = Field(default=5, ge=1, le=20)  # how many retrieved passages the reader reads
+    calibration_file: Path | None = None  # other fitted decision numbers (default: the packaged calibration.json)
 
     # OpenAI-compatible LLM endpoint (used when llm_base_url is set).
     llm_base_url: str | None = None

@@ -12,7 +12,10 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
 
+from assistant.answer.decision import Calibration
 from assistant.answer.extractive import ExtractiveAnswerer
 from assistant.answer.pipeline import Pipeline
 from assistant.answer.types import Answerer
@@ -43,9 +46,32 @@ class Service:
             close()
 
 
+@cache
+def _load_reader(weights_dir: Path | None, threads: int | None):
+    from assistant.e5.reader import Reader, packaged_weights_dir
+
+    path = weights_dir or packaged_weights_dir()
+    return Reader(path, threads=threads)
+
+
+def load_reader(settings: Settings):
+    """The trained reader (loaded once per process), or None when it is off or its weights are missing."""
+    if not settings.reader or settings.embedder != "e5":
+        return None
+    try:
+        return _load_reader(settings.reader_dir, settings.embed_threads or 2)
+    except (FileNotFoundError, ValueError) as exc:
+        log.warning("answering without the reader: %s", exc)
+        return None
+
+
 def build_answerers(settings: Settings, index: LoadedIndex) -> tuple[Answerer, Answerer | None, object | None]:
     """The extractive answerer, and the LLM answerer with its client when an endpoint is configured."""
-    extractive = ExtractiveAnswerer(settings, index)
+    reader = load_reader(settings)
+    calibration = Calibration.load(settings.calibration_file) if reader is not None else None
+    if reader is not None and calibration is None:
+        log.warning("the reader has no calibration (run 'assistant calibrate'); answering with the hand-tuned rules")
+    extractive = ExtractiveAnswerer(settings, index, reader=reader, calibration=calibration)
     if not settings.llm_base_url:
         return extractive, None, None
     from assistant.answer.llm import LLMAnswerer

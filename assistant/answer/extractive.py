@@ -2,9 +2,12 @@
 
 Each sentence of the top passages is scored by its embedding similarity to the question, the
 share of the question's (IDF-weighted) words it contains, whether it holds the kind of thing the
-question asks for (a number for "how many", a date for "when", a name for "who"), and the rank
-of its passage. The best sentence is quoted with its exact document offsets. When even the best
-evidence is weak, the answerer abstains and offers the closest passages instead.
+question asks for (a number for "how many", a date for "when", a name for "who"), the rank of its
+passage and, with the trained reader, the reader's best answer span inside it. The best sentence
+is quoted with its exact document offsets; when the reader is confident, the answer is its short
+span ("CHF 9’200’000 [1]") and the citation marks those words. Whether to answer at all is the
+calibrated decision of ``decision.py``; when the evidence is weak, the answerer abstains and offers
+the closest passages instead. Without the reader, hand-tuned rules decide (``Weights``).
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
-from assistant.answer.kinds import counted_words, counts_noun, has_kind, question_kind
+from assistant.answer.decision import Calibration, decision_features
+from assistant.answer.kinds import counted_words, counts_noun, has_kind, question_kind, wants_explanation
 from assistant.answer.language import no_answer_text, question_language
 from assistant.answer.types import Answer, Citation, citation, related
 from assistant.config import Settings
@@ -68,17 +72,41 @@ class Candidate:
     lexical: float
     kind: bool
     score: float = 0.0
+    margin: float | None = None  # the reader's best span in this sentence minus its "no answer" score
+    span: tuple[int, int] | None = None  # that span's document offsets
+
+
+@dataclass
+class Choice:
+    """The sentence to quote (or None and why not), and the decision's numbers."""
+
+    best: Candidate | None
+    reason: str = ""
+    probability: float | None = None
 
 
 class ExtractiveAnswerer:
-    """Quotes the best supporting sentence; needs no LLM. Build once per loaded index."""
+    """Quotes the best supporting sentence; needs no LLM. Build once per loaded index.
+
+    ``reader`` (``assistant.e5.reader.Reader``) and ``calibration`` are optional: without them the
+    hand-tuned rules of ``Weights`` choose and abstain.
+    """
 
     mode = "extractive"
 
-    def __init__(self, settings: Settings, index: LoadedIndex, weights: Weights | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        index: LoadedIndex,
+        weights: Weights | None = None,
+        reader=None,
+        calibration: Calibration | None = None,
+    ):
         self.settings = settings
         self.index = index
         self.weights = weights or weights_for(settings.embedder)
+        self.reader = reader
+        self.calibration = calibration if reader is not None else None
         self._texts = [doc.text for doc in index.documents.values()]
         sentence_tokens = [set(tokenize(self._texts[d][s:e])) for d, s, e in index.sentences]
         df = Counter(t for tokens in sentence_tokens for t in tokens)
@@ -90,7 +118,7 @@ class ExtractiveAnswerer:
     # ------------------------------------------------------------------ scoring
 
     def candidates(self, question: str, search: SearchResult) -> list[Candidate]:
-        """Every sentence overlapping the retrieved passages, scored."""
+        """Every sentence overlapping the retrieved passages, scored (best first)."""
         if search.query_vector is None or not search.passages:
             return []
         q = search.query_vector[0]
@@ -127,8 +155,28 @@ class ExtractiveAnswerer:
                     + w.previous * (prev_dense - dense)
                 )
                 out.append(Candidate(row, rank, passage, start, end, dense, lexical, is_kind, score))
+        if self.reader is not None:
+            self._read(question, search.passages, out)
         out.sort(key=lambda c: -c.score)
         return out
+
+    def _read(self, question: str, passages: list[Passage], cands: list[Candidate]) -> None:
+        """Add the reader's span and margin to the sentences of the passages it reads."""
+        read = passages[: self.settings.reader_passages]
+        readings = self.reader.read(question, [p.text for p in read])
+        weight = self.calibration.reader_weight if self.calibration else 0.0
+        for cand in cands:
+            for reading, p in zip(readings, read, strict=True):
+                lo, hi = max(cand.start, p.start) - p.start, min(cand.end, p.end) - p.start
+                if p.doc_id != cand.passage.doc_id or hi <= lo:
+                    continue
+                found = reading.best_span(lo, hi, self.reader.spec.max_answer_tokens)
+                if found is None:
+                    continue
+                margin = found[0] - reading.null
+                if cand.margin is None or margin > cand.margin:
+                    cand.margin, cand.span = margin, (p.start + found[1], p.start + found[2])
+            cand.score += weight * max(-15.0, min(15.0, cand.margin if cand.margin is not None else -15.0)) / 5.0
 
     def _about(self, doc_id: str) -> str:
         doc = self.index.documents[doc_id]
@@ -138,15 +186,42 @@ class ExtractiveAnswerer:
         return self.index.documents[cand.passage.doc_id].text[cand.start : cand.end]
 
     def evidence_score(self, best: Candidate) -> float:
-        """How strongly the best sentence supports an answer; compared with ``abstain_below``."""
+        """How strongly the best sentence supports an answer (similarity and word overlap)."""
         return best.dense + self.weights.lexical * best.lexical
 
     # ------------------------------------------------------------------ answering
 
-    def choose(self, question: str, cands: list[Candidate]) -> tuple[Candidate | None, str]:
+    def choose(self, question: str, cands: list[Candidate]) -> Choice:
         """The sentence to quote, or None and the reason to abstain."""
         if not cands:
-            return None, "nothing retrieved"
+            return Choice(None, "nothing retrieved")
+        reason = self.hard_check(question, cands)
+        if reason:
+            return Choice(None, reason)
+        if self.calibration is None:
+            return self._choose_by_rules(question, cands)
+        best = cands[0]
+        kind = question_kind(question)
+        kind_ok = kind is None or best.kind or bool(best.span and has_kind(self._text(best.span, best), kind, question))
+        features = decision_features(best.margin, self.evidence_score(best), best.lexical, kind_ok)
+        p = self.calibration.probability(features)
+        if p < self.calibration.threshold:
+            return Choice(None, f"weak evidence (p={p:.2f})", p)
+        return Choice(best, "", p)
+
+    def hard_check(self, question: str, cands: list[Candidate]) -> str:
+        """Acronyms and numbers the question names must be in the evidence ("... of MSDSP in 2010?")."""
+        if question_language(question) == "en":
+            seen = " ".join(self._about(p.doc_id) for p in {p.doc_id: p for p in (c.passage for c in cands)}.values()).casefold()
+            absent = [a for a in re.findall(r"\b[A-Z]{2,}\b", question) if a.casefold() not in seen]
+            if absent:
+                return f"{', '.join(absent)} not in the evidence"
+        passages = " ".join(_digits(c.passage.text) for c in cands[:1])
+        missing = [n for n in re.findall(r"\d+", _digits(question)) if n not in passages]
+        return f"{', '.join(missing)} not found in the evidence" if missing else ""
+
+    def _choose_by_rules(self, question: str, cands: list[Candidate]) -> Choice:
+        """Without the reader: the typed sentence among the closest, above a similarity threshold."""
         w = self.weights
         best = cands[0]
         kind = question_kind(question)
@@ -157,25 +232,18 @@ class ExtractiveAnswerer:
             if counted:
                 typed = [c for c in typed if counts_noun(self._sentence_text(c), counted)]
             if not typed:
-                return None, f"no {kind} of what is asked in the closest sentences"
+                return Choice(None, f"no {kind} of what is asked in the closest sentences")
             if not counted and typed[0].dense < best.dense - w.kind_margin:
-                return None, f"the closest sentence with a {kind} is a weak match"
+                return Choice(None, f"the closest sentence with a {kind} is a weak match")
             best = typed[0]
-        if english:
-            # Acronyms the question names must be in the retrieved documents ("... of MSDSP?").
-            seen = " ".join(self._about(p.doc_id) for p in {p.doc_id: p for p in (c.passage for c in cands)}.values()).casefold()
-            absent = [a for a in re.findall(r"\b[A-Z]{2,}\b", question) if a.casefold() not in seen]
-            if absent:
-                return None, f"{', '.join(absent)} not in the evidence"
-        # Numbers and years the question states must be in the evidence ("... in 2010?").
-        passage = _digits(best.passage.text)
-        missing = [n for n in re.findall(r"\d+", _digits(question)) if n not in passage]
+        # The typed sentence's own passage must hold the question's numbers too.
+        missing = [n for n in re.findall(r"\d+", _digits(question)) if n not in _digits(best.passage.text)]
         if missing:
-            return None, f"{', '.join(missing)} not found in the evidence"
+            return Choice(None, f"{', '.join(missing)} not found in the evidence")
         threshold = w.abstain_below if english else w.abstain_below_translated
         if self.evidence_score(best) < threshold:
-            return None, "weak evidence"
-        return best, ""
+            return Choice(None, "weak evidence")
+        return Choice(best)
 
     def neighbour(self, best: Candidate, cands: list[Candidate]) -> Candidate | None:
         """The sentence just before or after ``best`` when it scores nearly as well (it often completes it)."""
@@ -186,37 +254,65 @@ class ExtractiveAnswerer:
                 return cand
         return None
 
+    def short_answer(self, question: str, best: Candidate) -> tuple[int, int] | None:
+        """The reader's span, when it is confident and the question wants a fact, not an explanation."""
+        if self.calibration is None or best.span is None or best.margin is None or wants_explanation(question):
+            return None
+        if best.margin < self.calibration.short_answer_margin:
+            return None
+        return best.span
+
     def answer(self, question: str, search: SearchResult) -> Answer:
         cands = self.candidates(question, search)
-        best, _reason = self.choose(question, cands)
+        choice = self.choose(question, cands)
+        best = choice.best
         if best is None:
-            return self.abstain(question, search)
-        extra = self.neighbour(best, cands)
-        if extra is not None:
-            best = replace(best, start=min(best.start, extra.start), end=max(best.end, extra.end))
-        cite = self._cite(1, best)
-        return Answer(answer=f"{cite.quote} [1]", abstained=False, mode="extractive", citations=[cite])
+            return self.abstain(question, search, choice)
+        span = self.short_answer(question, best)
+        if span is None and self.calibration is None:
+            extra = self.neighbour(best, cands)
+            if extra is not None:
+                best = replace(best, start=min(best.start, extra.start), end=max(best.end, extra.end))
+        cite = self._cite(1, best, span)
+        text = self._text(span, best) if span else cite.quote
+        return Answer(answer=f"{text} [1]", abstained=False, mode="extractive", citations=[cite], check=_check(choice))
 
     def stream(self, question: str, search: SearchResult) -> Iterator[str | Answer]:
         answer = self.answer(question, search)
         yield answer.answer
         yield answer
 
-    def abstain(self, question: str, search: SearchResult) -> Answer:
+    def abstain(self, question: str, search: SearchResult, choice: Choice | None = None) -> Answer:
         return Answer(
             answer=no_answer_text(question_language(question)),
             abstained=True,
             mode="extractive",
             related=related(search.passages, self.index),
+            check=_check(choice) if choice else None,
         )
 
-    def _cite(self, n: int, cand: Candidate) -> Citation:
+    def _text(self, span: tuple[int, int], cand: Candidate) -> str:
+        return self.index.documents[cand.passage.doc_id].text[span[0] : span[1]]
+
+    def _cite(self, n: int, cand: Candidate, span: tuple[int, int] | None = None) -> Citation:
         # A sentence cut by a chunk boundary widens the cited span to hold all of it.
         p = cand.passage
         start, end = min(p.start, cand.start), max(p.end, cand.end)
         if (start, end) != (p.start, p.end):
             p = replace(p, start=start, end=end, text=self.index.documents[p.doc_id].text[start:end])
-        return citation(n, p, self.index, cand.start, cand.end)
+        return citation(n, p, self.index, cand.start, cand.end, span)
+
+
+def _check(choice: Choice) -> dict:
+    """What the answer step decided, for the response's ``check`` field."""
+    out: dict = {"decision": "answer" if choice.best is not None else "abstain"}
+    if choice.reason:
+        out["reason"] = choice.reason
+    if choice.probability is not None:
+        out["probability"] = round(choice.probability, 4)
+    if choice.best is not None and choice.best.margin is not None:
+        out["reader_margin"] = round(choice.best.margin, 3)
+    return out
 
 
 def _digits(text: str) -> str:

@@ -154,3 +154,20 @@ def counts_noun(sentence: str, nouns: list[str]) -> bool:
             if any(w.startswith(stem) for w in words[i + 1 : i + 5] for stem in stems):
                 return True
     return False
+
+
+_EXPLANATION = re.compile(
+    r"^\s*(?:why|how(?!\s+(?:many|much|long|old|often|far|big|large|high))|explain|describe|in what way)\b"
+    r"|\b(?:pourquoi|comment|expliquez|décrivez)\b"
+    r"|\b(?:почему|зачем|каким образом|объясните|опишите)\b|^\s*как(?!\s+(?:зовут|долго|много))\b",
+    re.IGNORECASE,
+)
+
+
+def wants_explanation(question: str) -> bool:
+    """Does the question ask why or how (an explanation, best answered by a whole sentence)?
+
+    >>> [wants_explanation(q) for q in ("Why was it set up?", "How many staff?", "Comment le projet aide-t-il ?", "Почему?")]
+    [True, False, True, True]
+    """
+    return bool(_EXPLANATION.search(question))

@@ -12,7 +12,11 @@ from assistant.search.retriever import Passage, SearchResult
 
 @dataclass
 class Citation:
-    """A numbered source: the passage, and the exact span ``quote`` inside it that supports the answer."""
+    """A numbered source: the passage, and the exact span ``quote`` inside it that supports the answer.
+
+    ``answer_start``/``answer_end``, when set, are the document offsets of the short answer the
+    reader found inside the quote (the words to highlight).
+    """
 
     n: int
     doc_id: str
@@ -26,6 +30,8 @@ class Citation:
     quote_start: int
     quote_end: int
     score: float
+    answer_start: int | None = None
+    answer_end: int | None = None
 
 
 @dataclass
@@ -53,13 +59,22 @@ class Answerer(Protocol):
     def stream(self, question: str, search: SearchResult) -> Iterator[str | Answer]: ...
 
 
-def citation(n: int, passage: Passage, index: LoadedIndex, quote_start: int | None = None, quote_end: int | None = None) -> Citation:
+def citation(
+    n: int,
+    passage: Passage,
+    index: LoadedIndex,
+    quote_start: int | None = None,
+    quote_end: int | None = None,
+    answer_span: tuple[int, int] | None = None,
+) -> Citation:
     """Citation ``n`` for ``passage``; the quote defaults to empty at the passage start."""
     doc = index.documents[passage.doc_id]
     qs = passage.start if quote_start is None else quote_start
     qe = qs if quote_end is None else quote_end
     if not (passage.start <= qs <= qe <= passage.end):
         raise ValueError("quote must lie inside the passage")
+    if answer_span is not None and not (qs <= answer_span[0] <= answer_span[1] <= qe):
+        raise ValueError("the answer must lie inside the quote")
     return Citation(
         n=n,
         doc_id=passage.doc_id,
@@ -73,6 +88,8 @@ def citation(n: int, passage: Passage, index: LoadedIndex, quote_start: int | No
         quote_start=qs,
         quote_end=qe,
         score=passage.score,
+        answer_start=answer_span[0] if answer_span else None,
+        answer_end=answer_span[1] if answer_span else None,
     )
 
 

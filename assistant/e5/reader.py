@@ -21,9 +21,20 @@ from pathlib import Path
 import numpy as np
 
 from .model import E5Base, set_threads
+from .modelfile import file_sha256
 
 WEIGHTS_FILE = "reader.safetensors"
 MANIFEST_FILE = "reader.json"
+
+
+def packaged_weights_dir() -> Path:
+    """The reader weights shipped inside the package (``assistant/e5/trained``)."""
+    from importlib import resources
+
+    path = Path(str(resources.files("assistant.e5").joinpath("trained")))
+    if not (path / WEIGHTS_FILE).is_file():
+        raise FileNotFoundError(f"no reader weights in {path} (train them with 'assistant train-reader')")
+    return path
 
 
 @dataclass(frozen=True)
@@ -220,8 +231,8 @@ class Reading:
 class ReaderInfo:
     path: str
     spec: dict
+    weights_sha256: str
     metrics: dict = field(default_factory=dict)
-    calibration: dict = field(default_factory=dict)
 
 
 class Reader:
@@ -254,7 +265,7 @@ class Reader:
         module.eval()
         self._module = module
         self._torch = torch
-        self.info = ReaderInfo(str(weights_dir), asdict(self.spec), manifest.get("metrics", {}), manifest.get("calibration", {}))
+        self.info = ReaderInfo(str(weights_dir), asdict(self.spec), file_sha256(weights_dir / WEIGHTS_FILE), manifest.get("metrics", {}))
         self._lock = threading.Lock()
 
     def read(self, question: str, texts: list[str]) -> list[Reading]:

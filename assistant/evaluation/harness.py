@@ -33,13 +33,15 @@ class Question:
     evidence: list[Evidence] = field(default_factory=list)
 
 
-def load_questions(path: Path, documents: dict[str, str]) -> list[Question]:
-    """Read the question set; every evidence quote must occur in its document's text."""
+def load_questions(path: Path, documents: dict[str, str], ids: set[str] | None = None) -> list[Question]:
+    """Read the question set (only ``ids`` when given); every evidence quote must occur in its document's text."""
     questions = []
     for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
         row = json.loads(line)
+        if ids is not None and row["id"] not in ids:
+            continue
         evidence = []
         for ev in row.get("evidence", []):
             text = documents.get(ev["doc_id"])
@@ -113,6 +115,9 @@ def evaluate_question(pipeline, q: Question) -> dict:
         text = "" if answer.abstained else answer.answer
         cited = [c.__dict__ for c in answer.citations]
         row["contains"] = float(contains_answer(text, q.answers))
+        quote = answer.citations[0].quote if answer.citations and not answer.abstained else ""
+        row["quote_contains"] = float(contains_answer(quote, q.answers))
+        row["short"] = float(bool(answer.citations) and answer.citations[0].answer_start is not None and not answer.abstained)
         row["exact"] = float(exact_match(re.sub(r"\s*\[\d+\]", "", text), q.answers))
         row["f1"] = token_f1(re.sub(r"\s*\[\d+\]", "", text), q.answers)
         row["citation_precision"] = (sum(any(supports(c, ev) for ev in q.evidence) for c in cited) / len(cited)) if cited else None
@@ -147,6 +152,8 @@ def summarise(rows: list[dict]) -> dict:
             "contains_when_answered": _mean([r["contains"] for r in answered]),
             "exact_match": _mean([r["exact"] for r in ans]),
             "f1": _mean([r["f1"] for r in ans]),
+            "quote_contains": _mean([r.get("quote_contains") for r in ans]),
+            "short_answers": _mean([r.get("short") for r in answered]),
         },
         "citations": {
             "precision": _mean([r["citation_precision"] for r in ans]),
@@ -208,6 +215,8 @@ COLUMNS = [
     ("contains", lambda s: s["answer"]["contains"]),
     ("EM", lambda s: s["answer"]["exact_match"]),
     ("F1", lambda s: s["answer"]["f1"]),
+    ("quote", lambda s: s["answer"]["quote_contains"]),
+    ("short", lambda s: s["answer"]["short_answers"]),
     ("cite P", lambda s: s["citations"]["precision"]),
     ("cite R", lambda s: s["citations"]["recall"]),
     ("evid.", lambda s: s["citations"]["evidence_cited"]),
