@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from assistant.answer.decision import Calibration, decision_features
 from assistant.answer.kinds import counted_words, counts_noun, has_kind, question_kind, wants_explanation
 from assistant.answer.language import no_answer_text, question_language
+from assistant.answer.safety import has_content, is_instruction
 from assistant.answer.types import Answer, Citation, citation, related
 from assistant.config import Settings
 from assistant.search.index import LoadedIndex
@@ -114,6 +115,7 @@ class ExtractiveAnswerer:
         self._idf = {t: math.log(1 + n / c) for t, c in df.items()}
         self._unknown_idf = math.log(1 + n)
         self._sentence_tokens = sentence_tokens
+        self._vocabulary = frozenset(df)
 
     # ------------------------------------------------------------------ scoring
 
@@ -137,6 +139,8 @@ class ExtractiveAnswerer:
                 seen.add(row)
                 number, start, end = (int(x) for x in rows[row])
                 text = self._texts[number][start:end]
+                if is_instruction(text):
+                    continue  # documents are data: orders to the reader are never quoted
                 dense = float(self.index.sentence_vectors[row] @ q)
                 tokens = self._sentence_tokens[row]
                 shared = q_tokens & tokens
@@ -193,6 +197,8 @@ class ExtractiveAnswerer:
 
     def choose(self, question: str, cands: list[Candidate]) -> Choice:
         """The sentence to quote, or None and the reason to abstain."""
+        if not has_content(question, self._vocabulary):
+            return Choice(None, "the question has no words to look up")
         if not cands:
             return Choice(None, "nothing retrieved")
         reason = self.hard_check(question, cands)

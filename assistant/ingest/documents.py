@@ -1,7 +1,10 @@
 """Reading the corpus: files in, clean text with metadata out.
 
-Supported: .txt, .md, .html/.htm (BeautifulSoup) and .pdf (pypdf). A file that cannot be
-read is skipped with a reason; a file with no extractable text is reported as empty.
+Supported: .txt, .md (UTF-8/16 or a legacy code page), .html/.htm (main content, lxml) and .pdf
+(pypdfium2); the per-format extraction lives in ``readers.py``. A file that cannot be read, is too
+large or is a symlink leading out of the corpus folder is skipped with a reason; a file with no
+extractable text is reported as empty; what a user should know about a document it did read
+(no text layer, very little text, garbled text) is in ``Document.warnings``.
 """
 
 from __future__ import annotations
@@ -11,17 +14,21 @@ import json
 import logging
 import re
 import unicodedata
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from assistant.errors import CorpusError
+from assistant.ingest.readers import MAX_FILE_BYTES, PREFERRED_ENCODINGS, UnreadableFile, extract_text, read_file, text_warnings
+
+__all__ = [
+    "MAX_FILE_BYTES", "METADATA_FILE", "PREFERRED_ENCODINGS", "SUPPORTED_SUFFIXES", "CorpusLoad", "Document", "Skipped",
+    "UnreadableFile", "clean_text", "corpus_files", "doc_id_for", "extract_text", "file_hash", "load_corpus", "load_document",
+]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
 METADATA_FILE = "metadata.json"
 SUPPORTED_SUFFIXES = {".txt", ".md", ".html", ".htm", ".pdf"}
-MAX_FILE_BYTES = 50 * 1024 * 1024
-PREFERRED_ENCODINGS = ["cp1252", "latin_1", "iso8859_15", "cp1251", "koi8_r", "mac_cyrillic"]
 
 
 @dataclass(frozen=True)
@@ -38,9 +45,10 @@ class Document:
     period: str | None = None
     language: list[str] = field(default_factory=list)
     description: str | None = None
+    warnings: list[str] = field(default_factory=list)
 
     def info(self) -> dict:
-        """Metadata without the text."""
+        """Metadata and warnings, without the text."""
         data = asdict(self)
         del data["text"]
         data["chars"] = len(self.text)
@@ -57,10 +65,6 @@ class Skipped:
 class CorpusLoad:
     documents: list[Document]
     skipped: list[Skipped]
-
-
-class UnreadableFile(Exception):
-    """A corpus file that cannot be turned into text."""
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200b\ufeff]")
@@ -90,71 +94,6 @@ def clean_text(text: str) -> str:
     return "\n\n".join(kept) + "\n" if kept else ""
 
 
-def _decode(raw: bytes) -> str:
-    if b"\x00" in raw[:8192]:
-        raise UnreadableFile("binary content (NUL bytes), not text")
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        from charset_normalizer import from_bytes
-
-        matches = list(from_bytes(raw))
-        if not matches:
-            raise UnreadableFile("not valid UTF-8 and no other text encoding fits") from None
-        # Equally plausible code pages are common for short texts: prefer the corpus languages'.
-        top = (matches[0].chaos, matches[0].coherence)
-        tied = [m for m in matches if (m.chaos, m.coherence) == top]
-        best = min(tied, key=lambda m: PREFERRED_ENCODINGS.index(m.encoding) if m.encoding in PREFERRED_ENCODINGS else 99)
-        log.info("decoded as %s (not UTF-8)", best.encoding)
-        return str(best)
-
-
-def _html_text(raw: bytes) -> tuple[str, str | None]:
-    from bs4 import BeautifulSoup
-
-    soup = BeautifulSoup(_decode(raw), "html.parser")
-    title = soup.title.get_text(" ", strip=True) if soup.title else None
-    for tag in soup(["script", "style", "noscript", "nav", "header", "footer", "aside", "template"]):
-        tag.decompose()
-    body = soup.body or soup
-    blocks = [
-        b.get_text(" ", strip=True) for b in body.find_all(["p", "li", "h1", "h2", "h3", "h4", "h5", "h6", "td", "pre", "blockquote"])
-    ]
-    text = "\n\n".join(b for b in blocks if b) or body.get_text("\n", strip=True)
-    return text, title or None
-
-
-def _pdf_text(path: Path) -> tuple[str, str | None]:
-    from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
-
-    try:
-        reader = PdfReader(path)
-        if reader.is_encrypted:
-            raise UnreadableFile("encrypted PDF")
-        pages = [page.extract_text() or "" for page in reader.pages]
-        title = reader.metadata.title if reader.metadata else None
-    except UnreadableFile:
-        raise
-    except (PdfReadError, ValueError, KeyError, TypeError, OSError) as exc:
-        raise UnreadableFile(f"broken PDF ({exc.__class__.__name__}: {exc})") from exc
-    return "\n\n".join(pages), (str(title).strip() or None) if title else None
-
-
-def extract_text(path: Path) -> tuple[str, str | None]:
-    """Return (raw text, title found in the file, if any) for one supported file."""
-    size = path.stat().st_size
-    if size > MAX_FILE_BYTES:
-        raise UnreadableFile(f"file too large ({size / 1e6:.0f} MB > {MAX_FILE_BYTES / 1e6:.0f} MB)")
-    suffix = path.suffix.lower()
-    if suffix == ".pdf":
-        return _pdf_text(path)
-    raw = path.read_bytes()
-    if suffix in {".html", ".htm"}:
-        return _html_text(raw)
-    return _decode(raw), None
-
-
 def _first_line_title(text: str, fallback: str) -> str:
     for line in text.split("\n"):
         line = line.strip().lstrip("#").strip()
@@ -175,17 +114,40 @@ def _load_metadata(corpus_dir: Path) -> dict[str, dict]:
     return data if isinstance(data, dict) else {}
 
 
-def corpus_files(corpus_dir: Path) -> list[Path]:
-    """Candidate files below ``corpus_dir``, sorted, hidden files and the metadata file left out."""
-    files = []
+def _outside(path: Path, corpus_dir: Path) -> bool:
+    """Does ``path`` (a symlink, or below one) lead out of ``corpus_dir`` once resolved?"""
+    try:
+        return not path.resolve().is_relative_to(corpus_dir.resolve())
+    except (OSError, RuntimeError):  # a symlink loop
+        return True
+
+
+def _candidates(corpus_dir: Path):
+    """Paths below ``corpus_dir`` with their corpus-relative form, hidden files and the metadata file left out."""
     for path in sorted(corpus_dir.rglob("*")):
         rel = path.relative_to(corpus_dir)
-        if not path.is_file() or any(part.startswith(".") for part in rel.parts):
+        if any(part.startswith(".") for part in rel.parts) or rel.as_posix() == METADATA_FILE:
             continue
-        if rel.as_posix() == METADATA_FILE:
+        yield path, rel
+
+
+def corpus_files(corpus_dir: Path) -> list[Path]:
+    """Candidate files below ``corpus_dir``, sorted; hidden files, the metadata file and symlinks leading out left out."""
+    return [p for p, _ in _candidates(corpus_dir) if p.is_file() and not (p.is_symlink() and _outside(p, corpus_dir))]
+
+
+def _refused_links(corpus_dir: Path) -> list[Skipped]:
+    """Symlinks that are not read: those leading out of the corpus folder and those whose target is missing."""
+    refused = []
+    for path, rel in _candidates(corpus_dir):
+        if not path.is_symlink():
             continue
-        files.append(path)
-    return files
+        if not path.exists():
+            refused.append(Skipped(rel.as_posix(), "broken symlink (its target does not exist)"))
+        elif _outside(path, corpus_dir):
+            kind = "folder" if path.is_dir() else "file"
+            refused.append(Skipped(rel.as_posix(), f"symlink to a {kind} outside the corpus folder (not followed)"))
+    return refused
 
 
 def file_hash(path: Path) -> str:
@@ -202,19 +164,24 @@ def doc_id_for(rel: Path) -> str:
     return re.sub(r"[^\w./-]+", "-", stem).strip("-")
 
 
-def load_document(path: Path, corpus_dir: Path, metadata: dict | None = None) -> Document:
+def load_document(path: Path, corpus_dir: Path, metadata: dict | None = None, max_file_bytes: int = MAX_FILE_BYTES) -> Document:
     """Read one file into a Document; raises UnreadableFile with a reason."""
     rel = path.relative_to(corpus_dir)
-    raw_text, found_title = extract_text(path)
-    text = clean_text(raw_text)
+    if _outside(path, corpus_dir):
+        raise UnreadableFile("symlink to a file outside the corpus folder (not followed)")
+    found = read_file(path, max_file_bytes)
+    text = clean_text(found.text)
     if not text.strip():
         raise UnreadableFile("no extractable text")
+    warnings = list(dict.fromkeys(found.warnings + [w for w in text_warnings(text) if not _repeats(w, found.warnings)]))
+    for warning in warnings:
+        log.info("%s: %s", rel.as_posix(), warning)
     meta = metadata or {}
     language = meta.get("language") or []
     return Document(
         doc_id=doc_id_for(rel),
         source=rel.as_posix(),
-        title=meta.get("title") or found_title or _first_line_title(text, rel.stem),
+        title=meta.get("title") or found.title or _first_line_title(text, rel.stem),
         text=text,
         sha256=file_hash(path),
         publisher=meta.get("publisher"),
@@ -222,26 +189,60 @@ def load_document(path: Path, corpus_dir: Path, metadata: dict | None = None) ->
         period=meta.get("period"),
         language=[language] if isinstance(language, str) else list(language),
         description=meta.get("description"),
+        warnings=warnings,
     )
 
 
-def load_corpus(corpus_dir: Path) -> CorpusLoad:
+def _repeats(warning: str, earlier: list[str]) -> bool:
+    """A generic warning the reader already gave in its own words (e.g. "very little text")."""
+    head = warning.split(" (")[0]
+    return any(w.startswith(head) for w in earlier)
+
+
+def load_corpus(corpus_dir: Path, max_file_bytes: int = MAX_FILE_BYTES) -> CorpusLoad:
     """Read every supported file below ``corpus_dir``; unreadable ones are listed, not fatal."""
     if not corpus_dir.is_dir():
         raise CorpusError(f"corpus directory not found: {corpus_dir}")
     metadata = _load_metadata(corpus_dir)
-    documents, skipped = [], []
+    documents, skipped = [], _refused_links(corpus_dir)
     for path in corpus_files(corpus_dir):
         rel = path.relative_to(corpus_dir).as_posix()
         if path.suffix.lower() not in SUPPORTED_SUFFIXES:
             skipped.append(Skipped(rel, f"unsupported file type '{path.suffix or '(none)'}'"))
             continue
         try:
-            documents.append(load_document(path, corpus_dir, metadata.get(rel)))
+            documents.append(load_document(path, corpus_dir, metadata.get(rel), max_file_bytes))
         except UnreadableFile as exc:
             skipped.append(Skipped(rel, str(exc)))
         except OSError as exc:
             skipped.append(Skipped(rel, f"cannot read file: {exc.strerror or exc}"))
+    skipped.sort(key=lambda item: item.source)
     for item in skipped:
         log.warning("skipped %s: %s", item.source, item.reason)
-    return CorpusLoad(documents, skipped)
+    return CorpusLoad(unique_ids(documents), skipped)
+
+
+def unique_ids(documents: list[Document]) -> list[Document]:
+    """Documents whose ids collide (``report.txt`` and ``report.md``, ``a b.txt`` and ``a-b.txt``)
+    get distinct ids, deterministically: the first in path order keeps it, the others add their
+    file type (``report-md``), then a number; each says so in its warnings.
+
+    >>> docs = [Document("a-b", "a b.txt", "T", "x", "1"), Document("a-b", "a-b.txt", "T", "y", "2")]
+    >>> [(d.doc_id, d.warnings) for d in unique_ids(docs)]
+    [('a-b', []), ('a-b-txt', ["id 'a-b' is also used by a b.txt, so this document's id is 'a-b-txt'"])]
+    """
+    taken: dict[str, str] = {}
+    out = []
+    for doc in sorted(documents, key=lambda d: d.source):
+        doc_id = doc.doc_id
+        if doc_id in taken:
+            base = f"{doc_id}-{Path(doc.source).suffix.lstrip('.').lower() or 'file'}"
+            doc_id, n = base, 2
+            while doc_id in taken:
+                doc_id, n = f"{base}-{n}", n + 1
+            note = f"id {doc.doc_id!r} is also used by {taken[doc.doc_id]}, so this document's id is {doc_id!r}"
+            log.warning("%s: %s", doc.source, note)
+            doc = replace(doc, doc_id=doc_id, warnings=[*doc.warnings, note])
+        taken[doc_id] = doc.source
+        out.append(doc)
+    return out
