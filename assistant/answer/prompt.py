@@ -19,7 +19,7 @@ def prompt_text(name: str) -> str:
 
 @dataclass(frozen=True)
 class Prompt:
-    """The system and user templates of ``prompts/answer.md``."""
+    """The system and user templates of a prompt file (``prompts/answer.md``, ``prompts/condense.md``)."""
 
     system: str
     user: str
@@ -35,12 +35,18 @@ class Prompt:
         return cls(match.group(1).strip(), match.group(2).strip())
 
     def messages(self, question: str, passages: list[Passage]) -> list[dict]:
-        values = {
-            "sentinel": SENTINEL,
-            "count": str(len(passages)),
-            "passages": "\n\n".join(_passage_block(i, p) for i, p in enumerate(passages, 1)),
-            "question": _defuse(question.strip()),
-        }
+        """The answer prompt's messages for a question and its numbered passages."""
+        return self.render(
+            {
+                "sentinel": SENTINEL,
+                "count": str(len(passages)),
+                "passages": "\n\n".join(_passage_block(i, p) for i, p in enumerate(passages, 1)),
+                "question": _defuse(question.strip()),
+            }
+        )
+
+    def render(self, values: dict[str, str]) -> list[dict]:
+        """System and user messages with ``{{name}}`` placeholders filled in one pass."""
 
         def fill(template: str) -> str:
             return re.sub(r"\{\{(\w+)\}\}", lambda m: values.get(m.group(1), m.group(0)), template)

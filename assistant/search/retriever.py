@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -15,6 +16,7 @@ from assistant.search.index import LoadedIndex
 from assistant.search.keyword import KeywordIndex
 
 QUERY_CACHE_SIZE = 1024
+PREFER_LIFT = 0.1  # share of the best fused score added to the chunks of a conversation's cited documents
 
 
 @dataclass(frozen=True)
@@ -121,8 +123,16 @@ class Retriever:
         timings["keyword_search"] = _ms(t)
         return ranked, {i: float(scores[i]) for i in ranked}
 
-    def search(self, query: str, top_k: int | None = None, mode: RetrievalMode | None = None) -> SearchResult:
-        """Ranked passages for ``query``.
+    def search(
+        self,
+        query: str,
+        top_k: int | None = None,
+        mode: RetrievalMode | None = None,
+        prefer_docs: Collection[str] = (),
+        exclude_docs: Collection[str] = (),
+    ) -> SearchResult:
+        """Ranked passages for ``query``; chunks of ``prefer_docs`` (what a conversation cited) get a small
+        lift; ``exclude_docs`` are left out (as if they were not in the corpus: the benchmarks use it).
 
         Example: ``retriever.search("Who finances the project?", top_k=3).passages[0].title``
         """
@@ -148,6 +158,13 @@ class Retriever:
                 fused = convex(dense_scores, kw_scores, self.settings.keyword_weight * coverage)
             else:
                 fused = rrf([(dense_ids, 1.0), (kw_ids, self.settings.keyword_weight * coverage)], self.settings.rrf_k)
+        if exclude_docs:
+            fused = {i: s for i, s in fused.items() if self.index.chunks[i].doc_id not in exclude_docs}
+        if prefer_docs:
+            lift = PREFER_LIFT * (max(fused.values(), default=0.0) or 1.0)
+            for i in fused:
+                if self.index.chunks[i].doc_id in prefer_docs:
+                    fused[i] += lift
         order = sorted(fused, key=lambda i: (-fused[i], i))[:top_k]
         dense_rank = {i: r + 1 for r, i in enumerate(dense_ids)}
         kw_rank = {i: r + 1 for r, i in enumerate(kw_ids)}
