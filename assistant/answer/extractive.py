@@ -12,9 +12,7 @@ the closest passages instead. Without the reader, hand-tuned rules decide (``Wei
 
 from __future__ import annotations
 
-import math
 import re
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
@@ -24,9 +22,9 @@ from assistant.answer.language import no_answer_text, question_language
 from assistant.answer.safety import has_content, is_instruction
 from assistant.answer.types import Answer, Citation, citation, related
 from assistant.config import Settings
-from assistant.search.index import LoadedIndex
 from assistant.search.keyword import tokenize
 from assistant.search.retriever import Passage, SearchResult
+from assistant.search.store import Store
 
 
 @dataclass(frozen=True)
@@ -98,7 +96,7 @@ class ExtractiveAnswerer:
     def __init__(
         self,
         settings: Settings,
-        index: LoadedIndex,
+        index: Store,
         weights: Weights | None = None,
         reader=None,
         calibration: Calibration | None = None,
@@ -108,14 +106,6 @@ class ExtractiveAnswerer:
         self.weights = weights or weights_for(settings.embedder)
         self.reader = reader
         self.calibration = calibration if reader is not None else None
-        self._texts = [doc.text for doc in index.documents.values()]
-        sentence_tokens = [set(tokenize(self._texts[d][s:e])) for d, s, e in index.sentences]
-        df = Counter(t for tokens in sentence_tokens for t in tokens)
-        n = max(1, len(sentence_tokens))
-        self._idf = {t: math.log(1 + n / c) for t, c in df.items()}
-        self._unknown_idf = math.log(1 + n)
-        self._sentence_tokens = sentence_tokens
-        self._vocabulary = frozenset(df)
 
     # ------------------------------------------------------------------ scoring
 
@@ -125,30 +115,29 @@ class ExtractiveAnswerer:
             return []
         q = search.query_vector[0]
         q_tokens = set(tokenize(question))
-        q_weight = sum(self._idf.get(t, self._unknown_idf) for t in q_tokens)
+        idf, unknown_idf = self.index.sentence_idf(q_tokens)
+        q_weight = sum(idf.get(t, unknown_idf) for t in q_tokens)
         kind = question_kind(question)
         w = self.weights
         seen: set[int] = set()
         out: list[Candidate] = []
-        rows = self.index.sentences
         for rank, passage in enumerate(search.passages):
-            for row in self.index.sentences_overlapping(passage.doc_id, passage.start, passage.end):
-                row = int(row)
+            text_of_doc = self.index.documents[passage.doc_id].text
+            for sentence in self.index.sentences_in(passage.doc_id, passage.start, passage.end):
+                row, start, end = sentence.row, sentence.start, sentence.end
                 if row in seen:
                     continue
                 seen.add(row)
-                number, start, end = (int(x) for x in rows[row])
-                text = self._texts[number][start:end]
+                text = text_of_doc[start:end]
                 if is_instruction(text):
                     continue  # documents are data: orders to the reader are never quoted
-                dense = float(self.index.sentence_vectors[row] @ q)
-                tokens = self._sentence_tokens[row]
+                dense = float(sentence.vector @ q)
+                tokens = set(tokenize(text))
                 shared = q_tokens & tokens
-                lexical = sum(self._idf.get(t, 0.0) for t in shared) / q_weight if q_weight else 0.0
+                lexical = sum(idf.get(t, 0.0) for t in shared) / q_weight if q_weight else 0.0
                 novelty = len(tokens - q_tokens) / len(tokens) if tokens else 0.0
                 # The answer often follows the sentence that matches the question's topic.
-                prev = row - 1
-                prev_dense = float(self.index.sentence_vectors[prev] @ q) if prev >= 0 and rows[prev, 0] == number else dense
+                prev_dense = float(sentence.previous_vector @ q) if sentence.previous_vector is not None else dense
                 is_kind = has_kind(text, kind, question)
                 score = (
                     w.dense * dense
@@ -197,7 +186,7 @@ class ExtractiveAnswerer:
 
     def choose(self, question: str, cands: list[Candidate]) -> Choice:
         """The sentence to quote, or None and the reason to abstain."""
-        if not has_content(question, self._vocabulary):
+        if not has_content(question, self.index):
             return Choice(None, "the question has no words to look up")
         if not cands:
             return Choice(None, "nothing retrieved")

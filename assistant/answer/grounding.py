@@ -17,9 +17,9 @@ from assistant.answer.numbers import numbers
 from assistant.answer.prompt import SENTINEL
 from assistant.answer.types import Answer, Citation, citation, related
 from assistant.ingest.sentences import split_sentences
-from assistant.search.index import LoadedIndex
 from assistant.search.keyword import fold, tokenize
 from assistant.search.retriever import Passage
+from assistant.search.store import Store
 
 # [1], [1, 2], [1][2], [passage 1]; one or two digits, so "[2019]" stays text.
 _MARKER = re.compile(r"\[\s*(?:passages?\s*)?\d{1,2}(?:\s*[,;]\s*(?:passages?\s*)?\d{1,2})*\s*\]", re.I)
@@ -91,7 +91,7 @@ class Checker:
     renumbered in order of first use); ``finish`` does the rest; ``answer`` builds the Answer.
     """
 
-    def __init__(self, question: str, passages: list[Passage], index: LoadedIndex):
+    def __init__(self, question: str, passages: list[Passage], index: Store):
         self.question = question
         self.passages = passages
         self.index = index
@@ -309,7 +309,7 @@ def _strip_markers(sentence: str) -> str:
     return _rewrite_markers(sentence, lambda numbers: "")
 
 
-def best_quote(passage: Passage, index: LoadedIndex, claims: list[str], question: str) -> tuple[int, int]:
+def best_quote(passage: Passage, index: Store, claims: list[str], question: str) -> tuple[int, int]:
     """The sentence of the passage that best supports the claims citing it (document offsets)."""
     text = index.documents[passage.doc_id].text
     spans = split_sentences(text[passage.start : passage.end], offset=passage.start)

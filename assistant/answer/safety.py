@@ -36,8 +36,10 @@ def is_instruction(sentence: str) -> bool:
     return bool(_INSTRUCTION.search(sentence))
 
 
-def has_content(question: str, vocabulary: frozenset[str] | set[str]) -> bool:
+def has_content(question: str, corpus) -> bool:
     """Is there something to look up: a word the documents use, or text in a language we read?
+
+    ``corpus`` is a ``Store`` (its ``keyword_coverage``) or a set of known words.
 
     Gibberish ("asdfghjkl qwerty"), emoji and invisible characters have neither.
 
@@ -50,6 +52,7 @@ def has_content(question: str, vocabulary: frozenset[str] | set[str]) -> bool:
     words = tokenize(text)
     if not any(any(ch.isalpha() for ch in w) for w in words):
         return False
-    if any(w in vocabulary for w in words):
+    known = corpus.keyword_coverage(text) > 0 if hasattr(corpus, "keyword_coverage") else any(w in corpus for w in words)
+    if known:
         return True
     return language(text) is not None and not re.fullmatch(r"[\W\d_]*", text)

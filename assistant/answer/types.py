@@ -6,8 +6,8 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Literal, Protocol
 
-from assistant.search.index import LoadedIndex
 from assistant.search.retriever import Passage, SearchResult
+from assistant.search.store import Store
 
 
 @dataclass
@@ -62,7 +62,7 @@ class Answerer(Protocol):
 def citation(
     n: int,
     passage: Passage,
-    index: LoadedIndex,
+    index: Store,
     quote_start: int | None = None,
     quote_end: int | None = None,
     answer_span: tuple[int, int] | None = None,
@@ -93,5 +93,5 @@ def citation(
     )
 
 
-def related(passages: list[Passage], index: LoadedIndex, limit: int = 3) -> list[Citation]:
+def related(passages: list[Passage], index: Store, limit: int = 3) -> list[Citation]:
     return [citation(i, p, index) for i, p in enumerate(passages[:limit], 1)]

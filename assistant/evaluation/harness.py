@@ -94,12 +94,13 @@ HEADLINE = {
 }
 
 
-def evaluate_question(pipeline, q: Question) -> dict:
-    """Run one question through retrieval and the answer pipeline; return its scores."""
+def evaluate_question(pipeline, q: Question, history: list | None = None) -> dict:
+    """Run one question (after ``history``, when given) through the pipeline; return its scores."""
     started = time.perf_counter()
-    answer = pipeline.ask(q.question)
+    answer = pipeline.ask(q.question, history=history) if history else pipeline.ask(q.question)
     latency = (time.perf_counter() - started) * 1000
-    search = pipeline.retriever.search(q.question, top_k=10)
+    searched = getattr(answer, "search_question", None) or q.question
+    search = pipeline.retriever.search(searched, top_k=10)
     row = {
         "id": q.id,
         "type": q.type,
@@ -109,6 +110,7 @@ def evaluate_question(pipeline, q: Question) -> dict:
         "latency_ms": latency,
         "answer": answer.answer,
         "mode": answer.mode,
+        "search_question": searched,
     }
     if q.answerable:
         row.update(retrieval_metrics(search.passages, q.evidence))
@@ -240,3 +242,75 @@ def markdown_report(results: dict[str, dict]) -> str:
         parts += [f"## {name}: by language", "", table(list(r["by_language"].items()), markdown=True), ""]
         parts += [f"## {name}: by type", "", table(list(r["by_type"].items()), markdown=True), ""]
     return "\n".join(parts)
+
+
+# ---------------------------------------------------------------- sets and conversations
+
+EVALUATION_DIR = Path("evaluation")
+SETS = ("test", "unseen", "calibration", "all", "conversations")
+
+
+def load_set(name: str, documents: dict[str, str], folder: Path = EVALUATION_DIR) -> list[Question]:
+    """A named question set: the test or calibration half of questions.jsonl, all of it, or the unseen questions."""
+    if name == "unseen":
+        return load_questions(folder / "questions_unseen.jsonl", documents)
+    ids = None
+    if name in ("test", "calibration"):
+        ids = set(json.loads((folder / "split.json").read_text(encoding="utf-8"))[name])
+    return load_questions(folder / "questions.jsonl", documents, ids)
+
+
+@dataclass
+class Conversation:
+    id: str
+    language: str
+    first: str
+    follow_up: str
+    standalone: str
+    question: Question  # the labels of the follow-up
+
+
+def load_conversations(path: Path, documents: dict[str, str]) -> list[Conversation]:
+    out = []
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        evidence = []
+        for ev in row.get("evidence", []):
+            start = documents.get(ev["doc_id"], "").find(ev["quote"])
+            if start < 0:
+                raise ValueError(f"{path}:{lineno}: quote not found in {ev['doc_id']}: {ev['quote'][:60]!r}")
+            evidence.append(Evidence(ev["doc_id"], ev["quote"], start, start + len(ev["quote"])))
+        first, follow_up = (t["question"] for t in row["turns"][:2])
+        kind = "follow-up" if row["answerable"] else "unanswerable"
+        q = Question(row["id"], follow_up, row["language"], kind, row["answerable"], row.get("answers", []), evidence)
+        out.append(Conversation(row["id"], row["language"], first, follow_up, row["standalone"], q))
+    return out
+
+
+def run_conversations(pipeline, conversations: list[Conversation], progress=None) -> dict:
+    """The follow-up of each conversation asked three ways: after its first turn (with the history),
+    written out in full on its own (the ceiling), and bare without the history (the floor)."""
+    from assistant.answer.followup import Turn
+
+    rows: dict[str, list[dict]] = {"with_history": [], "standalone": [], "bare": []}
+    rewrites = []
+    for i, conv in enumerate(conversations, 1):
+        first = pipeline.ask(conv.first)
+        turn = Turn(conv.first, first.answer, [c.doc_id for c in first.citations], first.search_question)
+        follow = _with_text(conv.question, conv.follow_up)
+        rows["with_history"].append(evaluate_question(pipeline, follow, history=[turn]))
+        rewrites.append({"id": conv.id, "follow_up": conv.follow_up, "searched": rows["with_history"][-1]["search_question"]})
+        rows["standalone"].append(evaluate_question(pipeline, _with_text(conv.question, conv.standalone)))
+        rows["bare"].append(evaluate_question(pipeline, follow))
+        if progress:
+            progress(i, len(conversations))
+    report = {name: summarise(r) for name, r in rows.items()}
+    report["by_language"] = {lang: summarise([r for r in rows["with_history"] if r["language"] == lang]) for lang in ("en", "fr", "ru")}
+    report["rewrites"] = rewrites
+    return report
+
+
+def _with_text(q: Question, text: str) -> Question:
+    return Question(q.id, text, q.language, q.type, q.answerable, q.answers, q.evidence)

@@ -12,8 +12,7 @@ import numpy as np
 
 from assistant.config import RetrievalMode, Settings
 from assistant.search.embedders import Embedder
-from assistant.search.index import LoadedIndex
-from assistant.search.keyword import KeywordIndex
+from assistant.search.store import Store
 
 QUERY_CACHE_SIZE = 1024
 PREFER_LIFT = 0.1  # share of the best fused score added to the chunks of a conversation's cited documents
@@ -82,12 +81,10 @@ def convex(dense: dict[int, float], keyword: dict[int, float], keyword_share: fl
 class Retriever:
     """Search over a loaded index. Build once; ``search`` is safe to call from many threads."""
 
-    def __init__(self, index: LoadedIndex, embedder: Embedder, settings: Settings):
+    def __init__(self, index: Store, embedder: Embedder, settings: Settings):
         self.index = index
         self.embedder = embedder
         self.settings = settings
-        titles = {d: doc.title for d, doc in index.documents.items()}
-        self.keyword = KeywordIndex([f"{titles.get(c.doc_id, '')}\n{c.text}" for c in index.chunks])
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_lock = threading.Lock()
 
@@ -110,18 +107,15 @@ class Retriever:
 
     def dense(self, vector: np.ndarray, n: int, timings: dict[str, float]) -> tuple[list[int], dict[int, float]]:
         t = time.perf_counter()
-        scores, ids = self.index.faiss_index.search(vector, min(n, len(self.index.chunks)))
+        found = self.index.dense_search(vector, n)
         timings["dense_search"] = _ms(t)
-        ranked = [int(i) for i in ids[0] if i >= 0]
-        return ranked, {int(i): float(s) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0}
+        return found
 
     def keyword_search(self, query: str, n: int, timings: dict[str, float]) -> tuple[list[int], dict[int, float]]:
         t = time.perf_counter()
-        scores = self.keyword.scores(query)
-        top = np.argsort(-scores, kind="stable")[:n]
-        ranked = [int(i) for i in top if scores[i] > 0]
+        found = self.index.keyword_search(query, n)
         timings["keyword_search"] = _ms(t)
-        return ranked, {i: float(scores[i]) for i in ranked}
+        return found
 
     def search(
         self,
@@ -140,7 +134,7 @@ class Retriever:
         mode = mode or self.settings.retrieval_mode
         n = max(self.settings.candidates, top_k)
         timings: dict[str, float] = {}
-        if not self.index.chunks:
+        if not self.index.chunk_count:
             return SearchResult([], timings)
         vector = self.embed_query(query, timings)
         dense_ids, dense_scores = self.dense(vector, n, timings) if mode in ("hybrid", "dense") else ([], {})
@@ -153,17 +147,17 @@ class Retriever:
         else:
             # Keyword evidence counts as much as the query's words are known to the corpus, so a
             # Russian question over English text leans on the multilingual dense ranking.
-            coverage = self.keyword.coverage(query)
+            coverage = self.index.keyword_coverage(query)
             if self.settings.fusion == "convex":
                 fused = convex(dense_scores, kw_scores, self.settings.keyword_weight * coverage)
             else:
                 fused = rrf([(dense_ids, 1.0), (kw_ids, self.settings.keyword_weight * coverage)], self.settings.rrf_k)
         if exclude_docs:
-            fused = {i: s for i, s in fused.items() if self.index.chunks[i].doc_id not in exclude_docs}
+            fused = {i: s for i, s in fused.items() if self.index.chunk(i).doc_id not in exclude_docs}
         if prefer_docs:
             lift = PREFER_LIFT * (max(fused.values(), default=0.0) or 1.0)
             for i in fused:
-                if self.index.chunks[i].doc_id in prefer_docs:
+                if self.index.chunk(i).doc_id in prefer_docs:
                     fused[i] += lift
         order = sorted(fused, key=lambda i: (-fused[i], i))[:top_k]
         dense_rank = {i: r + 1 for r, i in enumerate(dense_ids)}
@@ -173,7 +167,7 @@ class Retriever:
         return SearchResult(passages, timings, vector)
 
     def _passage(self, i, score, dense_scores, kw_scores, dense_rank, kw_rank) -> Passage:
-        chunk = self.index.chunks[i]
+        chunk = self.index.chunk(i)
         doc = self.index.documents[chunk.doc_id]
         return Passage(
             chunk_id=chunk.chunk_id,
