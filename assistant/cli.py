@@ -33,6 +33,24 @@ def _progress_bar(desc: str):
     return update
 
 
+def _count_bar(desc: str):
+    """A bar counting items (questions): ``update(done, total)``."""
+    from tqdm import tqdm
+
+    bar = None
+
+    def update(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, desc=desc, unit="question", file=sys.stderr, disable=total == 0)
+        bar.n = done
+        bar.refresh()
+        if done >= total:
+            bar.close()
+
+    return update
+
+
 def _settings(args: argparse.Namespace) -> Settings:
     overrides = {}
     for key in ("corpus_dir", "index_dir", "embedder", "host", "port", "top_k"):
@@ -43,8 +61,8 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
+    from assistant.search.build import build_index
     from assistant.search.embedders import create_embedder
-    from assistant.search.index import build_index
 
     settings = _settings(args)
     embedder = create_embedder(settings)
@@ -100,16 +118,25 @@ def cmd_ask(args: argparse.Namespace) -> int:
     for c in sources:
         print(f"[{c.n}] {c.title} — {c.publisher or 'unknown publisher'} ({c.source}, chars {c.start}-{c.end})")
         if c.quote:
-            print(f"    “{' '.join(c.quote.split())}” (chars {c.quote_start}-{c.quote_end})")
+            print(f"    “{_marked_quote(c)}” (chars {c.quote_start}-{c.quote_end})")
     for warning in answer.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     return 0
 
 
+def _marked_quote(c) -> str:
+    """The quoted sentence on one line, with the short answer in bold (a terminal) or «between marks»."""
+    if c.answer_start is None:
+        return " ".join(c.quote.split())
+    a, b = c.answer_start - c.quote_start, c.answer_end - c.quote_start
+    on, off = ("\033[1m", "\033[0m") if sys.stdout.isatty() else ("«", "»")
+    return " ".join(f"{c.quote[:a]}{on}{c.quote[a:b]}{off}{c.quote[b:]}".split())
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from assistant.server.app import create_app
+    from assistant.server.app import create_app, uvicorn_options
 
     settings = _settings(args)
     print(
@@ -118,12 +145,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
         flush=True,
     )
     logging.getLogger("assistant").setLevel(logging.INFO if args.verbose else logging.WARNING)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
+    # With limits for slow, idle and too many clients (see uvicorn_options and the README).
+    uvicorn.run(create_app(settings), **uvicorn_options(settings), log_level="warning")
     return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     import itertools
+    import shutil
+    import tempfile
     from datetime import datetime
 
     from assistant.evaluation import harness as ev
@@ -138,9 +168,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
             raise ConfigError(f"--compare takes SETTING=value1,value2 with a known setting, not {spec!r}")
         axes.append([(key, v) for v in values.split(",")])
     configs = [dict(combo) for combo in itertools.product(*axes)] or [{}]
+    sets = ["custom"] if args.questions else [s.strip() for s in args.sets.split(",") if s.strip()]
+    unknown = [s for s in sets if s not in (*ev.SETS, "custom")]
+    if unknown:
+        raise ConfigError(f"unknown question set(s) {', '.join(unknown)}; choose from {', '.join(ev.SETS)}")
 
     embedders: dict[str, object] = {}
-    results: dict[str, dict] = {}
+    results: dict[str, dict[str, dict]] = {}  # set -> configuration -> report
     for cfg in configs:
         name = ", ".join(f"{k}={v}" for k, v in cfg.items()) or "default"
         settings = Settings.model_validate({**base.model_dump(), **cfg})
@@ -150,32 +184,59 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if settings.embedder not in embedders:
             embedders[settings.embedder] = create_embedder(settings)
         service = open_service(settings, embedders[settings.embedder], progress=_progress_bar(f"indexing {name}"))
-        questions = ev.load_questions(args.questions, {d: doc.text for d, doc in service.index.documents.items()})
-        if args.limit:
-            questions = questions[: args.limit]
-        results[name] = ev.run_evaluation(service.pipeline, questions, _progress_bar(f"questions {name}"))
+        texts = {d: doc.text for d, doc in service.index.documents.items()}
+        for set_name in sets:
+            if set_name == "conversations":
+                conversations = ev.load_conversations(args.folder / "conversations.jsonl", texts)[: args.limit or None]
+                report = ev.run_conversations(service.pipeline, conversations, _count_bar(f"conversations {name}"))
+            elif set_name == "removed":
+                work = Path(tempfile.mkdtemp(prefix="eval-removed-"))
+                questions = ev.load_set("test", texts, args.folder)[: args.limit or None]
+                report = ev.run_removed(settings, embedders[settings.embedder], questions, work, _count_bar(f"removed {name}"))
+                shutil.rmtree(work, ignore_errors=True)
+            else:
+                questions = ev.load_questions(args.questions, texts) if args.questions else ev.load_set(set_name, texts, args.folder)
+                report = ev.run_evaluation(service.pipeline, questions[: args.limit or None], _count_bar(f"{set_name} {name}"))
+            results.setdefault(set_name, {})[name] = report
 
-    first = next(iter(results.values()))
-    print("\nConfigurations (answer metrics over answerable questions; abstaining counts as a miss)")
-    print(ev.table([(n, r["overall"]) for n, r in results.items()]))
-    if len(results) == 1:
-        print("\nBy language")
-        print(ev.table(list(first["by_language"].items())))
-        print("\nBy type")
-        print(ev.table(list(first["by_type"].items())))
+    for set_name, by_config in results.items():
+        first = next(iter(by_config.values()))
+        if set_name == "removed":
+            for n, r in by_config.items():
+                print(f"\nremoved ({n}): abstained on {r['abstention']['removed']:.3f} of {r['questions']} test questions "
+                      f"whose evidence sentences were deleted from the corpus; by language {r['by_language']}")  # fmt: skip
+            continue
+        if set_name == "conversations":
+            print("\nConversations: the follow-up asked after its first turn, written out in full, and bare")
+            print(ev.table([(f"{n}: {way}", r[way]) for n, r in by_config.items() for way in ("with_history", "standalone", "bare")]))
+            print(ev.table(list(first["by_language"].items())))
+            continue
+        print(f"\n{set_name}: answer metrics over answerable questions; abstaining counts as a miss")
+        print(ev.table([(n, r["overall"]) for n, r in by_config.items()]))
+        if len(by_config) == 1:
+            print(ev.table(list(first["by_language"].items())))
+            print(ev.table(list(first["by_type"].items())))
 
     args.out_dir.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     (args.out_dir / f"eval-{stamp}.json").write_text(json.dumps(results, ensure_ascii=False, indent=1), encoding="utf-8")
-    (args.out_dir / f"eval-{stamp}.md").write_text(ev.markdown_report(results), encoding="utf-8")
-    print(f"\nReports: {args.out_dir}/eval-{stamp}.json and .md")
+    print(f"\nReport: {args.out_dir}/eval-{stamp}.json")
 
+    summaries = {s: next(iter(r.values())) for s, r in results.items()}
+    headlines = {
+        s: ev.headline(r["with_history"] if s == "conversations" else r if s == "removed" else r["overall"]) for s, r in summaries.items()
+    }
     if args.write_baseline:
-        baseline = {"headline": ev.headline(first["overall"]), "overall": first["overall"], "questions": str(args.questions)}
-        args.baseline.write_text(json.dumps(baseline, indent=2) + "\n", encoding="utf-8")
+        old = json.loads(args.baseline.read_text(encoding="utf-8")) if args.baseline.exists() else {}
+        sets_out = {**old.get("sets", {}), **{s: {"headline": h} for s, h in headlines.items()}}
+        args.baseline.write_text(json.dumps({"sets": sets_out}, indent=2) + "\n", encoding="utf-8")
         print(f"Baseline written to {args.baseline}")
-    elif args.baseline.exists() and len(results) == 1:
-        problems = ev.regressions(first["overall"], json.loads(args.baseline.read_text())["headline"], args.tolerance)
+    elif args.baseline.exists() and len(configs) == 1:
+        recorded = json.loads(args.baseline.read_text(encoding="utf-8")).get("sets", {})
+        problems = []
+        for set_name, current in headlines.items():
+            if set_name in recorded:
+                problems += [f"{set_name}: {p}" for p in ev.regressions_of(current, recorded[set_name]["headline"], args.tolerance)]
         for problem in problems:
             print(f"REGRESSION {problem}")
         if problems:
@@ -216,7 +277,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="score the pipeline on the labelled questions")
     common(p)
-    p.add_argument("--questions", type=Path, default=Path("evaluation/questions.jsonl"))
+    p.add_argument("--sets", default="test,unseen,removed,conversations", help="question sets: test, unseen, removed, conversations, calibration, all")
+    p.add_argument("--questions", type=Path, help="a question file of your own instead of the sets")
+    p.add_argument("--folder", type=Path, default=Path("evaluation"), help="where the question sets are")
     p.add_argument("--compare", action="append", metavar="SETTING=V1,V2", help="compare values of a setting (repeatable: all combinations)")
     p.add_argument("--limit", type=int, help="only the first N questions")
     p.add_argument("--out-dir", type=Path, default=Path("evaluation/reports"))

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import shutil
 import sys
 import tempfile
 import time
@@ -38,9 +37,8 @@ from assistant.answer.decision import CALIBRATION_FILE, Calibration, decision_fe
 from assistant.answer.extractive import Candidate, ExtractiveAnswerer
 from assistant.answer.kinds import has_kind, question_kind, wants_explanation
 from assistant.config import Settings
-from assistant.evaluation.harness import Question, load_questions
+from assistant.evaluation.harness import Question, answer_removed, load_questions
 from assistant.evaluation.metrics import contains_answer, token_f1
-from assistant.ingest.sentences import split_sentences
 from assistant.search.embedders import create_embedder
 from assistant.service import assemble, load_reader, open_service
 
@@ -69,33 +67,6 @@ def _answerer(service) -> ExtractiveAnswerer:
         raise SystemExit("the reader is not available (weights missing?): nothing to calibrate")
     neutral = Calibration(0.0, {}, 0.0, 99.0)
     return ExtractiveAnswerer(service.settings, service.index, reader=reader, calibration=neutral)
-
-
-def answer_removed(corpus: Path, work: Path, q: Question) -> Path | None:
-    """A copy of the corpus whose document lacks the sentences holding ``q``'s evidence, or None
-    when a gold answer still occurs in that document afterwards."""
-    target = work / "corpus"
-    if target.exists():
-        shutil.rmtree(target)
-    shutil.copytree(corpus, target)
-    by_doc: dict[str, list] = {}
-    for ev in q.evidence:
-        by_doc.setdefault(ev.doc_id, []).append(ev)
-    for doc_id, evs in by_doc.items():
-        path = next(p for p in target.glob(f"{doc_id}.*") if p.suffix != ".json")
-        text = path.read_text(encoding="utf-8")
-        cut = []
-        for ev in evs:
-            start = text.find(ev.quote)
-            if start < 0:
-                return None
-            cut += [(s, e) for s, e in split_sentences(text) if s < start + len(ev.quote) and start < e]
-        for s, e in sorted(set(cut), reverse=True):
-            text = text[:s] + text[e:]
-        if any(contains_answer(text, [a]) for a in q.answers):
-            return None
-        path.write_text(text, encoding="utf-8")
-    return target
 
 
 def ranked(cands: list[Candidate], weight: float) -> list[Candidate]:

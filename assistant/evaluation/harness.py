@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import math
 import re
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from assistant.evaluation import report
 from assistant.evaluation.metrics import contains_answer, exact_match, token_f1
+from assistant.ingest.sentences import split_sentences
 from assistant.search.retriever import Passage
 
 
@@ -91,6 +93,9 @@ HEADLINE = {
     "citations.evidence_cited": 1,
     "abstention.recall": 1,
     "abstention.false_rate": -1,
+    "answer.f1": 1,
+    "answer.exact_match": 1,
+    "abstention.removed": 1,  # the answer-removed variants
 }
 
 
@@ -185,17 +190,23 @@ def run_evaluation(pipeline, questions: list[Question], progress=None) -> dict:
 
 
 def headline(summary: dict) -> dict[str, float | None]:
+    """The metrics the regression gate watches (those a set's summary has)."""
     out = {}
     for name in HEADLINE:
         section, metric = name.split(".", 1)
-        out[name] = summary[section][metric]
+        value = summary.get(section, {}).get(metric)
+        if value is not None:
+            out[name] = value
     return out
 
 
 def regressions(summary: dict, baseline: dict, tolerance: float) -> list[str]:
     """Headline metrics worse than the baseline by more than ``tolerance`` (absolute)."""
+    return regressions_of(headline(summary), baseline, tolerance)
+
+
+def regressions_of(current: dict, baseline: dict, tolerance: float) -> list[str]:
     problems = []
-    current = headline(summary)
     for name, direction in HEADLINE.items():
         base, now = baseline.get(name), current.get(name)
         if base is None or now is None:
@@ -235,19 +246,69 @@ def table(rows: list[tuple[str, dict]], markdown: bool = False) -> str:
     return report.table(["", *[c for c, _ in COLUMNS]], [[name, *[f(summary) for _, f in COLUMNS]] for name, summary in rows], markdown)
 
 
-def markdown_report(results: dict[str, dict]) -> str:
-    parts = ["# Evaluation report", "", "Answer metrics are over answerable questions; an abstention counts as a miss.", ""]
-    parts += ["## Configurations", "", table([(name, r["overall"]) for name, r in results.items()], markdown=True), ""]
-    for name, r in results.items():
-        parts += [f"## {name}: by language", "", table(list(r["by_language"].items()), markdown=True), ""]
-        parts += [f"## {name}: by type", "", table(list(r["by_type"].items()), markdown=True), ""]
-    return "\n".join(parts)
+# ---------------------------------------------------------------- answer-removed variants
+
+
+def answer_removed(corpus: Path, work: Path, q: Question) -> Path | None:
+    """A copy of the corpus whose document lacks the sentences holding ``q``'s evidence, or None
+    when a gold answer still occurs in that document afterwards."""
+    target = work / "corpus"
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(corpus, target)
+    by_doc: dict[str, list] = {}
+    for ev in q.evidence:
+        by_doc.setdefault(ev.doc_id, []).append(ev)
+    for doc_id, evs in by_doc.items():
+        path = next(p for p in target.glob(f"{doc_id}.*") if p.suffix != ".json")
+        text = path.read_text(encoding="utf-8")
+        cut = []
+        for ev in evs:
+            start = text.find(ev.quote)
+            if start < 0:
+                return None
+            cut += [(s, e) for s, e in split_sentences(text) if s < start + len(ev.quote) and start < e]
+        for s, e in sorted(set(cut), reverse=True):
+            text = text[:s] + text[e:]
+        if any(contains_answer(text, [a]) for a in q.answers):
+            return None
+        path.write_text(text, encoding="utf-8")
+    return target
+
+
+def run_removed(settings, embedder, questions: list[Question], work: Path, progress=None) -> dict:
+    """Each answerable question asked again over a corpus whose document lacks the sentences holding
+    its evidence (re-indexed; unchanged documents reuse their vectors): it should abstain."""
+    from assistant.service import open_service
+
+    rows = []
+    answerable = [q for q in questions if q.answerable]
+    for i, q in enumerate(answerable, 1):
+        corpus = answer_removed(settings.corpus_dir, work, q)
+        if corpus is not None:
+            variant = open_service(settings.model_copy(update={"corpus_dir": corpus, "index_dir": work / "index"}), embedder)
+            answer = variant.pipeline.ask(q.question)
+            rows.append({"id": q.id, "language": q.language, "abstained": answer.abstained, "answer": answer.answer})
+        if progress:
+            progress(i, len(answerable))
+    by_language = {
+        lang: round(sum(r["abstained"] for r in rows if r["language"] == lang) / n, 4)
+        for lang in ("en", "fr", "ru")
+        if (n := sum(r["language"] == lang for r in rows))
+    }
+    return {
+        "questions": len(rows),
+        "skipped": len(answerable) - len(rows),
+        "abstention": {"removed": round(sum(r["abstained"] for r in rows) / len(rows), 4) if rows else None},
+        "by_language": by_language,
+        "rows": rows,
+    }
 
 
 # ---------------------------------------------------------------- sets and conversations
 
 EVALUATION_DIR = Path("evaluation")
-SETS = ("test", "unseen", "calibration", "all", "conversations")
+SETS = ("test", "unseen", "calibration", "all", "conversations", "removed")
 
 
 def load_set(name: str, documents: dict[str, str], folder: Path = EVALUATION_DIR) -> list[Question]:
