@@ -277,7 +277,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="score the pipeline on the labelled questions")
     common(p)
-    p.add_argument("--sets", default="test,unseen,removed,conversations", help="question sets: test, unseen, removed, conversations, calibration, all")
+    p.add_argument(
+        "--sets", default="test,unseen,removed,conversations", help="question sets: test, unseen, removed, conversations, calibration, all"
+    )
     p.add_argument("--questions", type=Path, help="a question file of your own instead of the sets")
     p.add_argument("--folder", type=Path, default=Path("evaluation"), help="where the question sets are")
     p.add_argument("--compare", action="append", metavar="SETTING=V1,V2", help="compare values of a setting (repeatable: all combinations)")

@@ -71,21 +71,40 @@ class Settings(BaseSettings):
     llm_api_key: SecretStr | None = None
     llm_temperature: float = Field(default=0.0, ge=0.0, le=2.0)
     llm_max_tokens: int = Field(default=400, ge=1)
+    # The whole time one LLM answer may take: connecting, every read and every retry. When it
+    # runs out the call is cut off and the extractive answerer answers instead.
     llm_timeout_s: float = Field(default=30.0, gt=0)
     llm_retries: int = Field(default=1, ge=0, le=10)
+    # The largest LLM reply read (plain or streamed); a larger one is cut off and counts as a failure.
+    llm_max_reply_bytes: int = Field(default=2_000_000, ge=1024)
 
     # HTTP server.
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
-    # When set, /ask and /ask/stream need "Authorization: Bearer <api_key>".
+    # When set, every data route (/ask, /ask/stream, /documents..., /openapi.json, /docs and the
+    # detailed /health) needs "Authorization: Bearer <api_key>"; /health without it says only
+    # {"status": ...}. Unset means no key; an empty or blank key is refused.
     api_key: SecretStr | None = None
     # Origins allowed to call the API from other sites (CORS); none by default.
     cors_origins: list[str] = Field(default_factory=list)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    # Slow or idle clients (`assistant serve`): a request's headers must arrive within
+    # http_header_timeout_s of its first byte, its body within http_body_timeout_s after them.
+    http_header_timeout_s: float = Field(default=10.0, gt=0, le=600)
+    http_body_timeout_s: float = Field(default=30.0, gt=0, le=3600)
+    http_keep_alive_s: int = Field(default=5, ge=1, le=600)  # an idle kept-alive connection is closed after this
+    http_max_header_bytes: int = Field(default=16 * 1024, ge=1024, le=1024 * 1024)
+    http_max_connections: int = Field(default=200, ge=1)  # beyond this, new requests get 503
 
     def model_post_init(self, __context: object) -> None:
         if self.chunk_overlap >= self.chunk_size:
             raise ValueError("chunk_overlap must be smaller than chunk_size")
-        key = self.api_key.get_secret_value() if self.api_key else None
+        # Not "if self.api_key": an empty SecretStr is falsy, and an empty key must not mean "no key".
+        key = self.api_key.get_secret_value() if self.api_key is not None else None
+        if key is not None and not key.strip():
+            raise ValueError(
+                "api_key is empty or blank: an empty key would let anyone in. Set ASSISTANT_API_KEY to a secret,"
+                " or leave it unset to serve without a key"
+            )
         if key is not None and not (key.isascii() and key.isprintable() and key.strip() == key and key):
             raise ValueError("api_key must be printable ASCII without surrounding spaces (it travels in an HTTP header)")

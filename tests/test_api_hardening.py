@@ -484,9 +484,15 @@ def test_a_non_ascii_key_is_refused_up_front():
         Settings(_env_file=None, api_key=NON_ASCII_KEY)
 
 
-@pytest.mark.parametrize("path", ["/health", "/documents", f"/documents/{SDC_DOC}", "/", "/openapi.json"])
-def test_read_only_endpoints_stay_open_with_a_key(keyed, path):
-    assert keyed.get(path).status_code == 200
+@pytest.mark.parametrize("path", ["/documents", f"/documents/{SDC_DOC}", "/openapi.json", "/docs"])
+def test_data_endpoints_need_the_key_too(keyed, path):
+    assert_error(keyed.get(path), 401, "unauthorised")
+    assert keyed.get(path, headers={"authorization": f"Bearer {ASCII_KEY}"}).status_code == 200
+
+
+def test_the_page_and_a_bare_health_stay_open_with_a_key(keyed):
+    assert keyed.get("/").status_code == 200
+    assert keyed.get("/health").json() == {"status": "ok"}
 
 
 def test_the_key_is_checked_before_the_body(keyed):

@@ -20,7 +20,8 @@ from assistant.answer.prompt import SENTINEL, Prompt
 from assistant.answer.types import Answer, related
 from assistant.config import Settings
 from assistant.errors import AnswerError
-from assistant.search.index import LoadedIndex, build_index, load_index
+from assistant.search.build import build_index
+from assistant.search.index import LoadedIndex, load_index
 from assistant.search.retriever import Passage, Retriever, SearchResult
 from tests.fakes import FakeEmbedder
 from tests.llm_server import check_answer_contract

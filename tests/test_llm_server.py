@@ -16,7 +16,8 @@ from assistant.answer.llm_client import Completion, LLMClient
 from assistant.answer.types import Answer
 from assistant.config import Settings
 from assistant.errors import AnswerError
-from assistant.search.index import LoadedIndex, build_index, load_index
+from assistant.search.build import build_index
+from assistant.search.index import LoadedIndex, load_index
 from assistant.search.retriever import Retriever
 from tests.fakes import FakeEmbedder
 from tests.llm_server import LLMServer, check_answer_contract, llm_server

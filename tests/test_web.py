@@ -270,7 +270,8 @@ def test_unreachable_server_keeps_question(page):
 def test_error_event_in_stream_is_shown(page):
     body = sse(
         ("delta", {"text": "Partial answer "}),
-        ("error", {"error": {"code": "llm_failed", "message": "The language model stopped <b>responding</b>."}}),
+        # Not "llm_failed" (the page answers that one extractively: tests/test_hardening_round2.py).
+        ("error", {"error": {"code": "internal_error", "message": "The language model stopped <b>responding</b>."}}),
     )
     page.route("**/ask/stream", lambda route: route.fulfill(status=200, content_type="text/event-stream", body=body))
     page.locator("#question").fill(FINANCE_QUESTION)

@@ -107,6 +107,35 @@
     }
   }
 
+  // ---------------------------------------------------------------- API key
+
+  // A server started with ASSISTANT_API_KEY needs "Authorization: Bearer <key>" on every data
+  // request. The key is kept in sessionStorage: this tab only, gone when it closes.
+  const KEY_STORE = "assistant.apiKey";
+
+  function apiKey() {
+    try {
+      return sessionStorage.getItem(KEY_STORE) || "";
+    } catch {
+      return "";
+    }
+  }
+
+  function storeApiKey(key) {
+    try {
+      if (key) sessionStorage.setItem(KEY_STORE, key);
+      else sessionStorage.removeItem(KEY_STORE);
+    } catch {
+      /* storage unavailable: the key is not kept */
+    }
+  }
+
+  /** `headers` plus the Authorization header when a key is set. */
+  function withKey(headers) {
+    const key = apiKey();
+    return key ? { ...headers, Authorization: `Bearer ${key}` } : { ...headers };
+  }
+
   // ---------------------------------------------------------------- API
 
   class ApiError extends Error {
@@ -151,6 +180,12 @@
     } catch {
       /* not JSON */
     }
+    if (res.status === 401) {
+      message = apiKey()
+        ? "The server did not accept the API key. Check it under “Key” at the top of the page, then retry."
+        : "This server needs an API key. Enter it under “Key” at the top of the page, then retry.";
+      code = code === `http_${res.status}` ? "unauthorised" : code;
+    }
     if (!message) {
       message = `The server answered with an error (HTTP ${res.status}${res.statusText ? " " + res.statusText : ""}).`;
     }
@@ -160,7 +195,7 @@
   async function getJSON(url, options = {}) {
     let res;
     try {
-      res = await fetch(url, { headers: { Accept: "application/json" }, ...options });
+      res = await fetch(url, { ...options, headers: withKey({ Accept: "application/json", ...(options.headers || {}) }) });
     } catch (err) {
       if (options.signal && options.signal.aborted) throw err;
       throw networkError();
@@ -195,7 +230,7 @@
     try {
       res = await fetch("ask/stream", {
         method: "POST",
-        headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
+        headers: withKey({ "Content-Type": "application/json", Accept: "text/event-stream" }),
         body: JSON.stringify(body),
         signal,
       });
@@ -235,6 +270,8 @@
       } else if (event === "done") {
         result = payload;
       } else if (event === "error") {
+        // "llm_failed": the language model broke off after part of its answer (ask() then asks
+        // again extractively).
         const e = (payload && payload.error) || {};
         throw new ApiError(str(e.message) || "The server reported an error while answering.", { code: str(e.code) || "stream_error" });
       }
@@ -449,10 +486,45 @@
       announce(result.abstained ? "The documents don't answer this question." : "Answer ready.");
     } catch (err) {
       if (controller.signal.aborted) renderStopped(turn, streamed);
+      else if (err instanceof ApiError && err.code === "llm_failed") await answerExtractively(turn, question, controller.signal, streamed);
       else renderError(turn, err, streamed);
     } finally {
       current = null;
       setBusy(false);
+    }
+  }
+
+  /** The language model broke off part-way: one stream is one answer, so ask again for the
+   *  extractive answer (quotes only) and show that instead, with a note saying why. */
+  async function answerExtractively(turn, question, signal, streamed) {
+    turn.text.classList.remove("streaming", "partial");
+    turn.text.replaceChildren(
+      el("span", { class: "answer-status" }, el("span", { class: "dots", "aria-hidden": "true" }, el("i"), el("i"), el("i")), " The language model stopped part-way; quoting the documents instead…"),
+    );
+    try {
+      const result = await getJSON("ask", {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ ...requestBody(question), mode: "extractive" }),
+        signal,
+      });
+      if (!result || typeof result !== "object" || typeof result.answer !== "string") {
+        throw new ApiError("The server sent an incomplete answer.", { code: "bad_response" });
+      }
+      const follow = nearBottom();
+      renderResult(turn, result);
+      const note = el(
+        "p",
+        { class: "fallback-note", role: "note" },
+        icon(ICONS.info, "icon fallback-icon"),
+        el("span", { text: "The language model failed part-way through its answer, so this answer is quoted from the documents instead." }),
+      );
+      turn.article.insertBefore(note, turn.text);
+      if (follow) scrollToBottom();
+      announce("The language model failed; answered with quotes from the documents.");
+    } catch (err) {
+      if (signal.aborted) renderStopped(turn, streamed);
+      else renderError(turn, err, streamed);
     }
   }
 
@@ -677,6 +749,7 @@
     turn.extra.replaceChildren(box);
     restoreQuestion(turn.question);
     if (nearBottom()) scrollToBottom();
+    if (apiError.status === 401) askForKey();
   }
 
   function renderStopped(turn, streamed) {
@@ -925,6 +998,7 @@
       renderDocuments();
     } catch (err) {
       docs = null;
+      if (err instanceof ApiError && err.status === 401) askForKey();
       docsStatus.replaceChildren(
         el("span", { class: "docs-error", text: `Couldn't load the documents: ${str(err && err.message)}` }),
         " ",
@@ -1006,6 +1080,44 @@
     if (next) {
       e.preventDefault();
       selectTab(next, true);
+    }
+  });
+
+  // ---------------------------------------------------------------- API key field
+
+  const keyMenu = $("#key-menu");
+  const keyInput = $("#api-key");
+  const keyNote = $("#api-key-note");
+  const KEY_NOTE = keyNote.textContent;
+
+  function saveKey() {
+    const key = keyInput.value.trim();
+    const valid = !key || /^[\x21-\x7e]+$/.test(key); // it travels in an HTTP header
+    storeApiKey(valid ? key : "");
+    if (valid) keyInput.removeAttribute("aria-invalid");
+    else keyInput.setAttribute("aria-invalid", "true");
+    keyNote.textContent = !valid
+      ? "A key has only printable ASCII characters and no spaces; it was not saved."
+      : key
+        ? "Saved for this browser tab; sent with every request."
+        : KEY_NOTE;
+    keyMenu.classList.toggle("has-key", valid && Boolean(key));
+  }
+
+  /** Open the key field (after a 401) so the user can type the key. */
+  function askForKey() {
+    keyMenu.open = true;
+    keyInput.focus();
+  }
+
+  keyInput.value = apiKey();
+  keyMenu.classList.toggle("has-key", Boolean(keyInput.value));
+  keyInput.addEventListener("input", saveKey);
+  keyInput.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" || e.key === "Escape") {
+      e.preventDefault();
+      keyMenu.open = false;
+      $("summary", keyMenu).focus();
     }
   });
 

@@ -1,26 +1,38 @@
 """An OpenAI-compatible chat client: ``POST {base_url}/v1/chat/completions``, plain or streamed.
 
-Retries on connection errors, timeouts, 429 and 5xx, within one time budget; every failure is
-an ``AnswerError`` with a message that never contains the API key.
+Every call has ONE time budget, ``llm_timeout_s``: connecting, every read and every retry fit
+inside it. A timer cuts the call's connection when the budget runs out, so a server that
+trickles bytes, streams without end or never finishes a line cannot hold a call longer. Replies
+are read up to ``llm_max_reply_bytes`` (plain or streamed). A call made under a ``CancelToken``
+(``cancellable``) stops as soon as the token is cancelled: the server cancels it when the client
+that asked goes away. Retries on connection errors, timeouts, 429 and 5xx, within the budget;
+every failure is an ``AnswerError`` with a message that never contains the API key.
 """
 
 from __future__ import annotations
 
+import codecs
 import json
 import logging
+import re
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import httpx
 
+from assistant.answer.llm_budget import Call, Cancelled, current_cancel_token
 from assistant.config import Settings
 from assistant.errors import AnswerError
 
 log = logging.getLogger(__name__)
 
-HEALTH_TIMEOUT_S = 5.0
+HEALTH_TIMEOUT_S = 5.0  # the most one reachability probe may take
+HEALTH_CACHE_S = 30.0  # how long a probe's result (or a real call's outcome) is reused
 MAX_BACKOFF_S = 2.0
+MAX_ERROR_BODY_BYTES = 64 * 1024  # of an error response, read only for its message
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
 @dataclass(frozen=True)
@@ -29,6 +41,9 @@ class Completion:
 
     text: str
     finish_reason: str | None
+
+
+# ------------------------------------------------------------ the client
 
 
 class LLMClient:
@@ -48,7 +63,18 @@ class LLMClient:
         self.url = f"{base}/v1/chat/completions"
         self._key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else ""
         self._owns_client = client is None
-        self._client = client or httpx.Client(timeout=settings.llm_timeout_s)
+        # A fresh connection per call: the budget's timer knows it from the moment it is made (and
+        # never cuts a pooled connection that another call reuses). Uncompressed, so the size cap
+        # counts what is held in memory.
+        self._client = client or httpx.Client(
+            timeout=settings.llm_timeout_s,
+            limits=httpx.Limits(max_keepalive_connections=0),
+            headers={"Accept-Encoding": "identity"},
+        )
+        self._health_lock = threading.Lock()
+        self._health: dict | None = None
+        self._health_at = 0.0
+        self._probe: threading.Thread | None = None
 
     def close(self) -> None:
         if self._owns_client:
@@ -74,19 +100,29 @@ class LLMClient:
 
     def chat(self, messages: list[dict]) -> Completion:
         """Like ``complete``, with the finish reason."""
-        with self._open(self._payload(messages, stream=False), stream=False) as response:
-            return self._parse_completion(response)
+        call = Call(self.settings.llm_timeout_s, current_cancel_token())
+        response = None
+        try:
+            response = self._send(call, self._payload(messages, stream=False))
+            return self._parse_completion(response, call)
+        finally:
+            call.close()
+            if response is not None:
+                response.close()
 
     def stream_chat(self, messages: list[dict]) -> Iterator[str | Completion]:
         """Like ``stream``, then a final ``Completion`` with the whole text and the finish reason.
 
-        A stream that breaks off before its ``finish_reason`` or ``data: [DONE]`` raises AnswerError.
+        A stream that breaks off before its ``finish_reason`` or ``data: [DONE]``, runs past the
+        time limit or grows past the size cap raises AnswerError.
         """
-        deadline = time.monotonic() + self._budget_s()
-        with self._open(self._payload(messages, stream=True), stream=True) as response:
+        call = Call(self.settings.llm_timeout_s, current_cancel_token())
+        response = None
+        try:
+            response = self._send(call, self._payload(messages, stream=True))
             if "text/event-stream" not in response.headers.get("content-type", ""):
                 # A server that ignored "stream": true and answered in one piece.
-                completion = self._parse_completion(response)
+                completion = self._parse_completion(response, call)
                 if completion.text:
                     yield completion.text
                 yield completion
@@ -94,59 +130,102 @@ class LLMClient:
             parts: list[str] = []
             done = False
             finish: str | None = None
-            try:
-                for line in response.iter_lines():
-                    if time.monotonic() > deadline:
-                        raise AnswerError(f"the LLM stream took longer than {self._budget_s():.0f} s")
-                    line = line.strip()
-                    if not line.startswith("data:"):
-                        continue  # blank lines, ": keep-alive" comments, "event:"/"id:" fields
-                    data = line[len("data:") :].strip()
-                    if data == "[DONE]":
-                        done = True
-                        break
-                    chunk = _json(data, "the LLM stream sent malformed JSON")
-                    if not isinstance(chunk, dict):
-                        raise AnswerError("the LLM stream sent an unexpected chunk")
-                    if "error" in chunk:
-                        raise AnswerError(f"the LLM endpoint reported an error mid-stream: {self._redact(_error_text(chunk))}")
-                    choices = chunk.get("choices")
-                    if not choices:
-                        continue  # e.g. the usage chunk of stream_options.include_usage
-                    choice = choices[0] if isinstance(choices, list) else None
-                    if not isinstance(choice, dict):
-                        raise AnswerError("the LLM stream sent a chunk without a valid choice")
-                    delta = choice.get("delta") or {}
-                    content = delta.get("content") if isinstance(delta, dict) else None
-                    if isinstance(content, str) and content:
-                        parts.append(content)
-                        yield content
-                    if choice.get("finish_reason"):
-                        finish = str(choice["finish_reason"])
-            except httpx.TimeoutException:
-                raise AnswerError(f"the LLM stream stalled (no data for {self.settings.llm_timeout_s:g} s)") from None
-            except httpx.HTTPError as exc:
-                raise AnswerError(f"the LLM stream broke off ({type(exc).__name__})") from None
-        if not done and finish is None:
-            raise AnswerError("the LLM stream ended before it was complete (no finish_reason or [DONE])")
-        yield Completion("".join(parts), finish)
+            for line in self._lines(response, call):
+                line = line.strip()
+                if not line.startswith("data:"):
+                    continue  # blank lines, ": keep-alive" comments, "event:"/"id:" fields
+                data = line[len("data:") :].strip()
+                if data == "[DONE]":
+                    done = True
+                    break
+                chunk = _json(data, "the LLM stream sent malformed JSON")
+                if not isinstance(chunk, dict):
+                    raise AnswerError("the LLM stream sent an unexpected chunk")
+                if "error" in chunk:
+                    raise AnswerError(f"the LLM endpoint reported an error mid-stream: {self._redact(_error_text(chunk))}")
+                choices = chunk.get("choices")
+                if not choices:
+                    continue  # e.g. the usage chunk of stream_options.include_usage
+                choice = choices[0] if isinstance(choices, list) else None
+                if not isinstance(choice, dict):
+                    raise AnswerError("the LLM stream sent a chunk without a valid choice")
+                delta = choice.get("delta") or {}
+                content = delta.get("content") if isinstance(delta, dict) else None
+                if isinstance(content, str) and content:
+                    parts.append(content)
+                    yield content
+                if choice.get("finish_reason"):
+                    finish = str(choice["finish_reason"])
+            if not done and finish is None:
+                call.check("the LLM stream did not finish", clock=False)  # a stream cut at the time limit says so
+                raise AnswerError("the LLM stream ended before it was complete (no finish_reason or [DONE])")
+            yield Completion("".join(parts), finish)
+        finally:
+            call.close()
+            if response is not None:
+                response.close()
 
-    def health(self) -> dict:
-        """``{"configured": True, "reachable": bool, "model": ...}`` (plus ``"error"``); never raises."""
-        info: dict = {"configured": True, "reachable": False, "model": self.settings.llm_model}
+    def health(self, wait: bool = True) -> dict | None:
+        """``{"configured": True, "reachable": bool, "model": ...}`` (plus ``"error"``); never raises.
+
+        The endpoint is probed at most once at a time and once every ``HEALTH_CACHE_S`` seconds
+        (each probe within ``HEALTH_TIMEOUT_S``); in between, the last result is returned, kept up
+        to date by the real calls. So asking often never loads the endpoint. A stale result starts
+        a probe in the background and is returned meanwhile. Before the first probe has finished:
+        waits for it when ``wait``, else returns None.
+        """
+        with self._health_lock:
+            info = self._health
+            stale = info is None or time.monotonic() - self._health_at >= HEALTH_CACHE_S
+            if stale and self._probe is None:
+                self._probe = threading.Thread(target=self._run_probe, name="llm-health-probe", daemon=True)
+                self._probe.start()
+            probe = self._probe
+        if info is None and wait and probe is not None:
+            probe.join(HEALTH_TIMEOUT_S + 1.0)
+            info = self._health
+        return dict(info) if info is not None else None
+
+    # -------------------------------------------------------- internals
+
+    def _run_probe(self) -> None:
+        info = {"configured": True, "reachable": False, "model": self.settings.llm_model, "error": "the probe failed"}
         try:
-            timeout = min(self.settings.llm_timeout_s, HEALTH_TIMEOUT_S)
-            response = self._client.get(f"{self.base_url}/v1/models", headers=self._headers(), timeout=timeout)
+            info = self._probe_once()
+        finally:
+            with self._health_lock:
+                self._health, self._health_at, self._probe = info, time.monotonic(), None
+
+    def _probe_once(self) -> dict:
+        info: dict = {"configured": True, "reachable": False, "model": self.settings.llm_model}
+        call = Call(min(self.settings.llm_timeout_s, HEALTH_TIMEOUT_S), None)
+        try:
+            request = self._client.build_request(
+                "GET", f"{self.base_url}/v1/models", headers=self._headers(), timeout=call.timeout(), extensions={"trace": call.trace}
+            )
+            response = self._client.send(request, stream=True)  # the status is enough: the body is never read
+            response.close()
             # 404: the server answers but has no model list; that still counts as reachable.
             if response.status_code < 400 or response.status_code == 404:
                 info["reachable"] = True
             else:
                 info["error"] = f"HTTP {response.status_code}"
         except Exception as exc:  # noqa: BLE001 - a health check reports, it does not raise
-            info["error"] = self._redact(f"{type(exc).__name__}: {exc}")[:200]
+            if call.expired:
+                info["error"] = f"no answer within {call.budget_s:g} s"
+            else:
+                info["error"] = self._redact(f"{type(exc).__name__}: {exc}")[:200]
+        finally:
+            call.close()
         return info
 
-    # -------------------------------------------------------- internals
+    def _note(self, reachable: bool, error: str | None = None) -> None:
+        """What a real call learnt about the endpoint, for ``health``."""
+        info = {"configured": True, "reachable": reachable, "model": self.settings.llm_model}
+        if error:
+            info["error"] = error[:200]
+        with self._health_lock:
+            self._health, self._health_at = info, time.monotonic()
 
     def _payload(self, messages: list[dict], stream: bool) -> dict:
         payload = {
@@ -162,49 +241,53 @@ class LLMClient:
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._key}"} if self._key else {}
 
-    def _budget_s(self) -> float:
-        return self.settings.llm_timeout_s * (self.settings.llm_retries + 1)
-
     def _redact(self, text: str) -> str:
         return text.replace(self._key, "***") if self._key else text
 
-    def _open(self, payload: dict, stream: bool) -> _Response:
-        return _Response(self, payload, stream)
-
-    def _send(self, payload: dict, stream: bool) -> httpx.Response:
-        """POST with retries on connection errors, timeouts, 429 and 5xx; returns a 2xx response."""
+    def _send(self, call: Call, payload: dict) -> httpx.Response:
+        """POST with retries on connection errors, timeouts, 429 and 5xx, all within the call's
+        budget; returns a 2xx response whose body is not read yet (the caller closes it)."""
         attempts = self.settings.llm_retries + 1
-        deadline = time.monotonic() + self._budget_s()
         for attempt in range(1, attempts + 1):
-            timeout = max(0.001, min(self.settings.llm_timeout_s, deadline - time.monotonic()))
+            call.check("the LLM endpoint did not answer")
             try:
-                request = self._client.build_request("POST", self.url, json=payload, headers=self._headers(), timeout=timeout)
-                response = self._client.send(request, stream=stream)
-            except httpx.TimeoutException:
-                error = AnswerError(f"the LLM endpoint did not answer within {timeout:.3g} s")
+                request = self._client.build_request(
+                    "POST", self.url, json=payload, headers=self._headers(), timeout=call.timeout(), extensions={"trace": call.trace}
+                )
+                response = self._client.send(request, stream=True)
+            except httpx.TimeoutException as exc:
+                error = call.failure(exc, "the LLM endpoint did not answer", "")
+                if isinstance(error, Cancelled):
+                    raise error from None
+                if isinstance(exc, httpx.ConnectTimeout):
+                    self._note(False, str(error))
             except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+                if call.cancelled or call.expired:
+                    raise call.failure(exc, "the LLM endpoint did not answer", "") from None
                 error = AnswerError(f"cannot reach the LLM endpoint ({self._redact(_short(exc))})")
+                self._note(False, str(error))
             except httpx.HTTPError as exc:  # a bad URL, an unsupported protocol: retrying will not help
                 raise AnswerError(f"cannot call the LLM endpoint ({self._redact(_short(exc))})") from None
             else:
+                call.watch(response.extensions.get("network_stream"))
                 if response.is_success:
+                    self._note(True)
                     return response
-                error = self._http_error(response)
+                error = self._http_error(response, call)
                 if not (response.status_code == 429 or response.status_code >= 500):
                     raise error
             backoff = min(MAX_BACKOFF_S, 0.25 * 2 ** (attempt - 1))
-            if attempt == attempts or time.monotonic() + backoff >= deadline:
+            if attempt == attempts or time.monotonic() + backoff >= call.deadline:
                 if attempt > 1:
                     error = AnswerError(f"{error} (after {attempt} attempts)")
                 raise error
             log.warning("LLM request failed (%s); retrying in %.2f s (attempt %d of %d)", error, backoff, attempt + 1, attempts)
-            time.sleep(backoff)
+            call.sleep(backoff)
         raise AssertionError("unreachable")
 
-    def _http_error(self, response: httpx.Response) -> AnswerError:
+    def _http_error(self, response: httpx.Response, call: Call) -> AnswerError:
         try:
-            response.read()
-            message = _error_text(response.json())
+            message = _error_text(json.loads(self._read(response, call, MAX_ERROR_BODY_BYTES, "the LLM error response did not finish")))
         except Exception:  # noqa: BLE001 - the body is only a hint
             message = ""
         finally:
@@ -212,15 +295,71 @@ class LLMClient:
         detail = f": {self._redact(message)[:300]}" if message else ""
         return AnswerError(f"the LLM endpoint answered HTTP {response.status_code}{detail}")
 
-    def _parse_completion(self, response: httpx.Response) -> Completion:
+    def _too_large(self, limit: int) -> AnswerError:
+        return AnswerError(f"the LLM reply is larger than {limit:,} bytes (llm_max_reply_bytes); it was cut off")
+
+    def _read(self, response: httpx.Response, call: Call, limit: int, what: str) -> bytes:
+        """The whole body, within the call's time and at most ``limit`` bytes."""
+        length = response.headers.get("content-length", "")
+        if length.isascii() and length.isdigit() and int(length) > limit:
+            raise self._too_large(limit)
+        chunks: list[bytes] = []
+        size = 0
         try:
-            response.read()
-            text = response.text
-        except httpx.TimeoutException:
-            raise AnswerError(f"the LLM endpoint did not finish its answer within {self.settings.llm_timeout_s:g} s") from None
-        except httpx.HTTPError as exc:
-            raise AnswerError(f"the LLM answer broke off ({type(exc).__name__})") from None
-        data = _json(text, "the LLM endpoint answered with malformed JSON")
+            for chunk in response.iter_bytes():
+                size += len(chunk)
+                if size > limit:
+                    raise self._too_large(limit)
+                chunks.append(chunk)
+                call.check(what)
+        except AnswerError:
+            raise
+        except (httpx.HTTPError, OSError, ValueError) as exc:
+            raise call.failure(exc, what, "the LLM answer broke off") from None
+        call.check(what, clock=False)  # a connection cut at the time limit can look like a short, complete body
+        return b"".join(chunks)
+
+    def _lines(self, response: httpx.Response, call: Call) -> Iterator[str]:
+        """The lines of an event stream, within the call's time and the size cap (also for a line that never ends)."""
+        limit = self.settings.llm_max_reply_bytes
+        what = "the LLM stream did not finish"
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        pending: list[str] = []
+        size = 0
+        after_cr = False
+        try:
+            for chunk in response.iter_bytes():
+                size += len(chunk)
+                if size > limit:
+                    raise self._too_large(limit)
+                call.check(what)
+                text = decoder.decode(chunk)
+                if not text:
+                    continue  # the middle of a UTF-8 character
+                if after_cr and text[0] == "\n":
+                    text = text[1:]  # the "\r\n" was split between two chunks
+                after_cr = text.endswith("\r")
+                if not text:
+                    continue
+                pieces = _LINE_BREAK.split(text)
+                if len(pieces) == 1:
+                    pending.append(text)
+                    continue
+                yield "".join(pending) + pieces[0]
+                yield from pieces[1:-1]
+                pending = [pieces[-1]]
+        except AnswerError:
+            raise
+        except (httpx.HTTPError, OSError, ValueError) as exc:
+            raise call.failure(exc, what, "the LLM stream broke off") from None
+        call.check(what, clock=False)
+        rest = "".join(pending) + decoder.decode(b"", final=True)
+        if rest:
+            yield rest
+
+    def _parse_completion(self, response: httpx.Response, call: Call) -> Completion:
+        body = self._read(response, call, self.settings.llm_max_reply_bytes, "the LLM endpoint did not finish its answer")
+        data = _json(body, "the LLM endpoint answered with malformed JSON")
         if not isinstance(data, dict):
             raise AnswerError("the LLM endpoint answered with unexpected JSON")
         if "error" in data:
@@ -236,23 +375,7 @@ class LLMClient:
         return Completion(content, str(finish) if finish else None)
 
 
-class _Response:
-    """Context manager around ``LLMClient._send``: the response is closed on the way out."""
-
-    def __init__(self, client: LLMClient, payload: dict, stream: bool):
-        self._client, self._payload, self._stream = client, payload, stream
-        self._response: httpx.Response | None = None
-
-    def __enter__(self) -> httpx.Response:
-        self._response = self._client._send(self._payload, self._stream)
-        return self._response
-
-    def __exit__(self, *exc: object) -> None:
-        if self._response is not None:
-            self._response.close()
-
-
-def _json(text: str, message: str) -> object:
+def _json(text: str | bytes, message: str) -> object:
     try:
         return json.loads(text)
     except ValueError:

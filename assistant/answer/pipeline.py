@@ -1,21 +1,82 @@
 """The ask pipeline: retrieve passages once, then ask the chosen answerer.
 
 When the LLM answerer fails (down, slow, malformed), the extractive answerer answers instead,
-with a warning.
+with a warning; in a stream only while none of the LLM's text has been sent (afterwards the
+stream ends with ``StreamFailed``: one stream is one answer). Every answer leaves as plain text:
+markup copied from the documents is removed here, at the one place every answer passes.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Iterator
 
+from assistant.answer.llm_budget import Cancelled, current_cancel_token
 from assistant.answer.types import Answer, Answerer
 from assistant.config import AnswerMode, Settings
 from assistant.errors import AnswerError
 from assistant.search.retriever import Retriever, SearchResult
 
 log = logging.getLogger(__name__)
+
+# A markup tag (or comment, doctype, processing instruction): "<" and a letter, "/", "!" or "?",
+# up to the next ">", with no "<" or ">" inside.
+_TAG = re.compile(r"<[A-Za-z/!?][^<>]{0,1000}>")
+_TAG_MAX = 1003  # the longest text _TAG matches
+_MARKER = re.compile(r"\[\d+\]")
+
+
+def plain_text(text: str) -> str:
+    """``text`` without markup tags; a citation marker written inside a tag is kept.
+
+    >>> plain_text('Funds <iframe src="javascript:alert(1)"></iframe>went to <b>SDC</b> [1].')
+    'Funds went to SDC [1].'
+    >>> plain_text("5 < 7 and 9 > 8 [2]")
+    '5 < 7 and 9 > 8 [2]'
+    """
+    return _TAG.sub(lambda m: "".join(_MARKER.findall(m.group())), text)
+
+
+class PlainTextStream:
+    """``plain_text`` for text that arrives in pieces: a piece that may still turn into a tag is held
+    back until it does (or cannot), so the pieces put together equal ``plain_text`` of the whole."""
+
+    def __init__(self) -> None:
+        self._held = ""
+
+    def feed(self, text: str) -> str:
+        text = self._held + text
+        cut = _open_tag(text)
+        self._held = text[cut:] if cut is not None else ""
+        return plain_text(text[:cut] if cut is not None else text)
+
+    def flush(self) -> str:
+        text, self._held = self._held, ""
+        return plain_text(text)
+
+
+def _open_tag(text: str) -> int | None:
+    """Where an unfinished tag may start at the end of ``text`` (a "<" that a later ">" could close)."""
+    i = text.rfind("<")
+    if i < 0 or ">" in text[i:] or len(text) - i >= _TAG_MAX:
+        return None
+    rest = text[i + 1 : i + 2]
+    return i if rest == "" or rest.isascii() and (rest.isalpha() or rest in "/!?") else None
+
+
+class StreamFailed(AnswerError):
+    """The LLM failed after part of its answer was already streamed: the stream ends with an error
+    event (the client may ask again extractively), never with a different answer."""
+
+    code = "llm_failed"
+
+
+def _check_cancelled() -> None:
+    token = current_cancel_token()
+    if token is not None and token.cancelled:
+        raise Cancelled("the request was cancelled (the client went away)")
 
 
 class Pipeline:
@@ -38,10 +99,13 @@ class Pipeline:
     def ask(self, question: str, top_k: int | None = None, mode: AnswerMode | None = None) -> Answer:
         started = time.perf_counter()
         search = self.retriever.search(question, top_k=top_k)
+        _check_cancelled()
         answerer, warnings = self._choose(mode)
         t = time.perf_counter()
         try:
             answer = answerer.answer(question, search)
+        except Cancelled:
+            raise
         except AnswerError as exc:
             log.warning("LLM answer failed, falling back to extractive: %s", exc)
             warnings.append(f"The LLM endpoint failed ({exc}); answered extractively.")
@@ -50,18 +114,36 @@ class Pipeline:
         return self._finish(answer, search, warnings, started, t)
 
     def ask_stream(self, question: str, top_k: int | None = None, mode: AnswerMode | None = None) -> Iterator[str | Answer]:
-        """Yield text deltas as they are produced, then the final Answer."""
+        """Yield text deltas as they are produced, then the final Answer (whose text the deltas add up to).
+
+        An answerer failure before any text was sent falls back to the extractive answer; after
+        some text was sent it raises ``StreamFailed`` instead of yielding a different answer.
+        """
         started = time.perf_counter()
         search = self.retriever.search(question, top_k=top_k)
+        _check_cancelled()
         answerer, warnings = self._choose(mode)
         t = time.perf_counter()
+        plain = PlainTextStream()
+        sent = False
         try:
             for item in answerer.stream(question, search):
                 if isinstance(item, Answer):
+                    tail = plain.flush()
+                    if tail:
+                        yield tail
                     yield self._finish(item, search, warnings, started, t)
                     return
-                yield item
+                text = plain.feed(item)
+                if text:
+                    sent = True
+                    yield text
+        except Cancelled:
+            raise
         except AnswerError as exc:
+            if sent:
+                log.warning("LLM stream failed after part of its answer was sent: %s", exc)
+                raise StreamFailed(f"The LLM endpoint failed part-way through its answer ({exc}).") from None
             log.warning("LLM stream failed, falling back to extractive: %s", exc)
             warnings.append(f"The LLM endpoint failed ({exc}); answered extractively.")
             t = time.perf_counter()
@@ -69,7 +151,10 @@ class Pipeline:
 
     @staticmethod
     def _finish(answer: Answer, search: SearchResult, warnings: list[str], started: float, answer_started: float) -> Answer:
-        answer.warnings = warnings + answer.warnings
+        # Plain text out, whatever the answerer copied from the documents or the model wrote;
+        # citations keep the exact document text (their offsets point into it).
+        answer.answer = plain_text(answer.answer)
+        answer.warnings = [plain_text(w) for w in warnings + answer.warnings]
         answer.timings_ms = {**search.timings_ms, **answer.timings_ms}
         answer.timings_ms.setdefault("answer", round((time.perf_counter() - answer_started) * 1000, 3))
         answer.timings_ms["total"] = round((time.perf_counter() - started) * 1000, 3)

@@ -1,25 +1,35 @@
-"""The HTTP API and chat page: ``uvicorn assistant.server.app:create_app --factory``.
+"""The HTTP API and chat page: ``uvicorn assistant.server.app:create_app --factory``
+(``assistant serve`` adds the limits of ``uvicorn_options``).
 
 The assistant is loaded once, in the lifespan (``assistant.service``); routes only read it.
+Answering runs in worker threads; when the client goes away first, its LLM call is cancelled
+(``CancelToken``), so abandoned requests do not keep the workers busy. ``/health`` never calls
+the LLM itself: it reports the client's cached reachability.
 """
 
 import json
 import logging
-from collections.abc import Iterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import TypeVar
 
+import anyio
+import anyio.to_thread
 from fastapi import Depends, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import StreamingResponse
 from fastapi.routing import APIRoute
 
-from assistant.answer.pipeline import Pipeline
+from assistant.answer.llm_budget import Cancelled, CancelToken, cancellable
+from assistant.answer.llm_client import HEALTH_TIMEOUT_S
+from assistant.answer.pipeline import Pipeline, StreamFailed
 from assistant.answer.types import Answer
 from assistant.config import Settings
 from assistant.errors import NotFound
 from assistant.search.embedders import Embedder
 from assistant.server.errors import ERRORS, ApiError, error_body, install_error_handlers
-from assistant.server.middleware import Guard
+from assistant.server.middleware import Guard, key_ok, timed_h11_protocol
 from assistant.server.schemas import AskFields, AskResponse, DocumentList, DocumentText, ErrorResponse, ask_request_model
 from assistant.server.static import WebFiles, web_dir
 from assistant.service import LiveService, Service
@@ -58,9 +68,10 @@ def create_app(settings: Settings | None = None, service: Service | None = None,
     guards = [Depends(json_body)]
 
     @app.post("/ask", response_model=AskResponse, responses=ERRORS, dependencies=guards, tags=["answers"])
-    def ask(body: Ask) -> dict:
+    async def ask(body: Ask, request: Request) -> dict:
         """Answer a question with citations, or abstain when the documents do not hold the answer."""
-        answer = live.ready().pipeline.ask(body.question, body.top_k, body.mode)
+        pipeline = live.ready().pipeline
+        answer = await run_cancellable(request, pipeline.ask, body.question, body.top_k, body.mode)
         return answer.to_dict()
 
     @app.post(
@@ -69,29 +80,38 @@ def create_app(settings: Settings | None = None, service: Service | None = None,
         dependencies=guards,
         tags=["answers"],
     )
-    def ask_stream(body: Ask) -> StreamingResponse:
-        """Stream the answer: ``delta`` events with text, then ``done`` with the full /ask response."""
+    async def ask_stream(body: Ask) -> StreamingResponse:
+        """Stream the answer: ``delta`` events with text, then ``done`` with the full /ask response.
+
+        One stream is one answer: when the LLM fails after some of its text was sent, the stream
+        ends with an ``error`` event (code ``llm_failed``; ask again with mode "extractive"), not
+        with a different answer in ``done``.
+        """
         pipeline = live.ready().pipeline
         return StreamingResponse(_sse(pipeline, body), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
     @app.head("/health", include_in_schema=False)
     @app.get("/health", tags=["service"])
-    def health() -> dict:
-        """Index, embedder and LLM status."""
+    async def health(request: Request) -> dict:
+        """Index, embedder and LLM status. With an API key configured, a request without the key
+        gets only ``{"status"}`` (a liveness probe)."""
         service = live.service
+        building = {**live.building, "message": live.describe_progress()} if live.building is not None else None
+        status = "ok" if service is not None else "building" if building else "unavailable"
+        if settings.api_key is not None and not key_ok(request.headers.get("authorization", ""), settings):
+            return {"status": status}
         llm = {"configured": bool(settings.llm_base_url)}
         if service is not None and service.llm_client is not None:
-            llm.update(service.llm_client.health())
-        building = {**live.building, "message": live.describe_progress()} if live.building is not None else None
+            llm.update(await _llm_health(service.llm_client))
         if service is None:
-            return {"status": "building" if building else "unavailable", "error": live.error, "building": building, "llm": llm}
+            return {"status": status, "error": live.error, "building": building, "llm": llm}
         m = service.index.manifest
         return {
             "status": "ok",
             "building": building,
             "index": {
                 "documents": len(service.index.documents),
-                "chunks": len(service.index.chunks),
+                "chunks": service.index.chunk_count,
                 "build": m["build"],
                 "built_at": m["built_at"],
                 "index_type": m["index_type"],
@@ -101,8 +121,9 @@ def create_app(settings: Settings | None = None, service: Service | None = None,
             "llm": llm,
         }
 
+    # Plain lookups: async, so they never wait for a worker thread behind long answers.
     @app.get("/documents", response_model=DocumentList, responses=ERRORS, tags=["documents"])
-    def documents() -> dict:
+    async def documents() -> dict:
         """The corpus with its metadata."""
         docs = live.ready().index.documents.values()
         return {"documents": [d.info() for d in docs]}
@@ -110,7 +131,7 @@ def create_app(settings: Settings | None = None, service: Service | None = None,
     @app.get(
         "/documents/{doc_id:path}", response_model=DocumentText, responses={**ERRORS, 404: {"model": ErrorResponse}}, tags=["documents"]
     )
-    def document(doc_id: str) -> dict:
+    async def document(doc_id: str) -> dict:
         """One document's metadata and full text (citation offsets point into ``text``)."""
         doc = live.ready().index.documents.get(doc_id)
         if doc is None:
@@ -122,8 +143,10 @@ def create_app(settings: Settings | None = None, service: Service | None = None,
         if isinstance(route, APIRoute):
             api_methods.setdefault(route.path, set()).update(route.methods)
     app.mount("/", WebFiles(api_methods, directory=str(web_dir()), html=True), name="web")
+    # With an API key, everything but the chat page's own files and /health needs it.
+    page = {"/"} | {f"/{f.name}" for f in web_dir().iterdir() if f.is_file() and not f.name.endswith((".py", ".pyc"))}
     # Added last, so CORS is outermost and error answers carry its headers too.
-    app.add_middleware(Guard, settings=settings)
+    app.add_middleware(Guard, settings=settings, open_paths=frozenset(page | {"/health"}))
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -141,16 +164,106 @@ def _serve_single_queries() -> None:
     faiss.omp_set_num_threads(1)
 
 
-def _sse(pipeline: Pipeline, body: AskFields) -> Iterator[str]:
+def uvicorn_options(settings: Settings) -> dict:
+    """How ``assistant serve`` runs uvicorn: limits for slow, idle and too many clients.
+
+    Headers must arrive within ``http_header_timeout_s`` and the body within
+    ``http_body_timeout_s`` (else the connection is closed), idle kept-alive connections close
+    after ``http_keep_alive_s``, headers are capped at ``http_max_header_bytes`` and at most
+    ``http_max_connections`` connections are served at once (then 503). In public, put a proxy
+    in front as well (README, "Public deployment").
+    """
+    return {
+        "host": settings.host,
+        "port": settings.port,
+        "http": timed_h11_protocol(settings.http_header_timeout_s, settings.http_body_timeout_s),
+        "timeout_keep_alive": settings.http_keep_alive_s,
+        "h11_max_incomplete_event_size": settings.http_max_header_bytes,
+        "limit_concurrency": settings.http_max_connections,
+        "timeout_graceful_shutdown": 10,
+    }
+
+
+T = TypeVar("T")
+
+
+def _with_token(token: CancelToken, fn: Callable[..., T], *args: object) -> T:
+    with cancellable(token):
+        return fn(*args)
+
+
+async def run_cancellable(request: Request, fn: Callable[..., T], *args: object) -> T:
+    """``fn(*args)`` in a worker thread; when the client disconnects first, its LLM call is cut
+    off at once (and ``Cancelled`` raised), so the worker is free again."""
+    token = CancelToken()
+
+    async def watch() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+        token.cancel()
+
+    failure: Exception | None = None
+    async with anyio.create_task_group() as group:
+        group.start_soon(watch)
+        try:
+            result = await anyio.to_thread.run_sync(_with_token, token, fn, *args)
+        except Exception as exc:  # raised below, outside the group (which would wrap it in an ExceptionGroup)
+            failure = exc
+        finally:
+            group.cancel_scope.cancel()
+    if failure is not None:
+        raise failure
+    return result
+
+
+async def _llm_health(client) -> dict:
+    """The LLM client's cached reachability; waits (without blocking the loop) only for the very first probe."""
+    deadline = time.monotonic() + HEALTH_TIMEOUT_S + 1.0
+    info = client.health(wait=False)
+    while info is None and time.monotonic() < deadline:
+        await anyio.sleep(0.05)
+        info = client.health(wait=False)
+    return info if info is not None else {"reachable": None, "error": "the first reachability check has not finished"}
+
+
+_END = object()
+
+
+async def _sse(pipeline: Pipeline, body: AskFields) -> AsyncIterator[str]:
+    """The event stream of one answer. Each step of the pipeline runs in a worker thread under a
+    cancel token; when the client goes away (this generator is cancelled or closed), the token
+    cuts the LLM call off at once."""
+
     def event(name: str, data: dict) -> str:
         return f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
 
+    token = CancelToken()
+    items = pipeline.ask_stream(body.question, body.top_k, body.mode)
+    busy = False  # a worker thread is inside next(items)
+
+    def step() -> object:
+        with cancellable(token):
+            return next(items, _END)
+
     try:
-        for item in pipeline.ask_stream(body.question, body.top_k, body.mode):
+        while True:
+            busy = True
+            item = await anyio.to_thread.run_sync(step, abandon_on_cancel=True)
+            busy = False
+            if item is _END:
+                raise RuntimeError("the answer stream ended without an answer")
             if isinstance(item, Answer):
                 yield event("done", AskResponse.model_validate(item.to_dict()).model_dump())
-            else:
-                yield event("delta", {"text": item})
+                return
+            yield event("delta", {"text": item})
+    except StreamFailed as exc:
+        yield event("error", error_body(exc.code, f"{exc.message} Ask again in extractive mode.", {"retry_mode": "extractive"}))
+    except Cancelled:
+        return
     except Exception:
         log.exception("streaming answer failed")
         yield event("error", error_body("internal_error", "The answer could not be completed."))
+    finally:
+        token.cancel()  # a client that went away stops the LLM call now, not at its time limit
+        if not busy:
+            items.close()

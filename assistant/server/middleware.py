@@ -1,20 +1,27 @@
-"""Checks made before a request body is parsed: its size, and the API key."""
+"""Checks made before a request is handled: the API key and the body's size (``Guard``), and
+the time a client may take to send its request (``timed_h11_protocol``, for uvicorn)."""
 
 from __future__ import annotations
 
 import hmac
+import logging
 
 from assistant.config import Settings
 from assistant.server.errors import UNAUTHORISED, error_response
 
-QUESTION_PATHS = ("/ask", "/ask/stream")
+log = logging.getLogger(__name__)
 
 
 class Guard:
-    """Request size limit (declared or streamed bodies) and the API key, checked before the body is parsed."""
+    """The API key and the request size limit (declared or streamed bodies), checked before the body is parsed.
 
-    def __init__(self, app, settings: Settings):
-        self.app, self.settings = app, settings
+    With an API key configured every path needs it except ``open_paths`` (the chat page's own
+    files and the ``/health`` liveness probe) and CORS preflights: deny by default, so a new
+    route is never open by mistake.
+    """
+
+    def __init__(self, app, settings: Settings, open_paths: frozenset[str] = frozenset()):
+        self.app, self.settings, self.open_paths = app, settings, open_paths
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -22,7 +29,7 @@ class Guard:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         limit = self.settings.max_body_bytes
         too_large = error_response(413, "too_large", f"The request body is larger than {limit} bytes.")
-        if self.settings.api_key is not None and scope["method"] == "POST" and scope["path"] in QUESTION_PATHS:
+        if self.settings.api_key is not None and scope["method"] != "OPTIONS" and scope["path"] not in self.open_paths:
             if not key_ok(headers.get("authorization", ""), self.settings):
                 e = UNAUTHORISED
                 return await error_response(e.status, e.code, e.message, headers=e.headers)(scope, receive, send)
@@ -64,3 +71,80 @@ def key_ok(authorization: str, settings: Settings) -> bool:
     scheme, _, token = authorization.partition(" ")
     expected = settings.api_key.get_secret_value().encode()
     return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode("latin-1", "replace"), expected)
+
+
+def timed_h11_protocol(header_timeout_s: float, body_timeout_s: float) -> type:
+    """uvicorn's h11 protocol with time limits on receiving each request (``uvicorn.run(http=...)``).
+
+    uvicorn itself never times out a request that is still arriving: a client that sends its
+    headers or body a byte at a time holds the connection for as long as it likes. Here the
+    headers must be complete within ``header_timeout_s`` of the connection opening or of the
+    request's first byte (else a 408 and the connection is closed), and the body within
+    ``body_timeout_s`` after the headers (else the connection is closed; the app sees a
+    disconnect). Idle kept-alive connections are uvicorn's ``timeout_keep_alive``.
+    """
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class TimedH11Protocol(H11Protocol):
+        _phase: str | None = None
+        _phase_timer = None
+
+        def connection_made(self, transport) -> None:
+            super().connection_made(transport)
+            self._arm("headers")
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            self._follow()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._follow()
+
+        def connection_lost(self, exc) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def _follow(self) -> None:
+            """Arm the limit of the part of a request that is arriving now; none while the app answers."""
+            if self.transport.is_closing():
+                self._disarm()
+                return
+            state = self.conn.their_state
+            if state is h11.SEND_BODY:
+                self._arm("body")
+            elif state is h11.IDLE and self.conn.trailing_data[0]:
+                self._arm("headers")  # part of the next request is in
+            elif state is h11.IDLE and self.cycle is None:
+                pass  # a new connection, still waiting for its first byte: armed in connection_made
+            else:
+                self._disarm()  # the request is in (the app answers), or between requests (keep-alive)
+
+        def _arm(self, phase: str) -> None:
+            if self._phase == phase:
+                return  # the limit runs from the start of the phase, not from the latest byte
+            self._disarm()
+            seconds = header_timeout_s if phase == "headers" else body_timeout_s
+            self._phase = phase
+            self._phase_timer = self.loop.call_later(seconds, self._too_slow, phase, seconds)
+
+        def _disarm(self) -> None:
+            if self._phase_timer is not None:
+                self._phase_timer.cancel()
+            self._phase, self._phase_timer = None, None
+
+        def _too_slow(self, phase: str, seconds: float) -> None:
+            self._phase, self._phase_timer = None, None
+            if self.transport.is_closing():
+                return
+            log.warning("closing a connection from %s: the request %s did not arrive within %g s", self.client, phase, seconds)
+            if phase == "headers" and self.conn.our_state is h11.IDLE:
+                body = b"The request headers did not arrive in time.\n"
+                self.transport.write(
+                    b"HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n"
+                    b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+                )
+            self.transport.close()
+
+    return TimedH11Protocol
