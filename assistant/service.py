@@ -17,7 +17,7 @@ from pathlib import Path
 
 from assistant.answer.decision import Calibration
 from assistant.answer.extractive import ExtractiveAnswerer
-from assistant.answer.pipeline import Pipeline
+from assistant.answer.pipeline import Condenser, Pipeline
 from assistant.answer.types import Answerer
 from assistant.config import Settings
 from assistant.errors import AssistantError, IndexNotReady
@@ -91,7 +91,13 @@ def assemble(settings: Settings, embedder: Embedder, index: Store, report: Build
     """A Service over an already loaded index."""
     retriever = Retriever(index, embedder, settings)
     extractive, llm, client = build_answerers(settings, index)
-    return Service(settings, embedder, index, retriever, Pipeline(settings, retriever, extractive, llm), client, report)
+    condense = None
+    if client is not None:
+        from assistant.answer.prompt import Prompt
+
+        condense = Condenser(client, Prompt.load(name="condense.md"))
+    pipeline = Pipeline(settings, retriever, extractive, llm, condense)
+    return Service(settings, embedder, index, retriever, pipeline, client, report)
 
 
 def open_service(

@@ -54,8 +54,17 @@ def api_app(tmp_path_factory: pytest.TempPathFactory):
 @schema.parametrize()
 @settings(max_examples=MAX_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 def test_api_conforms_to_its_schema(case, api_app):
-    """No 5xx, documented status codes and content types, bodies that match the schema."""
-    case.call_and_validate(app=api_app, excluded_checks=[])
+    """No 5xx, documented status codes and content types, bodies that match the schema.
+
+    A body over the server's size limit is refused with 413 before its fields are read (the schema
+    allows a conversation history longer than that limit in the worst case), so such a case is
+    checked for the 413 and the error shape only.
+    """
+    response = case.call(app=api_app)
+    if response.status_code == 413 and len(response.request.body or b"") > Settings(_env_file=None).max_body_bytes:
+        assert response.json()["error"]["code"] == "too_large"
+        return
+    case.validate_response(response, excluded_checks=[])
 
 
 # ---------------------------------------------------------------- the known gaps, one test each

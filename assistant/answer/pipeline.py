@@ -12,7 +12,9 @@ import logging
 import re
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 
+from assistant.answer.followup import Rewrite, Turn, rewrite
 from assistant.answer.llm_budget import Cancelled, current_cancel_token
 from assistant.answer.types import Answer, Answerer
 from assistant.config import AnswerMode, Settings
@@ -79,14 +81,37 @@ def _check_cancelled() -> None:
         raise Cancelled("the request was cancelled (the client went away)")
 
 
+@dataclass(frozen=True)
+class Condenser:
+    """What the LLM rewrite of follow-ups needs: the client and ``prompts/condense.md``."""
+
+    client: object
+    prompt: object
+
+
 class Pipeline:
     """Retrieve, then answer in the requested mode; never raises for an answerer failure."""
 
-    def __init__(self, settings: Settings, retriever: Retriever, extractive: Answerer, llm: Answerer | None = None):
+    def __init__(
+        self, settings: Settings, retriever: Retriever, extractive: Answerer, llm: Answerer | None = None, condense: Condenser | None = None
+    ):
         self.settings = settings
         self.retriever = retriever
         self.extractive = extractive
         self.llm = llm
+        self.condense = condense  # the LLM rewrite of follow-ups, when an LLM is configured
+
+    def standalone(self, question: str, history: list[Turn] | None, mode: AnswerMode | None) -> Rewrite:
+        """The question to search for (a follow-up made standalone) and the documents to prefer."""
+        use_llm = self.condense is not None and (mode or self.settings.answer_mode) != "extractive"
+        if use_llm:
+            return rewrite(question, history, self.condense.client, self.condense.prompt)
+        return rewrite(question, history)
+
+    def _search(self, question: str, top_k: int | None, history: list[Turn] | None, mode: AnswerMode | None):
+        found = self.standalone(question, history, mode)
+        search = self.retriever.search(found.question, top_k=top_k, prefer_docs=found.prefer_docs)
+        return found, search
 
     def _choose(self, mode: AnswerMode | None) -> tuple[Answerer, list[str]]:
         mode = mode or self.settings.answer_mode
@@ -96,9 +121,11 @@ class Pipeline:
             return self.extractive, ["No LLM endpoint is configured; answered extractively."]
         return self.llm, []
 
-    def ask(self, question: str, top_k: int | None = None, mode: AnswerMode | None = None) -> Answer:
+    def ask(self, question: str, top_k: int | None = None, mode: AnswerMode | None = None, history: list[Turn] | None = None) -> Answer:
+        """Answer ``question`` (a follow-up of ``history``, when given), with citations or an abstention."""
         started = time.perf_counter()
-        search = self.retriever.search(question, top_k=top_k)
+        found, search = self._search(question, top_k, history, mode)
+        question = found.question
         _check_cancelled()
         answerer, warnings = self._choose(mode)
         t = time.perf_counter()
@@ -111,16 +138,19 @@ class Pipeline:
             warnings.append(f"The LLM endpoint failed ({exc}); answered extractively.")
             t = time.perf_counter()
             answer = self.extractive.answer(question, search)
-        return self._finish(answer, search, warnings, started, t)
+        return self._finish(answer, search, warnings, started, t, found)
 
-    def ask_stream(self, question: str, top_k: int | None = None, mode: AnswerMode | None = None) -> Iterator[str | Answer]:
+    def ask_stream(
+        self, question: str, top_k: int | None = None, mode: AnswerMode | None = None, history: list[Turn] | None = None
+    ) -> Iterator[str | Answer]:
         """Yield text deltas as they are produced, then the final Answer (whose text the deltas add up to).
 
         An answerer failure before any text was sent falls back to the extractive answer; after
         some text was sent it raises ``StreamFailed`` instead of yielding a different answer.
         """
         started = time.perf_counter()
-        search = self.retriever.search(question, top_k=top_k)
+        found, search = self._search(question, top_k, history, mode)
+        question = found.question
         _check_cancelled()
         answerer, warnings = self._choose(mode)
         t = time.perf_counter()
@@ -132,7 +162,7 @@ class Pipeline:
                     tail = plain.flush()
                     if tail:
                         yield tail
-                    yield self._finish(item, search, warnings, started, t)
+                    yield self._finish(item, search, warnings, started, t, found)
                     return
                 text = plain.feed(item)
                 if text:
@@ -147,10 +177,12 @@ class Pipeline:
             log.warning("LLM stream failed, falling back to extractive: %s", exc)
             warnings.append(f"The LLM endpoint failed ({exc}); answered extractively.")
             t = time.perf_counter()
-            yield self._finish(self.extractive.answer(question, search), search, warnings, started, t)
+            yield self._finish(self.extractive.answer(question, search), search, warnings, started, t, found)
 
     @staticmethod
-    def _finish(answer: Answer, search: SearchResult, warnings: list[str], started: float, answer_started: float) -> Answer:
+    def _finish(
+        answer: Answer, search: SearchResult, warnings: list[str], started: float, answer_started: float, found: Rewrite | None = None
+    ) -> Answer:
         # Plain text out, whatever the answerer copied from the documents or the model wrote;
         # citations keep the exact document text (their offsets point into it).
         answer.answer = plain_text(answer.answer)
@@ -158,4 +190,7 @@ class Pipeline:
         answer.timings_ms = {**search.timings_ms, **answer.timings_ms}
         answer.timings_ms.setdefault("answer", round((time.perf_counter() - answer_started) * 1000, 3))
         answer.timings_ms["total"] = round((time.perf_counter() - started) * 1000, 3)
+        if found is not None:
+            answer.search_question = found.question
+            answer.rewrite = found.method
         return answer

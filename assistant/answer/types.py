@@ -44,6 +44,8 @@ class Answer:
     warnings: list[str] = field(default_factory=list)
     timings_ms: dict[str, float] = field(default_factory=dict)
     check: dict | None = None
+    search_question: str | None = None  # what was searched: the question, or a follow-up made standalone
+    rewrite: str | None = None  # how it was made standalone: "none", "rules" or "llm"
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -71,7 +71,7 @@ def create_app(settings: Settings | None = None, service: Service | None = None,
     async def ask(body: Ask, request: Request) -> dict:
         """Answer a question with citations, or abstain when the documents do not hold the answer."""
         pipeline = live.ready().pipeline
-        answer = await run_cancellable(request, pipeline.ask, body.question, body.top_k, body.mode)
+        answer = await run_cancellable(request, pipeline.ask, body.question, body.top_k, body.mode, body.turns())
         return answer.to_dict()
 
     @app.post(
@@ -238,7 +238,7 @@ async def _sse(pipeline: Pipeline, body: AskFields) -> AsyncIterator[str]:
         return f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
 
     token = CancelToken()
-    items = pipeline.ask_stream(body.question, body.top_k, body.mode)
+    items = pipeline.ask_stream(body.question, body.top_k, body.mode, body.turns())
     busy = False  # a worker thread is inside next(items)
 
     def step() -> object:

@@ -2,15 +2,32 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from assistant.answer.followup import MAX_TURNS, Turn
 from assistant.answer.types import Citation
 
 # Some text, and no control characters other than tab, newline and carriage return.
 _OK = r"[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]"
 QUESTION_PATTERN = rf"^{_OK}*[^\s\x00-\x1F\x7F-\x9F]{_OK}*$"
+
+
+class HistoryTurn(BaseModel):
+    """One earlier exchange of the conversation, as the client kept it."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    question: str = Field(min_length=1, max_length=4000, description="What was asked.")
+    answer: str = Field(default="", max_length=8000, description="What the assistant answered.")
+    doc_ids: list[Annotated[str, Field(max_length=500)]] = Field(
+        default_factory=list, max_length=20, description="The documents that answer cited (a retrieval prior for the follow-up)."
+    )
+    search_question: str | None = Field(default=None, max_length=8000, description="What was searched for it, if the client kept it.")
+
+    def turn(self) -> Turn:
+        return Turn(self.question, self.answer, list(self.doc_ids), self.search_question)
 
 
 class AskFields(BaseModel):
@@ -19,6 +36,15 @@ class AskFields(BaseModel):
     question: str = Field(min_length=1, pattern=r"\S", description="The question, in plain language (English, French or Russian).")
     top_k: int | None = Field(default=None, ge=1, le=20, description="How many passages to retrieve.")
     mode: Literal["auto", "extractive", "llm"] | None = Field(default=None, description="Answerer; auto uses the LLM when configured.")
+    history: list[HistoryTurn] = Field(
+        default_factory=list,
+        max_length=MAX_TURNS,
+        description="Earlier turns of the conversation, oldest first: a follow-up ('And when does it end?') is searched "
+        "as a standalone question (see search_question in the response).",
+    )
+
+    def turns(self) -> list[Turn]:
+        return [t.turn() for t in self.history]
 
     @field_validator("top_k", mode="before")
     @classmethod
@@ -52,6 +78,8 @@ class AskResponse(BaseModel):
     timings_ms: dict[str, float]
     warnings: list[str]
     check: dict | None = None
+    search_question: str | None = Field(default=None, description="What was searched: the question, or a follow-up made standalone.")
+    rewrite: str | None = Field(default=None, description="How the question was made standalone: none, rules or llm.")
 
 
 class ErrorBody(BaseModel):

@@ -1,0 +1,388 @@
+"""Writing documents into the PostgreSQL store: chunking, embedding (as ``build.py`` does) and one transaction per document.
+
+A document's rows (the document, its chunks, its sentences, its share of the term statistics) are
+written in one transaction, so readers see a document whole or not at all; every write first locks
+the one ``state`` row, so writers run one at a time and the counters and term frequencies stay exact.
+Embedding happens before the transaction, in batches of documents, reusing the stored vectors of
+chunks and sentences whose text is unchanged (keyed as in ``build.py``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from types import SimpleNamespace
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from assistant.ingest.chunking import Chunk, chunk_document
+from assistant.ingest.documents import CorpusLoad, Document
+from assistant.ingest.sentences import split_sentences
+from assistant.search.build import BuildProgress, BuildReport, _embed, _sentence_key
+from assistant.search.embedders import Embedder
+from assistant.search.keyword import tokenize
+
+if TYPE_CHECKING:
+    import psycopg
+
+log = logging.getLogger(__name__)
+
+BATCH_CHARS = 256_000  # documents are embedded in batches of about this many characters
+MAX_LEXEME_BYTES = 2046  # PostgreSQL's limit for one tsvector lexeme (longer words are left out of the match index)
+EMPTY = "\u2400"  # what KeywordIndex indexes for a text with no words (its length counts as 1)
+
+
+def fingerprint(doc: Document) -> str:
+    """What decides that a stored document is unchanged: the file's sha256, the metadata and the extracted text."""
+    data = asdict(doc)
+    data["text"] = hashlib.sha256(doc.text.encode("utf-8")).hexdigest()
+    return hashlib.sha256(json.dumps(data, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
+def keyword_text(title: str, chunk: Chunk) -> str:
+    """The text BM25 sees for a chunk, as ``LoadedIndex.keyword`` builds it."""
+    return f"{title}\n{chunk.text}"
+
+
+def tsvector_literal(terms: Sequence[str]) -> str:
+    """A tsvector in its text form, one quoted lexeme per term (no parser, no stemming, no positions).
+
+    >>> tsvector_literal(["projet", "l'eau"])
+    "'projet' 'l''eau'"
+    """
+    return " ".join("'" + t.replace("\\", "\\\\").replace("'", "''") + "'" for t in terms if len(t.encode("utf-8")) <= MAX_LEXEME_BYTES)
+
+
+class Lexemes(list):
+    """Distinct words sent as a tsvector without positions (``copy_types`` makes binary COPY take it)."""
+
+
+def copy_types(conn: psycopg.Connection) -> None:
+    """Teach ``conn`` to send ``Lexemes`` as tsvector in binary COPY (psycopg has no binary tsvector dumper)."""
+    from psycopg.adapt import Dumper
+    from psycopg.pq import Format
+
+    class LexemesBinaryDumper(Dumper):
+        format = Format.BINARY
+        oid = 3614  # tsvector
+
+        def dump(self, obj: Lexemes) -> bytes:
+            # tsvector's binary form: entry count, then each lexeme NUL-terminated with its position count (0)
+            return len(obj).to_bytes(4, "big") + b"".join(w.encode("utf-8") + b"\x00\x00\x00" for w in obj)
+
+    conn.adapters.register_dumper(Lexemes, LexemesBinaryDumper)
+
+
+@dataclass
+class Prepared:
+    """One document ready to write: its chunks and sentences with vectors, and its keyword statistics."""
+
+    document: Document
+    chunks: list[Chunk]
+    vectors: np.ndarray
+    sentences: list[tuple[int, int]]
+    sentence_vectors: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.chunk_tokens = [tokenize(keyword_text(self.document.title, c)) for c in self.chunks]
+
+    def chunk_rows(self) -> Iterator[tuple]:
+        """(ordinal, start, end, text, content hash, token count, lexemes, term frequencies, vector) per chunk."""
+        for ordinal, (chunk, tokens, vector) in enumerate(zip(self.chunks, self.chunk_tokens, self.vectors, strict=True)):
+            tf = Counter(tokens)
+            lexemes = Lexemes(sorted(t for t in tf if len(t.encode("utf-8")) <= MAX_LEXEME_BYTES))
+            yield (ordinal, chunk.start, chunk.end, chunk.text, chunk.content_hash, max(1, len(tokens)), lexemes, dict(tf), vector)
+
+    def term_counts(self) -> tuple[list[str], list[int], list[int], int]:
+        """This document's terms (sorted) with the number of its chunks and of its sentences holding each; its token total."""
+        chunk_df: Counter[str] = Counter()
+        for tokens in self.chunk_tokens:
+            chunk_df.update(set(tokens))
+        sentence_df: Counter[str] = Counter()
+        for start, end in self.sentences:
+            sentence_df.update(set(tokenize(self.document.text[start:end])))
+        terms = sorted(chunk_df.keys() | sentence_df.keys())
+        tokens = sum(max(1, len(t)) for t in self.chunk_tokens)
+        return terms, [chunk_df[t] for t in terms], [sentence_df[t] for t in terms], tokens
+
+
+def batches(documents: Sequence[Document], chars: int | None = None) -> Iterator[list[Document]]:
+    """Documents in order, in groups of about ``chars`` (default ``BATCH_CHARS``) characters, so the embedder gets full batches."""
+    chars = chars or BATCH_CHARS
+    group, size = [], 0
+    for doc in documents:
+        group.append(doc)
+        size += len(doc.text)
+        if size >= chars:
+            yield group
+            group, size = [], 0
+    if group:
+        yield group
+
+
+def reusable_vectors(conn: psycopg.Connection, chunks: list[Chunk], texts: list[str]) -> dict[tuple[str, str], np.ndarray]:
+    """Stored vectors for these chunk hashes (keyed by hash and title) and sentence texts, as ``build._embed`` takes them."""
+    found: dict[tuple[str, str], np.ndarray] = {}
+    hashes = sorted({c.content_hash for c in chunks})
+    if hashes:
+        rows = conn.execute(
+            "SELECT c.content_hash, d.title, c.embedding FROM chunks c JOIN documents d ON d.id = c.document"
+            " WHERE c.content_hash = ANY(%s)",
+            (hashes,),
+        )
+        for content_hash, title, vector in rows:
+            found[(content_hash, title)] = as_array(vector)
+    keys = sorted({_sentence_key(t)[0] for t in texts})
+    if keys:
+        rows = conn.execute(
+            "SELECT DISTINCT ON (content_hash) content_hash, embedding FROM sentences WHERE content_hash = ANY(%s)", (keys,)
+        )
+        for content_hash, vector in rows:
+            found[(content_hash, "")] = as_array(vector)
+    return found
+
+
+def as_array(vector) -> np.ndarray:
+    """A pgvector value as a float32 array."""
+    if hasattr(vector, "to_numpy"):
+        vector = vector.to_numpy()
+    return np.asarray(vector, dtype=np.float32)
+
+
+def prepare(
+    conn: psycopg.Connection,
+    documents: list[Document],
+    config: dict,
+    embedder: Embedder,
+    progress: Callable[[BuildProgress], None] | None = None,
+) -> tuple[list[Prepared], dict]:
+    """Chunk, split and embed ``documents`` exactly as ``build_index`` does (vectors of unchanged text are reused);
+    the prepared documents and the embedding counts."""
+    chunks = [c for doc in documents for c in chunk_document(doc, config["chunk_size"], config["chunk_overlap"])]
+    sentences = [(number, start, end) for number, doc in enumerate(documents) for start, end in split_sentences(doc.text)]
+    previous = reusable_vectors(conn, chunks, [documents[n].text[s:e] for n, s, e in sentences])
+    settings = SimpleNamespace(embed_titles=config["embed_titles"])
+    vectors, sentence_vectors, counts = _embed(settings, embedder, documents, chunks, sentences, previous, progress)
+    out = []
+    for number, doc in enumerate(documents):
+        rows = [i for i, c in enumerate(chunks) if c.doc_id == doc.doc_id]
+        srows = [i for i, (n, _, _) in enumerate(sentences) if n == number]
+        out.append(Prepared(doc, [chunks[i] for i in rows], vectors[rows], [sentences[i][1:] for i in srows], sentence_vectors[srows]))
+    return out, counts
+
+
+def write(conn: psycopg.Connection, prepared: Prepared, origin: str = "corpus") -> None:
+    """Insert or replace one document and all its rows in one transaction; bumps the generation."""
+    doc = prepared.document
+    terms, term_chunks, term_sentences, tokens = prepared.term_counts()
+    copy_types(conn)
+    with conn.transaction():
+        conn.execute("SELECT generation FROM state FOR UPDATE")
+        old = _remove(conn, doc.doc_id)
+        (document,) = conn.execute(
+            """INSERT INTO documents (doc_id, source, title, text, sha256, publisher, date, period, language, description,
+                   warnings, origin, fingerprint, chunk_count, token_count, sentence_count, terms, term_chunks, term_sentences)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id""",
+            (
+                doc.doc_id,
+                doc.source,
+                doc.title,
+                doc.text,
+                doc.sha256,
+                doc.publisher,
+                doc.date,
+                doc.period,
+                list(doc.language),
+                doc.description,
+                list(doc.warnings),
+                origin,
+                fingerprint(doc),
+                len(prepared.chunks),
+                tokens,
+                len(prepared.sentences),
+                terms,
+                term_chunks,
+                term_sentences,
+            ),
+        ).fetchone()
+        columns = 'document, ordinal, start, "end", text, content_hash, n_tokens, tsv, tf, embedding'
+        with conn.cursor().copy(f"COPY chunks ({columns}) FROM STDIN WITH (FORMAT BINARY)") as copy:
+            copy.set_types(["int8", "int4", "int4", "int4", "text", "text", "int4", "tsvector", "jsonb", "vector"])
+            for row in prepared.chunk_rows():
+                copy.write_row((document, *row))
+        columns = 'document, ordinal, start, "end", content_hash, embedding'
+        with conn.cursor().copy(f"COPY sentences ({columns}) FROM STDIN WITH (FORMAT BINARY)") as copy:
+            copy.set_types(["int8", "int4", "int4", "int4", "text", "vector"])
+            for ordinal, ((start, end), vector) in enumerate(zip(prepared.sentences, prepared.sentence_vectors, strict=True)):
+                copy.write_row((document, ordinal, start, end, _sentence_key(doc.text[start:end])[0], vector))
+        conn.execute(
+            """INSERT INTO terms (term, chunk_df, sentence_df) SELECT * FROM unnest(%s::text[], %s::int[], %s::int[])
+               ON CONFLICT (term) DO UPDATE SET chunk_df = terms.chunk_df + excluded.chunk_df,
+                                                sentence_df = terms.sentence_df + excluded.sentence_df""",
+            (terms, term_chunks, term_sentences),
+        )
+        conn.execute(
+            """UPDATE state SET generation = generation + 1, documents = documents + %s, chunks = chunks + %s,
+                   tokens = tokens + %s, sentences = sentences + %s, updated_at = now()""",
+            (0 if old else 1, len(prepared.chunks) - old.get("chunks", 0), tokens - old.get("tokens", 0),
+             len(prepared.sentences) - old.get("sentences", 0)),
+        )  # fmt: skip
+
+
+def delete(conn: psycopg.Connection, doc_id: str) -> bool:
+    """Remove one document and all its rows in one transaction; False if it was not there."""
+    with conn.transaction():
+        conn.execute("SELECT generation FROM state FOR UPDATE")
+        old = _remove(conn, doc_id)
+        if old:
+            conn.execute(
+                """UPDATE state SET generation = generation + 1, documents = documents - 1, chunks = chunks - %s,
+                       tokens = tokens - %s, sentences = sentences - %s, updated_at = now()""",
+                (old["chunks"], old["tokens"], old["sentences"]),
+            )
+    return bool(old)
+
+
+def _remove(conn: psycopg.Connection, doc_id: str) -> dict:
+    """Delete a document (its chunks and sentences go with it) and take its share out of ``terms``; what it counted."""
+    row = conn.execute(
+        "DELETE FROM documents WHERE doc_id = %s RETURNING chunk_count, token_count, sentence_count, terms, term_chunks, term_sentences",
+        (doc_id,),
+    ).fetchone()
+    if row is None:
+        return {}
+    chunks, tokens, sentences, terms, term_chunks, term_sentences = row
+    conn.execute(
+        """UPDATE terms t SET chunk_df = t.chunk_df - d.c, sentence_df = t.sentence_df - d.s
+           FROM unnest(%s::text[], %s::int[], %s::int[]) AS d(term, c, s) WHERE t.term = d.term""",
+        (terms, term_chunks, term_sentences),
+    )
+    conn.execute(
+        "DELETE FROM terms t USING unnest(%s::text[]) AS d(term) WHERE t.term = d.term AND t.chunk_df <= 0 AND t.sentence_df <= 0",
+        (terms,),
+    )
+    return {"chunks": chunks, "tokens": tokens, "sentences": sentences}
+
+
+@dataclass
+class SyncReport(BuildReport):
+    """``BuildReport`` (totals in the store after the sync) plus what the sync changed."""
+
+    added: int = 0
+    updated: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    generation: int = 0
+
+
+def read_state(conn: psycopg.Connection) -> dict:
+    """The one ``state`` row as a dict."""
+    cur = conn.execute(
+        "SELECT generation, embedder, dim, config, documents, chunks, tokens, sentences, skipped, synced_at, updated_at FROM state"
+    )
+    names = [c.name for c in cur.description]
+    return dict(zip(names, cur.fetchone(), strict=True))
+
+
+def config_problem(state: dict, wanted: dict) -> str | None:
+    """Why vectors made with ``wanted`` (``index.embedding_config``) cannot go into this store, or None."""
+    if state["dim"] != wanted["dim"]:
+        return f"the PostgreSQL store holds {state['dim']}-dimensional vectors; embedder {wanted['embedder']!r} makes {wanted['dim']}"
+    have = state["config"]
+    if have is None:
+        return None
+    changed = [f"{k}: store has {have.get(k)!r}, settings say {v!r}" for k, v in wanted.items() if have.get(k) != v]
+    return ("the PostgreSQL store was built with another configuration (" + "; ".join(changed) + ")") if changed else None
+
+
+def reset(conn: psycopg.Connection, config: dict) -> None:
+    """Empty the store and take ``config`` (same dimension) in one transaction."""
+    with conn.transaction():
+        conn.execute("SELECT generation FROM state FOR UPDATE")
+        conn.execute("TRUNCATE sentences, chunks, documents, terms")
+        conn.execute(
+            """UPDATE state SET generation = generation + 1, embedder = %s, config = %s, documents = 0, chunks = 0, tokens = 0,
+                   sentences = 0, updated_at = now()""",
+            (config["embedder"], json.dumps(config)),
+        )
+
+
+def sync(
+    conn: psycopg.Connection,
+    corpus: CorpusLoad,
+    config: dict,
+    embedder: Embedder,
+    progress: Callable[[BuildProgress], None] | None = None,
+) -> SyncReport:
+    """Make the store hold exactly ``corpus`` (uploads are kept): changed documents written, vanished ones deleted.
+
+    ``conn`` is an autocommit connection; the caller holds the sync lock and has checked ``config``.
+    """
+    started = time.perf_counter()
+    state = read_state(conn)
+    if state["config"] is None:
+        conn.execute("UPDATE state SET embedder = %s, config = %s", (config["embedder"], json.dumps(config)))
+    stored = {doc_id: (fp, origin) for doc_id, fp, origin in conn.execute("SELECT doc_id, fingerprint, origin FROM documents")}
+    wanted = {doc.doc_id for doc in corpus.documents}
+    changed = [doc for doc in corpus.documents if stored.get(doc.doc_id, ("",))[0] != fingerprint(doc)]
+    vanished = sorted(doc_id for doc_id, (_, origin) in stored.items() if origin == "corpus" and doc_id not in wanted)
+    counts = Counter()
+    total = sum(len(doc.text) for doc in changed)
+    overall = BuildProgress(0, total, 0, len(changed))
+    if progress:
+        progress(overall)
+    done_chars = 0
+    for group in batches(changed):
+        group_chars = sum(len(doc.text) for doc in group)
+
+        def report(step: BuildProgress, before=done_chars, size=group_chars) -> None:
+            share = step.chars_done / step.chars_total if step.chars_total else 1.0
+            overall.chars_done = before + int(share * size)
+            if progress:
+                progress(overall)
+
+        prepared, embedded = prepare(conn, group, config, embedder, report)
+        counts.update(embedded)
+        for item in prepared:
+            write(conn, item)
+            overall.documents_done += 1
+        done_chars += group_chars
+        overall.chars_done = done_chars
+        if progress:
+            progress(overall)
+    for doc_id in vanished:
+        delete(conn, doc_id)
+        log.info("removed %s: its file is gone", doc_id)
+    skipped = [asdict(s) for s in corpus.skipped]
+    with conn.transaction():
+        conn.execute("SELECT generation FROM state FOR UPDATE")
+        bump = 1 if changed or vanished or skipped != state["skipped"] else 0
+        conn.execute("UPDATE state SET generation = generation + %s, skipped = %s, synced_at = now()", (bump, json.dumps(skipped)))
+    after = read_state(conn)
+    added = sum(doc.doc_id not in stored for doc in changed)
+    report = SyncReport(
+        documents=after["documents"],
+        chunks=after["chunks"],
+        embedded_chunks=counts["embedded_chunks"],
+        reused_chunks=after["chunks"] - counts["embedded_chunks"],
+        sentences=after["sentences"],
+        embedded_sentences=counts["embedded_sentences"],
+        skipped=corpus.skipped,
+        seconds=round(time.perf_counter() - started, 2),
+        build=f"pg-{after['generation']}",
+        index_type="postgres",
+        characters=counts["characters"],
+        added=added,
+        updated=len(changed) - added,
+        removed=len(vanished),
+        unchanged=len(corpus.documents) - len(changed),
+        generation=after["generation"],
+    )
+    log.info("PostgreSQL store synced: %s", report)
+    return report
