@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     # Answering.
     answer_mode: AnswerMode = "auto"
     max_question_chars: int = Field(default=2000, ge=10)
+    # Corpus files larger than this are skipped with a reason.
+    max_file_mb: float = Field(default=50.0, gt=0)
     # The trained reader (assistant/e5/trained): re-ranks sentences, finds the short answer and
     # decides when to abstain. Off, or when its weights are missing, sentence scoring works alone.
     reader: bool = True

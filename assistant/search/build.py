@@ -85,7 +85,7 @@ def build_index(settings: Settings, embedder: Embedder, progress: Progress | Non
     started = time.perf_counter()
     index_dir = settings.index_dir
     with build_lock(index_dir):
-        corpus = load_corpus(settings.corpus_dir)
+        corpus = load_corpus(settings.corpus_dir, int(settings.max_file_mb * 1024 * 1024))
         if not corpus.documents:
             skipped = "".join(f"; skipped {s.source}: {s.reason}" for s in corpus.skipped[:5])
             raise IndexNotReady(f"no documents to index in {settings.corpus_dir} (add .txt, .md, .html or .pdf files){skipped}")
@@ -151,6 +151,9 @@ def _embed(settings, embedder, documents, chunks, sentences, previous, progress)
             missing_sentences.append(row)
 
     total = sum(len(chunks[r].text) for r in todo) + sum(sentences[r][2] - sentences[r][1] for r in missing_sentences)
+    if total > LONG_BUILD_CHARS:
+        minutes = total / TYPICAL_CHARS_PER_S / 60
+        log.warning("%s characters to embed: about %.0f minutes on a 2-core laptop (progress and a measured ETA follow)", f"{total:,}", minutes)
     last_rows = {chunks[r].doc_id: r for r in todo}  # each document's last chunk to embed
     state = BuildProgress(0, total, 0, len(last_rows))
     if progress:
@@ -219,6 +222,8 @@ def _home_chunks(chunks: list[Chunk], sentences: list[tuple[int, int, int]], num
 
 
 GROUP_CHARS = 64_000
+LONG_BUILD_CHARS = 2_000_000  # a build this large is announced up front with an estimate
+TYPICAL_CHARS_PER_S = 15_000  # the e5 torch engine on 2 cores (benchmarks/speed.py --only indexing)
 
 
 def _groups(rows: list[int], chunks: list[Chunk]):

@@ -124,9 +124,9 @@ def create_app(settings: Settings | None = None, service: Service | None = None,
     # Plain lookups: async, so they never wait for a worker thread behind long answers.
     @app.get("/documents", response_model=DocumentList, responses=ERRORS, tags=["documents"])
     async def documents() -> dict:
-        """The corpus with its metadata."""
-        docs = live.ready().index.documents.values()
-        return {"documents": [d.info() for d in docs]}
+        """The corpus with its metadata and warnings, and the files that could not be indexed (with why)."""
+        index = live.ready().index
+        return {"documents": [d.info() for d in index.documents.values()], "skipped": index.manifest.get("skipped", [])}
 
     @app.get(
         "/documents/{doc_id:path}", response_model=DocumentText, responses={**ERRORS, 404: {"model": ErrorResponse}}, tags=["documents"]

@@ -102,10 +102,17 @@ class DocumentInfo(BaseModel):
     description: str | None
     source: str
     chars: int
+    warnings: list[str] = Field(default_factory=list, description="What a reader should know about this document's text.")
+
+
+class SkippedFile(BaseModel):
+    source: str = Field(description="The file, relative to the corpus folder.")
+    reason: str = Field(description="Why it was not indexed.")
 
 
 class DocumentList(BaseModel):
     documents: list[DocumentInfo]
+    skipped: list[SkippedFile] = Field(default_factory=list, description="Files of the corpus folder that could not be indexed, and why.")
 
 
 class DocumentText(DocumentInfo):
