@@ -153,7 +153,7 @@ def _embed(settings, embedder, documents, chunks, sentences, previous, progress)
     total = sum(len(chunks[r].text) for r in todo) + sum(sentences[r][2] - sentences[r][1] for r in missing_sentences)
     if total > LONG_BUILD_CHARS:
         minutes = total / TYPICAL_CHARS_PER_S / 60
-        log.warning("%s characters to embed: about %.0f minutes on a 2-core laptop (progress and a measured ETA follow)", f"{total:,}", minutes)
+        log.warning("%s characters to embed: about %.0f minutes on a 2-core laptop (a measured ETA follows)", f"{total:,}", minutes)
     last_rows = {chunks[r].doc_id: r for r in todo}  # each document's last chunk to embed
     state = BuildProgress(0, total, 0, len(last_rows))
     if progress:
