@@ -93,7 +93,7 @@ def build_index(settings: Settings, embedder: Embedder, progress: Progress | Non
         previous = _reusable_vectors(index_dir, config)
         chunks = [c for doc in corpus.documents for c in chunk_document(doc, settings.chunk_size, settings.chunk_overlap)]
         sentences = [(number, start, end) for number, doc in enumerate(corpus.documents) for start, end in split_sentences(doc.text)]
-        vectors, sentence_vectors, counts = _embed(settings, embedder, corpus.documents, chunks, sentences, previous, progress)
+        vectors, sentence_vectors, counts = embed_chunks(settings, embedder, corpus.documents, chunks, sentences, previous, progress)
         index_type = resolve_index_type(settings.index_type, len(chunks))
         sentence_rows = np.asarray(sentences, dtype=np.int64).reshape(-1, 3)
         name = _write_build(
@@ -116,11 +116,11 @@ def build_index(settings: Settings, embedder: Embedder, progress: Progress | Non
     return report
 
 
-def _sentence_key(text: str) -> tuple[str, str]:
+def sentence_key(text: str) -> tuple[str, str]:
     return (hashlib.sha256(text.encode("utf-8")).hexdigest()[:16], "")
 
 
-def _embed(settings, embedder, documents, chunks, sentences, previous, progress):
+def embed_chunks(settings, embedder, documents, chunks, sentences, previous, progress):
     """Chunk and sentence vectors: reused where the text is unchanged, else embedded.
 
     Sentences are pooled from their chunk's pass when the embedder can (``embed_passages_pooled``),
@@ -142,7 +142,7 @@ def _embed(settings, embedder, documents, chunks, sentences, previous, progress)
     embedded_rows = set(todo)
     missing_sentences = []
     for row, (number, start, end) in enumerate(sentences):
-        key = _sentence_key(documents[number].text[start:end])
+        key = sentence_key(documents[number].text[start:end])
         if pooled and home.get(row) in embedded_rows:
             continue  # pooled from its chunk's pass below
         if key in previous:
@@ -255,7 +255,7 @@ def _reusable_vectors(index_dir: Path, config: dict) -> dict[tuple[str, str], np
         }
         texts = [doc.text for doc in loaded.documents.values()]
         for row, (number, start, end) in enumerate(loaded.sentences):
-            reusable[_sentence_key(texts[number][start:end])] = loaded.sentence_vectors[row]
+            reusable[sentence_key(texts[number][start:end])] = loaded.sentence_vectors[row]
     except (IndexNotReady, IndexError, KeyError, ValueError) as exc:
         log.warning("previous index not reusable, embedding everything again: %s", exc)
         return {}

@@ -24,7 +24,7 @@ import numpy as np
 from assistant.ingest.chunking import Chunk, chunk_document
 from assistant.ingest.documents import CorpusLoad, Document
 from assistant.ingest.sentences import split_sentences
-from assistant.search.build import BuildProgress, BuildReport, _embed, _sentence_key
+from assistant.search.build import BuildProgress, BuildReport, embed_chunks, sentence_key
 from assistant.search.embedders import Embedder
 from assistant.search.keyword import tokenize
 
@@ -127,7 +127,7 @@ def batches(documents: Sequence[Document], chars: int | None = None) -> Iterator
 
 
 def reusable_vectors(conn: psycopg.Connection, chunks: list[Chunk], texts: list[str]) -> dict[tuple[str, str], np.ndarray]:
-    """Stored vectors for these chunk hashes (keyed by hash and title) and sentence texts, as ``build._embed`` takes them."""
+    """Stored vectors for these chunk hashes (keyed by hash and title) and sentence texts, as ``build.embed_chunks`` takes them."""
     found: dict[tuple[str, str], np.ndarray] = {}
     hashes = sorted({c.content_hash for c in chunks})
     if hashes:
@@ -138,7 +138,7 @@ def reusable_vectors(conn: psycopg.Connection, chunks: list[Chunk], texts: list[
         )
         for content_hash, title, vector in rows:
             found[(content_hash, title)] = as_array(vector)
-    keys = sorted({_sentence_key(t)[0] for t in texts})
+    keys = sorted({sentence_key(t)[0] for t in texts})
     if keys:
         rows = conn.execute(
             "SELECT DISTINCT ON (content_hash) content_hash, embedding FROM sentences WHERE content_hash = ANY(%s)", (keys,)
@@ -168,7 +168,7 @@ def prepare(
     sentences = [(number, start, end) for number, doc in enumerate(documents) for start, end in split_sentences(doc.text)]
     previous = reusable_vectors(conn, chunks, [documents[n].text[s:e] for n, s, e in sentences])
     settings = SimpleNamespace(embed_titles=config["embed_titles"])
-    vectors, sentence_vectors, counts = _embed(settings, embedder, documents, chunks, sentences, previous, progress)
+    vectors, sentence_vectors, counts = embed_chunks(settings, embedder, documents, chunks, sentences, previous, progress)
     out = []
     for number, doc in enumerate(documents):
         rows = [i for i, c in enumerate(chunks) if c.doc_id == doc.doc_id]
@@ -220,7 +220,7 @@ def write(conn: psycopg.Connection, prepared: Prepared, origin: str = "corpus") 
         with conn.cursor().copy(f"COPY sentences ({columns}) FROM STDIN WITH (FORMAT BINARY)") as copy:
             copy.set_types(["int8", "int4", "int4", "int4", "text", "vector"])
             for ordinal, ((start, end), vector) in enumerate(zip(prepared.sentences, prepared.sentence_vectors, strict=True)):
-                copy.write_row((document, ordinal, start, end, _sentence_key(doc.text[start:end])[0], vector))
+                copy.write_row((document, ordinal, start, end, sentence_key(doc.text[start:end])[0], vector))
         conn.execute(
             """INSERT INTO terms (term, chunk_df, sentence_df) SELECT * FROM unnest(%s::text[], %s::int[], %s::int[])
                ON CONFLICT (term) DO UPDATE SET chunk_df = terms.chunk_df + excluded.chunk_df,
