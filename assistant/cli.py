@@ -51,22 +51,27 @@ def _count_bar(desc: str):
     return update
 
 
+def _overrides(args: argparse.Namespace) -> dict:
+    """The settings given on the command line."""
+    keys = ("corpus_dir", "index_dir", "embedder", "host", "port", "top_k")
+    return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
+
+
 def _settings(args: argparse.Namespace) -> Settings:
-    overrides = {}
-    for key in ("corpus_dir", "index_dir", "embedder", "host", "port", "top_k"):
-        value = getattr(args, key, None)
-        if value is not None:
-            overrides[key] = value
-    return Settings(**overrides)
+    return Settings(**_overrides(args))
 
 
 def cmd_index(args: argparse.Namespace) -> int:
     from assistant.search.build import build_index
     from assistant.search.embedders import create_embedder
+    from assistant.service import postgres_store
 
     settings = _settings(args)
     embedder = create_embedder(settings)
-    report = build_index(settings, embedder, _progress_bar("embedding"))
+    if settings.store == "postgres":
+        report = postgres_store(settings).sync(settings, embedder, _progress_bar("embedding"), rebuild=args.rebuild)
+    else:
+        report = build_index(settings, embedder, _progress_bar("embedding"))
     print(
         f"Indexed {report.documents} documents into {report.chunks} chunks "
         f"({report.embedded_chunks} embedded, {report.reused_chunks} reused) "
@@ -134,19 +139,32 @@ def _marked_quote(c) -> str:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    import os
+
     import uvicorn
 
     from assistant.server.app import create_app, uvicorn_options
 
     settings = _settings(args)
+    workers = args.workers or 1
     print(
-        f"Serving the chat page and API on http://{settings.host}:{settings.port}/ (API docs at /docs); "
-        "a missing or stale index is built in the background (progress at /health). Ctrl+C stops.",
+        f"Serving the chat page and API on http://{settings.host}:{settings.port}/ (API docs at /docs) with {workers} "
+        f"worker{'s' if workers > 1 else ''}; a missing or stale index is built in the background (progress at /health). "
+        "Ctrl+C stops.",
         flush=True,
     )
     logging.getLogger("assistant").setLevel(logging.INFO if args.verbose else logging.WARNING)
     # With limits for slow, idle and too many clients (see uvicorn_options and the README).
-    uvicorn.run(create_app(settings), **uvicorn_options(settings), log_level="warning")
+    options = uvicorn_options(settings)
+    if workers == 1:
+        uvicorn.run(create_app(settings), **options, log_level="warning")
+        return 0
+    # Several processes: each builds the app (and loads the models once) from the environment, so the
+    # command line's settings go there; with the PostgreSQL store they all serve the same data.
+    for key, value in _overrides(args).items():
+        os.environ[f"ASSISTANT_{key.upper()}"] = str(value)
+    options["http"] = "assistant.server.protocol:TimedH11Protocol"
+    uvicorn.run("assistant.server.app:create_app", factory=True, workers=workers, **options, log_level="warning")
     return 0
 
 
@@ -257,6 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("index", help="build or update the index")
     common(p)
+    p.add_argument("--rebuild", action="store_true", help="PostgreSQL store: re-embed everything for another embedder or chunking")
     p.set_defaults(func=cmd_index)
 
     p = sub.add_parser("search", help="list the passages retrieved for a question")
@@ -298,6 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     common(p)
     p.add_argument("--host")
     p.add_argument("--port", type=int)
+    p.add_argument("--workers", type=int, help="worker processes (default 1; several share one PostgreSQL store best)")
     p.set_defaults(func=cmd_serve)
     return parser
 

@@ -13,6 +13,7 @@ IndexType = Literal["auto", "flat", "hnsw", "ivfpq"]
 RetrievalMode = Literal["hybrid", "dense", "keyword"]
 Fusion = Literal["rrf", "convex"]
 AnswerMode = Literal["auto", "extractive", "llm"]
+StoreName = Literal["local", "postgres"]
 
 
 class Settings(BaseSettings):
@@ -41,6 +42,11 @@ class Settings(BaseSettings):
     # Chunking, in characters.
     chunk_size: int = Field(default=800, ge=100, le=20_000)
     chunk_overlap: int = Field(default=120, ge=0, le=5_000)
+
+    # Where the index lives: "local" (files under index_dir, FAISS and BM25 in memory; one person, one
+    # machine) or "postgres" (PostgreSQL with pgvector at database_url; several workers or machines).
+    store: StoreName = "local"
+    database_url: SecretStr | None = None
 
     # Vector index: "flat" is exact; "hnsw" and "ivfpq" are approximate; "auto" picks by size.
     index_type: IndexType = "auto"

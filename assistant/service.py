@@ -20,7 +20,7 @@ from assistant.answer.extractive import ExtractiveAnswerer
 from assistant.answer.pipeline import Condenser, Pipeline
 from assistant.answer.types import Answerer
 from assistant.config import Settings
-from assistant.errors import AssistantError, IndexNotReady
+from assistant.errors import AssistantError, ConfigError, IndexNotReady
 from assistant.search.build import BuildReport, Progress, build_index
 from assistant.search.embedders import Embedder, create_embedder
 from assistant.search.index import current_build, index_status, load_index
@@ -108,6 +108,17 @@ def open_service(
 ) -> Service:
     """Load everything once. With ``build``, a missing or stale index is (re)built first."""
     embedder = embedder or create_embedder(settings)
+    store, report = open_store(settings, embedder, build, progress)
+    return assemble(settings, embedder, store, report)
+
+
+def open_store(settings: Settings, embedder: Embedder, build: bool = True, progress: Progress | None = None):
+    """The store the settings name, brought up to date with the corpus folder first when ``build``."""
+    if settings.store == "postgres":
+        store = postgres_store(settings)
+        report = store.sync(settings, embedder, progress) if build else None
+        store.check(embedder.name, embedder.dim, settings)
+        return store, report
     report = None
     status = index_status(settings, embedder.name, embedder.dim)
     if not status.ready:
@@ -115,7 +126,20 @@ def open_service(
             log.info("index needs a rebuild: %s", reason)
         if build:
             report = build_index(settings, embedder, progress)
-    return assemble(settings, embedder, load_index(settings.index_dir), report)
+    return load_index(settings.index_dir), report
+
+
+def postgres_store(settings: Settings):
+    """A ``PostgresStore`` for ``ASSISTANT_DATABASE_URL`` (psycopg and pgvector: ``pip install -e ".[postgres]"``)."""
+    from assistant.search.postgres import PostgresStore
+
+    if settings.database_url is None:
+        raise ConfigError("ASSISTANT_STORE=postgres needs ASSISTANT_DATABASE_URL (postgresql://user:password@host:5432/db)")
+    try:
+        url = settings.database_url
+        return PostgresStore(url.get_secret_value() if hasattr(url, "get_secret_value") else str(url), index_type=settings.index_type)
+    except ImportError as exc:
+        raise ConfigError(f"the PostgreSQL store needs its client libraries: pip install -e '.[postgres]' ({exc})") from exc
 
 
 def reload_if_rebuilt(service: Service) -> Service | None:
@@ -175,6 +199,12 @@ class LiveService:
     def _open(self) -> None:
         embedder = self._embedder or create_embedder(self.settings)
         self._embedder = embedder
+        if self.settings.store == "postgres":
+            # The database may already hold what this worker serves; a sync (cheap when nothing changed,
+            # and one at a time across workers) brings it up to date with the corpus folder meanwhile.
+            self.service = self._try_open()
+            self._start_build()
+            return
         status = index_status(self.settings, embedder.name, embedder.dim)
         if status.ready:
             self.service = assemble(self.settings, embedder, load_index(self.settings.index_dir))
@@ -186,8 +216,22 @@ class LiveService:
                 self.service = assemble(self.settings, embedder, load_index(self.settings.index_dir))
             except IndexNotReady as exc:
                 log.warning("the previous build cannot serve meanwhile: %s", exc)
+        self._start_build()
+
+    def _start_build(self) -> None:
         self.building = {"started_at": time.time(), "documents_done": 0, "documents_total": None, "eta_s": None}
         self._spawn(self._build, "index-builder")
+
+    def _try_open(self) -> Service | None:
+        """The service over the store as it is now, or None when it cannot serve yet (missing, empty, another config)."""
+        try:
+            store, _ = open_store(self.settings, self._embedder, build=False)
+        except IndexNotReady as exc:
+            log.info("the index cannot serve yet: %s", exc)
+            return None
+        service = assemble(self.settings, self._embedder, store)
+        service.warm_up()
+        return service
 
     def _build(self) -> None:
         started = time.monotonic()
@@ -206,8 +250,13 @@ class LiveService:
             }
 
         try:
-            report = build_index(self.settings, self._embedder, progress)
-            fresh = assemble(self.settings, self._embedder, load_index(self.settings.index_dir), report)
+            store, report = open_store(self.settings, self._embedder, build=True, progress=progress)
+            if self.settings.store == "postgres" and self.service is not None:
+                log.warning(
+                    "index sync done: %d documents, %d chunks (%d embedded)", report.documents, report.chunks, report.embedded_chunks
+                )
+                return  # the store is live: the workers see the new data as it is written
+            fresh = assemble(self.settings, self._embedder, store, report)
             fresh.warm_up()
             with self._lock:
                 old, self.service, self.error = self.service, fresh, None
@@ -221,6 +270,12 @@ class LiveService:
             )
             if old is not None and old.llm_client is not fresh.llm_client:
                 old.close()
+        except IndexNotReady as exc:
+            if "another" in str(exc):  # another worker or `assistant index` is building: the watcher picks its result up
+                log.info("%s; waiting for it", exc)
+            else:
+                log.error("index build failed: %s", exc)
+                self.error = str(exc)
         except AssistantError as exc:
             log.error("index build failed: %s", exc)
             self.error = str(exc)
@@ -240,10 +295,17 @@ class LiveService:
             self.refresh()
 
     def refresh(self) -> None:
-        """Swap in a build that another process made live since the current one loaded."""
-        if self.service is None or self.building is not None or not self._lock.acquire(blocking=False):
+        """Swap in a build that another process made live since the current one loaded (or, with no
+        service yet, the first one that can serve: another worker may have built it)."""
+        if self.building is not None or not self._lock.acquire(blocking=False):
             return
         try:
+            if self.service is None:
+                if self._embedder is not None and not self.error:
+                    self.service = self._try_open()
+                return
+            if self.settings.store == "postgres":
+                return  # a live store: nothing to swap
             fresh = reload_if_rebuilt(self.service)
             if fresh is not None:
                 self.service = fresh

