@@ -14,9 +14,8 @@ Fitted, in order:
 2. the logistic decision "do the documents answer this?" over the best sentence's features, and
    its ``threshold``: the highest one whose false abstentions on answerable questions stay within
    ``--false-abstention`` (5% by default);
-3. ``short_answer_margin``: from which reader margin the span alone is the answer (the value
-   with the best token F1 that keeps "the answer holds a gold answer" within 2 points of always
-   quoting the sentence).
+3. ``short_answer_margin``: from which reader margin the span alone is the answer: the lowest one
+   at which the short spans hold a gold answer (nearly) as often as the sentences they come from.
 """
 
 from __future__ import annotations
@@ -46,6 +45,8 @@ log = logging.getLogger("training.calibrate")
 ROOT = Path(__file__).resolve().parent.parent
 WEIGHT_GRID = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.8, 1.2, 2.0, 3.0)
 MARGIN_GRID = tuple(np.round(np.arange(-2.0, 8.01, 0.5), 2))
+MIN_SHORT = 10  # a margin is judged on at least this many short answers
+SHORT_TOLERANCE = 0.03  # how much less often than its sentence a short answer may hold the gold answer
 
 
 @dataclass
@@ -114,19 +115,26 @@ def calibrate(cases: list[Case], false_abstention: float) -> tuple[Calibration, 
         if not c.blocked and probe.probability(features(c, ranked(c.cands, weight)[0])) >= threshold
     ]
 
-    def outcome(m: float) -> tuple[float, float]:
-        contains, f1 = [], []
+    def outcome(m: float) -> tuple[float, float, float, float, int]:
+        """Overall (answer holds gold, F1), and over the answers made short: (span holds gold, sentence holds gold, n)."""
+        contains, f1, span_ok, sentence_ok = [], [], [], []
         for c, best in answered:
             short = best.span is not None and best.margin is not None and best.margin >= m and not wants_explanation(c.question.question)
             text = text_of(c, best, best.span if short else None)
             contains.append(contains_answer(text, c.question.answers))
             f1.append(token_f1(text, c.question.answers))
-        return float(np.mean(contains)) if contains else 0.0, float(np.mean(f1)) if f1 else 0.0
+            if short:
+                span_ok.append(contains_answer(text, c.question.answers))
+                sentence_ok.append(contains_answer(text_of(c, best), c.question.answers))
+        mean = lambda xs: float(np.mean(xs)) if xs else 0.0  # noqa: E731
+        return mean(contains), mean(f1), mean(span_ok), mean(sentence_ok), len(span_ok)
 
-    sentence_contains = outcome(99.0)[0]
+    # The span alone is the answer from the lowest reader margin at which it is (nearly) as often right
+    # as the sentence it comes from: short where the reader is sure, the whole sentence elsewhere.
     scored = {m: outcome(m) for m in MARGIN_GRID}
-    eligible = [m for m in MARGIN_GRID if scored[m][0] >= sentence_contains - 0.02]
-    short_margin = float(max(eligible, key=lambda m: (scored[m][1], m))) if eligible else 99.0
+    eligible = [m for m in MARGIN_GRID if scored[m][4] >= MIN_SHORT and scored[m][2] >= scored[m][3] - SHORT_TOLERANCE]
+    short_margin = float(min(eligible)) if eligible else 99.0
+    sentence_contains = outcome(99.0)[0]
 
     removed = [c for c in cases if c.variant == "answer-removed"]
     unanswerable = [c for c in cases if not c.answerable]
@@ -146,7 +154,16 @@ def calibrate(cases: list[Case], false_abstention: float) -> tuple[Calibration, 
         "abstention_on_unanswerable": round(float(np.mean([abstains(c) for c in unanswerable])), 4) if unanswerable else None,
         "abstention_on_answer_removed": round(float(np.mean([abstains(c) for c in removed])), 4) if removed else None,
         "answer_holds_gold_sentence_always": round(sentence_contains, 4),
-        "answer_holds_gold_and_f1_by_short_margin": {str(m): [round(a, 4), round(b, 4)] for m, (a, b) in scored.items()},
+        "by_short_margin": {
+            str(m): {
+                "answer_holds_gold": round(a, 4),
+                "f1": round(b, 4),
+                "short_span_holds_gold": round(c, 4),
+                "its_sentence": round(d, 4),
+                "short": n,
+            }
+            for m, (a, b, c, d, n) in scored.items()
+        },
     }
     return final, report
 
