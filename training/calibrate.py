@@ -87,7 +87,7 @@ def features(case: Case, best: Candidate) -> dict[str, float]:
     q = case.question.question
     kind = question_kind(q)
     kind_ok = kind is None or best.kind or bool(best.span and has_kind(text_of(case, best, best.span), kind, q))
-    return decision_features(best.margin, case.answerer.evidence_score(best), best.lexical, kind_ok)
+    return decision_features(best.margin, case.answerer.evidence_score(best), best.lexical, kind_ok, best.answer_p)
 
 
 def calibrate(cases: list[Case], false_abstention: float) -> tuple[Calibration, dict]:

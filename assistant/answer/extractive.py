@@ -73,6 +73,7 @@ class Candidate:
     score: float = 0.0
     margin: float | None = None  # the reader's best span in this sentence minus its "no answer" score
     span: tuple[int, int] | None = None  # that span's document offsets
+    answer_p: float = 0.0  # the reader's probability that this sentence's passage holds an answer
 
 
 @dataclass
@@ -169,6 +170,7 @@ class ExtractiveAnswerer:
                 margin = found[0] - reading.null
                 if cand.margin is None or margin > cand.margin:
                     cand.margin, cand.span = margin, (p.start + found[1], p.start + found[2])
+                    cand.answer_p = reading.answer_probability
             cand.score += weight * max(-15.0, min(15.0, cand.margin if cand.margin is not None else -15.0)) / 5.0
 
     def _about(self, doc_id: str) -> str:
@@ -198,7 +200,7 @@ class ExtractiveAnswerer:
         best = cands[0]
         kind = question_kind(question)
         kind_ok = kind is None or best.kind or bool(best.span and has_kind(self._text(best.span, best), kind, question))
-        features = decision_features(best.margin, self.evidence_score(best), best.lexical, kind_ok)
+        features = decision_features(best.margin, self.evidence_score(best), best.lexical, kind_ok, best.answer_p)
         p = self.calibration.probability(features)
         if p < self.calibration.threshold:
             return Choice(None, f"weak evidence (p={p:.2f})", p)

@@ -199,6 +199,29 @@ class Reading:
     start: np.ndarray  # [tokens]
     end: np.ndarray  # [tokens]
     null: float
+    null_start: float | None = None  # the start and end logits at ``<s>`` (``null`` is their sum)
+    null_end: float | None = None
+
+    @property
+    def answer_probability(self) -> float:
+        """1 - P(no answer here): the start and end distributions' mass off the ``<s>`` token.
+
+        The reader was trained with one softmax over ``<s>`` and the text tokens for the start and
+        one for the end.
+
+        >>> round(Reading("ab", np.array([[0, 2]]), np.array([0.0]), np.array([0.0]), 0.0).answer_probability, 3)
+        0.75
+        """
+        if self.start.size == 0:
+            return 0.0
+        s0 = self.null / 2 if self.null_start is None else self.null_start
+        e0 = self.null / 2 if self.null_end is None else self.null_end
+
+        def p_null(null: float, logits: np.ndarray) -> float:
+            top = max(null, float(logits.max()))
+            return float(np.exp(null - top) / (np.exp(null - top) + np.exp(logits - top).sum()))
+
+        return 1.0 - p_null(s0, self.start) * p_null(e0, self.end)
 
     def best_span(self, lo: int = 0, hi: int | None = None, max_tokens: int = 30) -> tuple[float, int, int] | None:
         """(score, char start, char end) of the best span inside text[lo:hi], or None.
@@ -293,7 +316,7 @@ class Reader:
             for row, (owner, w) in enumerate(all_windows):
                 if owner != i:
                     continue
-                nulls.append(float(start[row, 0] + end[row, 0]))
+                nulls.append((float(start[row, 0] + end[row, 0]), float(start[row, 0]), float(end[row, 0])))
                 k = len(w.offsets)
                 pos = np.arange(k)
                 depth = np.minimum(pos, k - 1 - pos)
@@ -303,5 +326,6 @@ class Reader:
                 e_out[idx] = end[row, w.text_from + pos[better]]
                 centred[idx] = depth[better]
             offsets = np.asarray(enc.offsets, dtype=np.int64).reshape(-1, 2)
-            readings.append(Reading(text, offsets, s_out, e_out, min(nulls) if nulls else 0.0))
+            null, null_start, null_end = min(nulls) if nulls else (0.0, 0.0, 0.0)
+            readings.append(Reading(text, offsets, s_out, e_out, null, null_start, null_end))
         return readings
