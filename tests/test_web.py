@@ -463,3 +463,162 @@ def test_phone_width_dialog(phone):
     expect(panel.locator(".passage mark")).not_to_have_count(0)
     phone.keyboard.press("Escape")
     expect(panel).to_be_hidden()
+
+
+# ---------------------------------------------------------------------------- conversations and short answers
+
+FUNDS_QUESTION = "Who funds the Digital Foundations Project?"
+SDC_DOC = "sdc-tajikistan-digital-foundations-project"
+
+
+def test_follow_up_sends_the_conversation_and_new_chat_forgets_it(page):
+    bodies: list[dict] = []
+    page.on(
+        "request",
+        lambda request: (
+            bodies.append(json.loads(request.post_data or "{}"))
+            if request.method == "POST" and request.url.endswith("/ask/stream")
+            else None
+        ),
+    )
+    first = ask(page, FUNDS_QUESTION)
+    expect(first.locator(".answer-text button.cite")).not_to_have_count(0)
+    expect(first.locator(".searched")).to_have_count(0)  # searched as asked: nothing to show
+    second = ask(page, "And when does it end?")
+
+    assert len(bodies) == 2 and "history" not in bodies[0]
+    history = bodies[1]["history"]
+    assert len(history) == 1, history
+    turn = history[0]
+    assert turn["question"] == FUNDS_QUESTION and turn["search_question"] == FUNDS_QUESTION
+    assert SDC_DOC in turn["doc_ids"]
+    assert turn["answer"] and "[1]" not in turn["answer"]  # plain text, without the markers
+    searched = second.locator(".searched")
+    expect(searched).to_be_visible()
+    expect(searched).to_contain_text("searched: And when does it end?")
+    expect(searched).to_contain_text("Digital Foundations Project")
+    expect(second.locator(".answer-text")).to_contain_text("2028")  # the project's end date
+
+    page.get_by_role("button", name="New chat").click()
+    expect(turns(page)).to_have_count(0)
+    third = ask(page, "Et quand se termine-t-il ?")
+    assert len(bodies) == 3 and "history" not in bodies[2], bodies[2]
+    expect(third.locator(".searched")).to_have_count(0)
+
+
+def test_history_keeps_the_last_six_answered_turns(page):
+    """Failed turns are not part of the conversation; at most six earlier turns are sent."""
+    done = {
+        "answer": "An answer [1].",
+        "abstained": False,
+        "mode": "extractive",
+        "citations": [
+            {
+                "n": 1,
+                "doc_id": "d1",
+                "title": "T",
+                "publisher": None,
+                "source": "d1.txt",
+                "text": "An answer.",
+                "start": 0,
+                "end": 10,
+                "quote": "An answer.",
+                "quote_start": 0,
+                "quote_end": 10,
+                "score": 0.5,
+            }
+        ],
+        "related": [],
+        "timings_ms": {},
+        "warnings": [],
+    }
+    bodies: list[dict] = []
+
+    def fulfil(route):
+        body = json.loads(route.request.post_data)
+        bodies.append(body)
+        if body["question"] == "fails":
+            error = {"error": {"code": "not_ready", "message": "Not ready.", "details": None}}
+            route.fulfill(status=503, content_type="application/json", body=json.dumps(error))
+            return
+        answer = {**done, "search_question": body["question"] + " (searched)", "rewrite": "rules"}
+        route.fulfill(status=200, content_type="text/event-stream", body=sse(("done", answer)))
+
+    page.route("**/ask/stream", fulfil)
+    for i in range(7):
+        ask(page, f"question {i}")
+    page.locator("#question").fill("fails")
+    page.locator("#question").press("Enter")
+    expect(page.locator("#conversation .error-box")).to_be_visible()
+    page.locator("#question").fill("")
+    ask(page, "last question")
+    history = bodies[-1]["history"]
+    assert [t["question"] for t in history] == [f"question {i}" for i in range(1, 7)]
+    assert history[-1] == {"question": "question 6", "answer": "An answer.", "doc_ids": ["d1"], "search_question": "question 6 (searched)"}
+    expect(turns(page).last.locator(".searched")).to_have_text("searched: last question (searched)")
+
+
+def test_short_answer_is_large_with_its_span_highlighted(page, server):
+    """A canned answer (the reader decides when an answer is short) over a real document's offsets."""
+    doc = page.request.get(f"{server}documents/{SDC_DOC}").json()
+    text = doc["text"]
+    span = "CHF 9’200’000"
+    answer_start = text.index(f"Budget de la Suisse {span}") + len("Budget de la Suisse ")
+    start = text.rfind("\n", 0, answer_start) + 1
+    end = text.find("\n", answer_start) if "\n" in text[answer_start:] else len(text)
+    quote_start = text.index("Budget de la Suisse", start)
+    quote_end = answer_start + len(span)
+    quote = text[quote_start:quote_end]
+    citation = {
+        "n": 1,
+        "doc_id": SDC_DOC,
+        "title": doc["title"],
+        "publisher": doc["publisher"],
+        "source": doc["source"],
+        "text": text[start:end],
+        "start": start,
+        "end": end,
+        "quote": quote,
+        "quote_start": quote_start,
+        "quote_end": quote_end,
+        "score": 0.9,
+        "answer_start": answer_start,
+        "answer_end": answer_start + len(span),
+    }
+    done = {
+        "answer": f"{span} [1]",
+        "abstained": False,
+        "mode": "extractive",
+        "citations": [citation],
+        "related": [],
+        "timings_ms": {"total": 12},
+        "warnings": [],
+        "search_question": "What is Switzerland's budget?",
+        "rewrite": "none",
+    }
+    body = sse(("delta", {"text": f"{span} [1]"}), ("done", done))
+    page.route("**/ask/stream", lambda route: route.fulfill(status=200, content_type="text/event-stream", body=body))
+    turn = ask(page, "What is Switzerland's budget?")
+    article = turn.locator("article.msg-assistant")
+
+    answer = article.locator(".answer-text")
+    expect(answer).to_have_class("answer-text short-answer")
+    expect(answer).to_contain_text(span)
+    expect(answer.locator("button.cite")).to_have_count(1)
+    size = float(answer.evaluate("e => getComputedStyle(e).fontSize").removesuffix("px"))
+    assert size >= 22, f"the short answer is not shown large ({size}px)"
+    quoted = article.locator("blockquote.short-quote")
+    expect(quoted).to_have_text(quote)
+    expect(quoted.locator("mark.answer-mark")).to_have_text(span)
+    expect(article.locator(".source-quote .answer-mark")).to_have_text(span)
+    expect(article.locator(".searched")).to_have_count(0)
+
+    answer.locator("button.cite").click()
+    panel = page.locator("#panel")
+    expect(panel.locator(".passage mark.quote-mark")).to_have_text(quote)
+    expect(panel.locator(".passage .answer-mark")).to_have_text(span)
+    panel.get_by_role("button", name="Read whole document").click()
+    expect(panel.locator(".doc-text mark.quote-mark")).to_have_text(quote)
+    expect(panel.locator(".doc-text .answer-mark")).to_have_text(span)
+    expect(panel.locator(".doc-text .answer-mark")).to_be_in_viewport()
+    assert_no_xss(page)

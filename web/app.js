@@ -360,26 +360,53 @@
     return valid ? [start, end] : null;
   }
 
-  /** Text with an optional outer range (the passage) and inner range (the quote, as <mark>). */
-  function highlighted(text, outer, inner, { markOuter = false } = {}) {
+  /** Text with an optional outer range (the passage) and inner range (the quote, as <mark>);
+   *  `answer`, a range inside the quote, is the short answer (emphasised inside the quote mark). */
+  function highlighted(text, outer, inner, { markOuter = false, answer = null } = {}) {
     const frag = document.createDocumentFragment();
     const t = (a, b) => (b > a ? document.createTextNode(text.slice(a, b)) : null);
     if (inner && (!outer || inner[0] < outer[0] || inner[1] > outer[1])) outer = null;
+    if (!inner || !answer || answer[0] < inner[0] || answer[1] > inner[1] || answer[0] >= answer[1]) answer = null;
+    const quoteMark = () =>
+      answer
+        ? el("mark", { class: "quote-mark" }, t(inner[0], answer[0]), el("strong", { class: "answer-mark" }, t(answer[0], answer[1])), t(answer[1], inner[1]))
+        : el("mark", { class: "quote-mark" }, t(inner[0], inner[1]));
     if (outer) {
       append(frag, [t(0, outer[0])]);
       let span;
       if (inner) {
-        span = el("span", { class: "passage-range" }, t(outer[0], inner[0]), el("mark", { class: "quote-mark" }, t(inner[0], inner[1])), t(inner[1], outer[1]));
+        span = el("span", { class: "passage-range" }, t(outer[0], inner[0]), quoteMark(), t(inner[1], outer[1]));
       } else {
         span = el(markOuter ? "mark" : "span", { class: markOuter ? "passage-range passage-mark" : "passage-range" }, t(outer[0], outer[1]));
       }
       append(frag, [span, t(outer[1], text.length)]);
     } else if (inner) {
-      append(frag, [t(0, inner[0]), el("mark", { class: "quote-mark" }, t(inner[0], inner[1])), t(inner[1], text.length)]);
+      append(frag, [t(0, inner[0]), quoteMark(), t(inner[1], text.length)]);
     } else {
       append(frag, [t(0, text.length)]);
     }
     return frag;
+  }
+
+  /** The short answer's [start, end) inside the citation's quote, or null when the answer is the
+   *  whole sentence (answer_start/answer_end are document offsets, like quote_start). */
+  function answerInQuote(c) {
+    if (!c || typeof c.answer_start !== "number" || typeof c.answer_end !== "number" || typeof c.quote_start !== "number") return null;
+    const a = c.answer_start - c.quote_start;
+    const b = c.answer_end - c.quote_start;
+    return Number.isInteger(a) && Number.isInteger(b) && a >= 0 && a < b && b <= str(c.quote).length ? [a, b] : null;
+  }
+
+  /** `span` (relative to the quote) moved to where the quote was found in a larger text. */
+  function shiftInto(quoteRange, span, quote) {
+    return quoteRange && span && quoteRange[1] - quoteRange[0] === quote.length ? [quoteRange[0] + span[0], quoteRange[0] + span[1]] : null;
+  }
+
+  /** The quote as a quotation, with the short answer (when there is one) highlighted in it. */
+  function quoteWithAnswer(c, cls) {
+    const quote = str(c.quote);
+    const span = answerInQuote(c);
+    return el("blockquote", { class: cls }, span ? [quote.slice(0, span[0]), el("mark", { class: "answer-mark" }, quote.slice(span[0], span[1])), quote.slice(span[1])].filter(Boolean) : quote);
   }
 
   function formatMs(ms) {
@@ -405,6 +432,35 @@
 
   let current = null; // {controller, turn, question} while a question is being answered
 
+  // The conversation: each answered turn on the page keeps what the server needs to read a
+  // follow-up ("And when does it end?"): sent as `history`, oldest first, the last MAX_HISTORY.
+  const MAX_HISTORY = 6;
+  const turnRecords = new WeakMap(); // <li> of an answered turn -> {question, answer, doc_ids, search_question}
+
+  function rememberTurn(turn, result) {
+    const citations = (Array.isArray(result.citations) ? result.citations : []).filter((c) => c && typeof c === "object");
+    const docIds = [...new Set(citations.map((c) => str(c.doc_id)).filter(Boolean))].slice(0, 20);
+    const record = {
+      question: turn.question.slice(0, 4000),
+      answer: str(result.answer).replace(MARKER, "").replace(/[ \t]+([.,;:!?])/g, "$1").replace(/[ \t]{2,}/g, " ").trim().slice(0, 8000),
+      doc_ids: docIds,
+    };
+    const searched = str(result.search_question).trim();
+    if (searched) record.search_question = searched.slice(0, 8000);
+    turnRecords.set(turn.li, record);
+  }
+
+  /** The answered turns shown before `li` (the question being asked), the last MAX_HISTORY. */
+  function historyBefore(li) {
+    const history = [];
+    for (const item of conversation.children) {
+      if (item === li) break;
+      const record = turnRecords.get(item);
+      if (record) history.push(record);
+    }
+    return history.slice(-MAX_HISTORY);
+  }
+
   function autosize() {
     input.style.height = "auto";
     input.style.height = Math.min(input.scrollHeight + 2, 220) + "px";
@@ -421,12 +477,14 @@
     emptyState.hidden = conversation.children.length > 0;
   }
 
-  function requestBody(question) {
+  function requestBody(question, turn) {
     const body = { question };
     const mode = $("#opt-mode").value;
     const topK = Number.parseInt($("#opt-topk").value, 10);
     if (mode && mode !== "auto") body.mode = mode;
     if (Number.isInteger(topK) && topK !== 5) body.top_k = topK;
+    const history = turn ? historyBefore(turn.li) : [];
+    if (history.length) body.history = history;
     return body;
   }
 
@@ -470,7 +528,7 @@
     setBusy(true);
     let streamed = "";
     try {
-      const result = await askStreaming(requestBody(question), controller.signal, (delta) => {
+      const result = await askStreaming(requestBody(question, turn), controller.signal, (delta) => {
         const follow = nearBottom();
         streamed += delta;
         turn.text.classList.add("streaming");
@@ -505,7 +563,7 @@
       const result = await getJSON("ask", {
         method: "POST",
         headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ ...requestBody(question), mode: "extractive" }),
+        body: JSON.stringify({ ...requestBody(question, turn), mode: "extractive" }),
         signal,
       });
       if (!result || typeof result !== "object" || typeof result.answer !== "string") {
@@ -571,12 +629,34 @@
     } else {
       const byN = new Map(citations.map((c) => [Number(c.n), c]));
       renderAnswerText(turn.text, str(result.answer), byN, (c, trigger) => showCitation(c, trigger, false));
+      // A short answer (the reader found the words that answer): large, with the quoted
+      // sentence beneath it and the words highlighted there.
+      const first = citations[0];
+      const short = Boolean(answerInQuote(first)) && Boolean(str(first.quote));
+      turn.text.classList.toggle("short-answer", short);
+      if (short) extra.push(quoteWithAnswer(first, "short-quote"));
+      const searched = searchedLine(result);
+      if (searched) extra.push(searched);
       if (citations.length) extra.push(sourceList(citations, "Sources", false));
     }
+    if (result.abstained) {
+      const searched = searchedLine(result);
+      if (searched) extra.unshift(searched);
+    }
+    rememberTurn(turn, result);
 
     extra.push(metaLine(result));
     extra.push(actions(result));
     turn.extra.replaceChildren(...extra);
+  }
+
+  /** "searched: …" when the server rewrote a follow-up into a standalone question (so a wrong
+   *  rewrite can be seen); nothing when it searched the question as asked. */
+  function searchedLine(result) {
+    const rewrite = str(result.rewrite);
+    const searched = str(result.search_question).trim();
+    if (!searched || !rewrite || rewrite === "none") return null;
+    return el("p", { class: "searched", title: `Rewritten (${rewrite}) from the conversation` }, el("span", { class: "searched-label", text: "searched: " }), searched);
   }
 
   function sourceList(items, heading, related) {
@@ -584,6 +664,7 @@
     const list = el("ol", { class: "sources", "aria-labelledby": id });
     for (const c of items) {
       const quote = str(c.quote) || str(c.text);
+      const span = str(c.quote) ? answerInQuote(c) : null;
       list.appendChild(
         el(
           "li",
@@ -601,7 +682,11 @@
               { class: "source-main" },
               el("span", { class: "source-title", text: str(c.title) || str(c.doc_id) }),
               c.publisher ? el("span", { class: "source-pub", text: str(c.publisher) }) : null,
-              quote ? el("span", { class: "source-quote", text: quote }) : null,
+              quote && span
+                ? el("span", { class: "source-quote" }, quote.slice(0, span[0]), el("strong", { class: "answer-mark" }, quote.slice(span[0], span[1])), quote.slice(span[1]))
+                : quote
+                  ? el("span", { class: "source-quote", text: quote })
+                  : null,
             ),
           ),
         ),
@@ -876,7 +961,8 @@
     const text = str(c.text);
     const quote = str(c.quote);
     const range = quote ? locate(text, quote, Number(c.quote_start) - Number(c.start), Number(c.quote_end) - Number(c.start)) : null;
-    const passage = el("blockquote", { class: "passage" }, highlighted(text, null, range));
+    const answer = related ? null : shiftInto(range, answerInQuote(c), quote);
+    const passage = el("blockquote", { class: "passage" }, highlighted(text, null, range, { answer }));
     const notes = [];
     if (quote && !range) notes.push(el("p", { class: "panel-note", text: "The exact supporting words could not be located in this passage." }));
     if (!quote && related) notes.push(el("p", { class: "panel-note", text: "A nearby passage; it does not answer the question." }));
@@ -885,7 +971,7 @@
       related ? `Closest passage ${str(c.n)}` : `Source ${str(c.n)}`,
       str(c.title) || str(c.doc_id),
       metaText(c) ? el("p", { class: "panel-meta", text: metaText(c) }) : null,
-      el("h3", { class: "panel-subhead", text: quote ? "Cited passage (supporting words highlighted)" : "Passage" }),
+      el("h3", { class: "panel-subhead", text: quote ? (answer ? "Cited passage (supporting words highlighted, the answer in bold)" : "Cited passage (supporting words highlighted)") : "Passage" }),
       passage,
       ...notes,
       el(
@@ -948,11 +1034,13 @@
     const text = str(doc.text);
     let outer = null;
     let inner = null;
+    let answer = null;
     if (citation) {
       outer = locate(text, str(citation.text), Number(citation.start), Number(citation.end));
       if (str(citation.quote)) inner = locate(text, str(citation.quote), Number(citation.quote_start), Number(citation.quote_end));
+      if (!related) answer = shiftInto(inner, answerInQuote(citation), str(citation.quote));
     }
-    const body = el("div", { class: "doc-text" }, highlighted(text, outer, inner, { markOuter: true }));
+    const body = el("div", { class: "doc-text" }, highlighted(text, outer, inner, { markOuter: true, answer }));
     setPanel("Document", str(doc.title) || knownTitle, docMeta(doc), body);
     const target = $("mark", body);
     if (target) {

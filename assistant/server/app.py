@@ -9,6 +9,7 @@ the LLM itself: it reports the client's cached reachability.
 
 import json
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -118,6 +119,8 @@ def create_app(settings: Settings | None = None, service: Service | None = None,
                 "skipped": m.get("skipped", []),
             },
             "embedder": {"name": service.embedder.name, "dim": service.embedder.dim},
+            "store": settings.store,
+            "process": os.getpid(),  # which worker answered (assistant serve --workers N)
             "llm": llm,
         }
 
@@ -138,6 +141,11 @@ def create_app(settings: Settings | None = None, service: Service | None = None,
             raise NotFound(f"No document with id {doc_id!r}.")
         return {**doc.info(), "text": doc.text}
 
+    # The OpenAI-compatible routes (/v1/chat/completions, /v1/models); imported here: they use this module's helpers.
+    from assistant.server.openai_api import OpenAIErrors, openai_router
+
+    app.include_router(openai_router(live, settings))
+
     api_methods: dict[str, set[str]] = {}
     for route in app.routes:
         if isinstance(route, APIRoute):
@@ -147,6 +155,7 @@ def create_app(settings: Settings | None = None, service: Service | None = None,
     page = {"/"} | {f"/{f.name}" for f in web_dir().iterdir() if f.is_file() and not f.name.endswith((".py", ".pyc"))}
     # Added last, so CORS is outermost and error answers carry its headers too.
     app.add_middleware(Guard, settings=settings, open_paths=frozenset(page | {"/health"}))
+    app.add_middleware(OpenAIErrors)  # outside Guard: its 401 and 413 under /v1/ get OpenAI's error shape too
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

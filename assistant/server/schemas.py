@@ -117,3 +117,107 @@ class DocumentList(BaseModel):
 
 class DocumentText(DocumentInfo):
     text: str
+
+
+# ---------------------------------------------------------------- OpenAI-compatible API (/v1, openai_api.py)
+
+
+class ChatContentPart(BaseModel):
+    """One part of a message's content; only ``text`` parts are read."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    type: str
+    text: str | None = None
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)  # extra: e.g. the "citations" of an earlier answer of this server
+
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
+    content: str | list[ChatContentPart] | None = None
+    name: str | None = None
+
+
+class ChatStreamOptions(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    include_usage: bool | None = None
+
+
+class ChatCompletionRequest(BaseModel):
+    """OpenAI's chat completion request. The last user message is the question; earlier user and
+    assistant messages are the conversation; system messages are ignored. Sampling parameters
+    are accepted and ignored (answers quote the documents)."""
+
+    # Other OpenAI parameters are accepted and ignored; JSON types as the schema says ("5" is not a number).
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    model: str = Field(description="assistant (the server's default mode), assistant-extractive, or assistant-llm.")
+    messages: list[ChatMessage] = Field(min_length=1)
+    stream: bool | None = False
+    stream_options: ChatStreamOptions | None = None
+    n: int | None = Field(default=None, ge=1, le=1, description="Only 1.")
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+    max_completion_tokens: int | None = None
+    stop: str | list[str] | None = None
+    user: str | None = None
+
+
+class ChatResponseMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+    citations: list[Citation] = Field(default_factory=list, description="The numbered sources, as in /ask.")
+
+
+class ChatChoice(BaseModel):
+    index: int
+    message: ChatResponseMessage
+    finish_reason: Literal["stop"]
+    logprobs: None = None
+
+
+class ChatUsage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class ChatCompletion(BaseModel):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[ChatChoice]
+    usage: ChatUsage
+    system_fingerprint: str | None = None
+    citations: list[Citation] = Field(default_factory=list, description="Extra: the sources, as in /ask.")
+    search_question: str | None = Field(default=None, description="Extra: what was searched (the follow-up made standalone).")
+    rewrite: str | None = Field(default=None, description="Extra: how the question was made standalone: none, rules or llm.")
+    abstained: bool = Field(default=False, description="Extra: the documents do not answer the question.")
+    warnings: list[str] = Field(default_factory=list, description="Extra: as in /ask.")
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class OpenAIErrorBody(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class OpenAIErrorResponse(BaseModel):
+    error: OpenAIErrorBody
