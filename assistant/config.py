@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     max_question_chars: int = Field(default=2000, ge=10)
     # Corpus files larger than this are skipped with a reason.
     max_file_mb: float = Field(default=50.0, gt=0)
+    # POST /documents (uploads into corpus_dir/uploads/): the largest request body, all its files together; each
+    # file is also held to max_file_mb. This route's own limit: max_body_bytes does not apply to it.
+    max_upload_mb: float = Field(default=100.0, gt=0)
     # The trained reader (assistant/e5/trained): re-ranks sentences, finds the short answer and
     # decides when to abstain. Off, or when its weights are missing, sentence scoring works alone.
     reader: bool = True

@@ -23,7 +23,7 @@ from assistant.config import Settings
 from assistant.errors import AssistantError, ConfigError, IndexNotReady
 from assistant.search.build import BuildReport, Progress, build_index
 from assistant.search.embedders import Embedder, create_embedder
-from assistant.search.index import current_build, index_status, load_index
+from assistant.search.index import build_lock, current_build, index_status, load_index
 from assistant.search.retriever import Retriever
 from assistant.search.store import Store
 
@@ -158,6 +158,18 @@ def reload_if_rebuilt(service: Service) -> Service | None:
     return assemble(service.settings, service.embedder, index)
 
 
+def changed_during_build(manifest: dict) -> list[str]:
+    """Files of the corpus that a local build fingerprinted (when it was written) but did not read as they are,
+    or read but no longer found: the folder changed while the build ran (an upload, a deletion). ``index_status``
+    cannot see this, since the fingerprint is taken after the documents were read."""
+    files = manifest.get("files", {})
+    documents = {d["source"]: d.get("sha256") for d in manifest.get("documents", {}).values()}
+    read = set(documents) | {s["source"] for s in manifest.get("skipped", [])}
+    unread = [f for f in files if f != "metadata.json" and f not in read]
+    changed = [source for source, sha in documents.items() if files.get(source) != sha]
+    return sorted(unread + changed)
+
+
 class LiveService:
     """What a server holds: the current Service, or why there is none yet.
 
@@ -178,6 +190,10 @@ class LiveService:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._updates = threading.Lock()  # guards the queue of upload jobs below (``update``)
+        self._queued: list = []  # uploaded Documents to add (PostgreSQL store)
+        self._rebuild = False  # the corpus folder changed: rebuild (local store)
+        self._updating = False
 
     def start(self, watch: bool = True) -> None:
         """Load (or start building) the index; failures are kept to explain later, never raised."""
@@ -208,6 +224,10 @@ class LiveService:
         status = index_status(self.settings, embedder.name, embedder.dim)
         if status.ready:
             self.service = assemble(self.settings, embedder, load_index(self.settings.index_dir))
+            changed = changed_during_build(status.manifest or {})
+            if changed:  # fingerprinted but not read (or the other way round): the build missed them
+                log.info("index needs a rebuild: the corpus changed while it was built (%s)", ", ".join(changed[:5]))
+                self.update()
             return
         for reason in status.reasons:
             log.info("index needs a rebuild: %s", reason)
@@ -233,7 +253,8 @@ class LiveService:
         service.warm_up()
         return service
 
-    def _build(self) -> None:
+    def _build(self, force: bool = False) -> None:
+        """Bring the index up to date (``force``: rebuild the local index even when it looks current) and make it live."""
         started = time.monotonic()
 
         def progress(state) -> None:
@@ -250,7 +271,11 @@ class LiveService:
             }
 
         try:
-            store, report = open_store(self.settings, self._embedder, build=True, progress=progress)
+            if force and self.settings.store == "local":
+                report = build_index(self.settings, self._embedder, progress)
+                store = load_index(self.settings.index_dir)
+            else:
+                store, report = open_store(self.settings, self._embedder, build=True, progress=progress)
             if self.settings.store == "postgres" and self.service is not None:
                 log.warning(
                     "index sync done: %d documents, %d chunks (%d embedded)", report.documents, report.chunks, report.embedded_chunks
@@ -284,6 +309,108 @@ class LiveService:
             self.error = "the index build failed (see the server log)"
         finally:
             self.building = None
+
+    # ------------------------------------------------------------- uploads (assistant/server/uploads.py)
+
+    def update(self, added: list | tuple = ()) -> None:
+        """Index what changed in the corpus folder, in the background: ``added`` are Documents whose files were
+        just saved there (uploads), and files may have been removed. One job at a time, visible in ``building``;
+        changes that arrive meanwhile are taken up by the next one.
+
+        Local store: a rebuild (unchanged documents reuse their vectors) that goes live when done. PostgreSQL:
+        each added document in its own transaction (``add_document``). Whatever a job has not finished when the
+        process stops, the next start's build or sync does, from the files.
+        """
+        with self._updates:
+            self._queued.extend(added)
+            self._rebuild = self._rebuild or self.settings.store == "local"
+            if self._updating:
+                return
+            self._updating = True
+        self._spawn(self._apply_updates, "index-builder")
+
+    def forget(self, doc_id: str) -> bool:
+        """Drop a document whose file was just removed from the corpus folder: at once in PostgreSQL (True), by a
+        background rebuild of the local index (False)."""
+        if self.settings.store != "postgres":
+            self.update()
+            return False
+        store, own = self._pg_store()
+        try:
+            store.delete_document(doc_id)
+        finally:
+            if own:
+                store.close()
+        return True
+
+    def _pg_store(self):
+        """The PostgreSQL store being served, or a new one when none is yet (``own``: close it after)."""
+        service = self.service
+        if service is not None and hasattr(service.index, "add_document"):
+            return service.index, False
+        return postgres_store(self.settings), True
+
+    def _apply_updates(self) -> None:
+        for thread in list(self._threads):  # a build started with the server finishes first
+            if thread.name == "index-builder" and thread is not threading.current_thread():
+                thread.join()
+        try:
+            if self._embedder is None:
+                self._embedder = create_embedder(self.settings)
+        except Exception:
+            log.exception("cannot index the uploads: no embedder (they are indexed at the next start)")
+            with self._updates:
+                self._updating = False
+            return
+        while True:
+            with self._updates:
+                documents, self._queued = self._queued, []
+                rebuild, self._rebuild = self._rebuild, False
+                if not documents and not rebuild:
+                    self._updating = False
+                    return
+            self.building = {"started_at": time.time(), "documents_done": 0, "documents_total": len(documents) or None, "eta_s": None}
+            try:
+                if rebuild:
+                    self._build(force=True)
+                    if self._another_build_running():  # which may have read the folder before the change: build after it
+                        while self._another_build_running() and not self._stop.wait(self.WATCH_EVERY_S):
+                            pass
+                        with self._updates:
+                            self._rebuild = True
+                else:
+                    self._add_documents(documents)
+            except Exception:  # the files are saved: the next start's sync indexes them
+                log.exception("indexing the uploads failed")
+            finally:
+                self.building = None
+
+    def _another_build_running(self) -> bool:
+        """Is another process (``assistant index``, another worker) building the local index now?"""
+        try:
+            with build_lock(self.settings.index_dir):
+                return False
+        except IndexNotReady:
+            return True
+
+    def _add_documents(self, documents: list) -> None:
+        store, own = self._pg_store()
+        try:
+            for n, doc in enumerate(documents):
+                path = self.settings.corpus_dir / doc.source
+                if path.exists():  # not deleted meanwhile
+                    store.add_document(doc, self._embedder, self.settings)
+                    if not path.exists():  # deleted while it was being added
+                        store.delete_document(doc.doc_id)
+                self.building = {**(self.building or {}), "documents_done": n + 1}
+            log.warning("indexed %d uploaded documents", len(documents))
+        finally:
+            if own:
+                store.close()
+        if self.service is None:
+            with self._lock:
+                self.error = None
+                self.service = self._try_open()
 
     def _spawn(self, target, name: str) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)

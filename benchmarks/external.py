@@ -48,7 +48,7 @@ from pathlib import Path
 import numpy as np
 
 from assistant.config import Settings
-from assistant.evaluation import report
+from assistant.evaluation import report as tables
 from assistant.evaluation.metrics import ndcg_at_k, recall_at_k
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -710,7 +710,7 @@ def _sweep_table(sweep: list[dict], markdown: bool) -> str:
     keys = list(dict.fromkeys((r["corpus"], r["embedder"], r["fusion"]) for r in sweep))
     by = {(r["corpus"], r["embedder"], r["fusion"], r["keyword_weight"]): r["ndcg@10"] for r in sweep}
     rows = [[c, e, f, *(by.get((c, e, f, w)) for w in weights)] for c, e, f in keys]
-    return report.table(["corpus", "embedder", "fusion", *(f"w={w:g}" for w in weights)], rows, markdown)
+    return tables.table(["corpus", "embedder", "fusion", *(f"w={w:g}" for w in weights)], rows, markdown)
 
 
 def render(report: dict, markdown: bool = False) -> str:
@@ -728,7 +728,7 @@ def render(report: dict, markdown: bool = False) -> str:
                 if r["corpus"] == corpus
             ]
             parts.append(
-                report.table(["retriever", "nDCG@10", "Recall@100", "search ms (median)", "reference nDCG@10 / R@100"], rows, markdown)
+                tables.table(["retriever", "nDCG@10", "Recall@100", "search ms (median)", "reference nDCG@10 / R@100"], rows, markdown)
             )
         if scifact["fusion_sweep"]:
             parts.append(h("SciFact: hybrid nDCG@10 by fusion and keyword weight"))
@@ -740,7 +740,7 @@ def render(report: dict, markdown: bool = False) -> str:
                 h(f"XQuAD {lang}: question -> paragraph retrieval ({info['questions']} questions, {info['paragraphs']} paragraphs)")
             )
             rows = [[_describe(r), r["ndcg@10"], r["recall@1"], r["recall@5"], r["reference"]] for r in info["retrieval"]]
-            parts.append(report.table(["retriever", "nDCG@10", "Recall@1", "Recall@5", "reference nDCG@10"], rows, markdown))
+            parts.append(tables.table(["retriever", "nDCG@10", "Recall@1", "Recall@5", "reference nDCG@10"], rows, markdown))
         if xquad.get("fusion_sweep"):
             parts.append(h("XQuAD: hybrid nDCG@10 by fusion and keyword weight"))
             parts.append(_sweep_table(xquad["fusion_sweep"], markdown))
@@ -766,7 +766,7 @@ def render(report: dict, markdown: bool = False) -> str:
         if rows:
             parts.append(h("XQuAD: the answer step (retrieval, reader, calibrated decision; top 5 passages)"))
             parts.append(
-                report.table(
+                tables.table(
                     [
                         "lang",
                         "embedder",
@@ -791,7 +791,7 @@ def render(report: dict, markdown: bool = False) -> str:
             [t["target"], t["corpus"], t["value"], f"{t['gap']:+.3f}", "met" if t["met"] else "MISSED", t["best"], t["note"]]
             for t in report["targets"]
         ]
-        parts.append(report.table(["target", "on", "value", "gap", "result", "best configuration", "note"], rows, markdown))
+        parts.append(tables.table(["target", "on", "value", "gap", "result", "best configuration", "note"], rows, markdown))
     return "\n".join(parts).strip() + "\n"
 
 

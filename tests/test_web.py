@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -622,3 +623,130 @@ def test_short_answer_is_large_with_its_span_highlighted(page, server):
     expect(panel.locator(".doc-text .answer-mark")).to_have_text(span)
     expect(panel.locator(".doc-text .answer-mark")).to_be_in_viewport()
     assert_no_xss(page)
+
+
+# ---------------------------------------------------------------------------- adding documents
+
+UPLOAD_TEXT = """Pamir solar schools
+
+In 2023 the Pamir Solar Schools initiative installed solar panels on 27 mountain schools in the Gorno-Badakhshan region
+of Tajikistan, so that classrooms stay lit and heated during the long winter power cuts. Each school also received
+a battery bank and two days of maintenance training for its caretaker.
+"""
+UPLOAD_QUESTION = "How many mountain schools did the Pamir Solar Schools initiative equip with solar panels?"
+COUNT_UPLOAD_PROGRESS = """() => {
+    window.__uploadProgress = 0;
+    const send = XMLHttpRequest.prototype.send;
+    XMLHttpRequest.prototype.send = function (body) {
+        this.upload.addEventListener("progress", () => { window.__uploadProgress += 1; });
+        return send.call(this, body);
+    };
+}"""
+
+
+def test_documents_tab_shows_skipped_files_warnings_and_drop_refusals(page):
+    """The page's handling of GET /documents' skipped files and warnings (canned, hostile strings), and a dropped file
+    the real server refuses."""
+    listing = {
+        "documents": [
+            {
+                "doc_id": "scan",
+                "title": "Scanned <b>report</b>",
+                "publisher": None,
+                "date": None,
+                "period": None,
+                "language": ["en"],
+                "description": None,
+                "source": "scan.pdf",
+                "chars": 120,
+                "warnings": ["no text layer on 2 of 9 pages (scanned pages?): pages 4, 5", "<img src=x onerror=window.__xss=9>"],
+                "uploaded": False,
+            }
+        ],
+        "skipped": [
+            {"source": "old/annual.pdf", "reason": "no text layer: scanned PDF? (run OCR on it first)"},
+            {"source": "<script>window.__xss=8</script>.exe", "reason": "unsupported file type '.exe'"},
+        ],
+    }
+
+    def documents(route):
+        if route.request.method == "GET":
+            route.fulfill(status=200, content_type="application/json", body=json.dumps(listing))
+        else:
+            route.continue_()
+
+    page.route("**/documents", documents)
+    page.get_by_role("tab", name="Documents").click()
+    card = page.locator("#docs-list .doc-card")
+    expect(card).to_have_count(1)
+    expect(card.locator(".doc-warnings li")).to_have_count(2)
+    expect(card.locator(".doc-warnings")).to_contain_text("no text layer on 2 of 9 pages")
+    expect(card.locator(".doc-warnings")).to_contain_text("<img src=x onerror=window.__xss=9>")
+    expect(card.locator(".doc-delete")).to_have_count(0)  # not an upload
+    skipped = page.locator("#docs-skipped")
+    expect(skipped).to_be_visible()
+    expect(skipped.locator("li")).to_have_count(2)
+    expect(skipped.locator("li").first).to_contain_text("old/annual.pdf")
+    expect(skipped.locator("li").first).to_contain_text("scanned PDF?")
+    expect(skipped).to_contain_text("<script>window.__xss=8</script>.exe")
+
+    # Drag and drop: the real server refuses the type and the row says why.
+    page.evaluate(
+        """() => {
+            const dt = new DataTransfer();
+            dt.items.add(new File(["MZ"], "setup.exe", {type: "application/octet-stream"}));
+            const zone = document.querySelector("#upload-zone");
+            zone.dispatchEvent(new DragEvent("dragenter", {dataTransfer: dt, bubbles: true, cancelable: true}));
+            zone.dispatchEvent(new DragEvent("drop", {dataTransfer: dt, bubbles: true, cancelable: true}));
+        }"""
+    )
+    row = page.locator("#upload-list .upload-item")
+    expect(row).to_have_count(1)
+    expect(row).to_have_attribute("data-state", "skipped")
+    expect(row).to_contain_text("setup.exe")
+    expect(row).to_contain_text("unsupported file type '.exe'")
+    expect(page.locator("#upload-zone")).not_to_have_class(re.compile("dragging"))
+    assert_no_xss(page)
+    assert page.locator("#docs-skipped script, #docs-list img").count() == 0
+
+
+def test_upload_from_the_documents_tab_then_ask_about_it_and_delete_it(page):
+    page.get_by_role("tab", name="Documents").click()
+    cards = page.locator("#docs-list .doc-card")
+    expect(cards).to_have_count(6)
+    expect(cards.locator(".doc-delete")).to_have_count(0)  # the corpus folder's documents cannot be deleted here
+    page.evaluate(COUNT_UPLOAD_PROGRESS)
+
+    page.locator("#upload-input").set_input_files(
+        [
+            {"name": "pamir-solar.txt", "mimeType": "text/plain", "buffer": UPLOAD_TEXT.encode()},
+            {"name": "minutes.docx", "mimeType": "application/octet-stream", "buffer": b"PK\x03\x04 not supported"},
+        ]
+    )
+    rows = page.locator("#upload-list .upload-item")
+    expect(rows).to_have_count(2)
+    expect(rows.nth(1)).to_have_attribute("data-state", "skipped")
+    expect(rows.nth(1)).to_contain_text("unsupported file type '.docx'")
+    expect(rows.nth(0)).to_have_attribute("data-state", "added", timeout=ANSWER_TIMEOUT_MS)
+    assert page.evaluate("window.__uploadProgress") >= 2, "no upload progress events"
+    expect(cards).to_have_count(7)
+    card = cards.filter(has_text="Pamir solar schools")
+    expect(card).to_have_class(re.compile(r"\bdoc-new\b"))
+    expect(card.locator(".doc-source")).to_have_text("uploads/pamir-solar.txt")
+
+    page.get_by_role("tab", name="Chat").click()
+    turn = ask(page, UPLOAD_QUESTION)
+    cited = turn.locator("article.msg-assistant .answer-text button.cite")
+    labels = [cited.nth(i).get_attribute("aria-label") or "" for i in range(cited.count())]
+    assert any("Pamir solar schools" in label for label in labels), f"the answer does not cite the upload: {labels}"
+    expect(turn.locator(".answer-text")).to_contain_text("27")
+
+    page.get_by_role("tab", name="Documents").click()
+    card.get_by_role("button", name="Delete Pamir solar schools").click()
+    card.get_by_role("button", name="Cancel").click()
+    expect(cards).to_have_count(7)
+    card.get_by_role("button", name="Delete Pamir solar schools").click()
+    card.get_by_role("button", name="Yes, delete").click()
+    expect(cards).to_have_count(6, timeout=ANSWER_TIMEOUT_MS)
+    expect(cards.filter(has_text="Pamir solar schools")).to_have_count(0)
+    assert page.request.get(page.url.split("#")[0] + "documents/uploads/pamir-solar").status == 404

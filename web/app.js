@@ -1070,19 +1070,30 @@
   const docsList = $("#docs-list");
   const docsStatus = $("#docs-status");
   const docsFilter = $("#docs-filter");
+  const skippedBox = $("#docs-skipped");
+  const skippedList = $("#skipped-list");
   let docs = null;
-  let docsLoading = false;
+  let skipped = [];
+  let docsLoading = null;
   const docsById = new Map();
+  const removing = new Set(); // uploaded documents being deleted (the local index is rebuilt without them)
+  const freshIds = new Set(); // just uploaded: their cards are marked
 
-  async function loadDocuments() {
-    if (docsLoading) return;
-    docsLoading = true;
-    docsStatus.replaceChildren(document.createTextNode("Loading documents…"));
+  /** Load (or reload) the list; concurrent callers share one request. */
+  function loadDocuments() {
+    if (!docsLoading) docsLoading = fetchDocuments().finally(() => { docsLoading = null; });
+    return docsLoading;
+  }
+
+  async function fetchDocuments() {
+    if (!docs) docsStatus.replaceChildren(document.createTextNode("Loading documents…"));
     try {
       const data = await getJSON("documents");
       docs = (data && Array.isArray(data.documents) ? data.documents : []).filter((d) => d && typeof d === "object");
+      skipped = (data && Array.isArray(data.skipped) ? data.skipped : []).filter((f) => f && typeof f === "object");
       docsById.clear();
       for (const d of docs) docsById.set(d.doc_id, d);
+      for (const id of removing) if (!docsById.has(id)) removing.delete(id);
       renderDocuments();
     } catch (err) {
       docs = null;
@@ -1092,8 +1103,6 @@
         " ",
         el("button", { type: "button", class: "btn btn-small retry-btn", onclick: loadDocuments }, icon(ICONS.retry), "Retry"),
       );
-    } finally {
-      docsLoading = false;
     }
   }
 
@@ -1106,34 +1115,266 @@
         ? `${shown.length} of ${docs.length} documents`
         : `${docs.length} document${docs.length === 1 ? "" : "s"} in the collection`
       : "The collection is empty.";
-    docsList.replaceChildren(
-      ...shown.map((d) => {
-        const langs = Array.isArray(d.language) ? d.language.map(languageName).join(", ") : str(d.language);
-        const when = [str(d.date), str(d.period)].filter(Boolean).join(" · ");
-        const facts = [];
-        const fact = (label, value) => {
-          if (value) facts.push(el("div", null, el("dt", { text: label }), el("dd", { text: value })));
-        };
-        fact(d.date ? "Date" : "Period", when);
-        fact("Language", langs);
-        if (Number.isFinite(d.chars)) fact("Length", `${d.chars.toLocaleString("en")} characters`);
-        return el(
-          "li",
-          { class: "doc-card" },
-          el(
-            "h3",
-            { class: "doc-title" },
-            el("button", { type: "button", class: "doc-open", onclick: (e) => showDocument(d.doc_id, { trigger: e.currentTarget }) }, str(d.title) || str(d.doc_id)),
-          ),
-          d.publisher ? el("p", { class: "doc-pub", text: str(d.publisher) }) : null,
-          facts.length ? el("dl", { class: "doc-facts" }, facts) : null,
-          d.description ? el("p", { class: "doc-desc", text: str(d.description) }) : null,
-          el("p", { class: "doc-source", text: str(d.source) }),
-        );
-      }),
+    docsList.replaceChildren(...shown.map(docCard));
+    skippedBox.hidden = skipped.length === 0;
+    skippedList.replaceChildren(
+      ...skipped.map((f) => el("li", { class: "skipped-item" }, el("span", { class: "skipped-source", text: str(f.source) }), el("span", { class: "skipped-reason", text: str(f.reason) }))),
     );
   }
+
+  function docCard(d) {
+    const langs = Array.isArray(d.language) ? d.language.map(languageName).join(", ") : str(d.language);
+    const when = [str(d.date), str(d.period)].filter(Boolean).join(" · ");
+    const facts = [];
+    const fact = (label, value) => {
+      if (value) facts.push(el("div", null, el("dt", { text: label }), el("dd", { text: value })));
+    };
+    fact(d.date ? "Date" : "Period", when);
+    fact("Language", langs);
+    if (Number.isFinite(d.chars)) fact("Length", `${d.chars.toLocaleString("en")} characters`);
+    const warnings = (Array.isArray(d.warnings) ? d.warnings : []).map(str).filter(Boolean);
+    const gone = removing.has(d.doc_id);
+    const card = el(
+      "li",
+      { class: "doc-card" + (freshIds.has(d.doc_id) ? " doc-new" : "") + (gone ? " doc-removing" : ""), "data-doc-id": str(d.doc_id) },
+      el(
+        "h3",
+        { class: "doc-title" },
+        el("button", { type: "button", class: "doc-open", onclick: (e) => showDocument(d.doc_id, { trigger: e.currentTarget }) }, str(d.title) || str(d.doc_id)),
+      ),
+      d.publisher ? el("p", { class: "doc-pub", text: str(d.publisher) }) : null,
+      facts.length ? el("dl", { class: "doc-facts" }, facts) : null,
+      d.description ? el("p", { class: "doc-desc", text: str(d.description) }) : null,
+      warnings.length
+        ? el("ul", { class: "doc-warnings", "aria-label": "Warnings" }, warnings.map((w) => el("li", null, icon(ICONS.alert, "icon warn-icon"), el("span", { text: w }))))
+        : null,
+      el("p", { class: "doc-source", text: str(d.source) }),
+    );
+    if (d.uploaded === true) card.appendChild(deleteControl(d, gone));
+    return card;
+  }
+
+  /** "Delete" on an uploaded document, confirmed in place (no dialog). */
+  function deleteControl(d, gone) {
+    const title = str(d.title) || str(d.doc_id);
+    const box = el("div", { class: "doc-actions" });
+    const note = el("p", { class: "doc-action-note", role: "status" });
+    const ask = () => {
+      const yes = el("button", { type: "button", class: "btn btn-small btn-danger doc-delete-confirm", onclick: () => remove() }, "Yes, delete");
+      const no = el("button", { type: "button", class: "btn btn-small doc-delete-cancel", onclick: () => { idle(); box.querySelector(".doc-delete").focus(); } }, "Cancel");
+      box.replaceChildren(el("span", { class: "doc-confirm-text", text: "Delete this uploaded document?" }), yes, no, note);
+      yes.focus();
+    };
+    const idle = () => {
+      box.replaceChildren(
+        el("button", { type: "button", class: "btn btn-small doc-delete", "aria-label": `Delete ${title}`, onclick: ask }, "Delete"),
+        note,
+      );
+    };
+    const remove = async () => {
+      box.replaceChildren(note);
+      note.textContent = "Deleting…";
+      let res;
+      try {
+        res = await fetch(docPath(d.doc_id), { method: "DELETE", headers: withKey({ Accept: "application/json" }) });
+      } catch {
+        idle();
+        note.textContent = networkError().message;
+        return;
+      }
+      if (!res.ok) {
+        const err = await errorFromResponse(res);
+        if (res.status === 401) askForKey();
+        idle();
+        note.textContent = `Couldn't delete it: ${err.message}`;
+        return;
+      }
+      docCache.delete(d.doc_id);
+      freshIds.delete(d.doc_id);
+      announce(`${title} deleted.`);
+      if (res.status === 202) {
+        removing.add(d.doc_id); // still in the index until the rebuild without it goes live
+        renderDocuments();
+        const deadline = Date.now() + 60 * 1000;
+        for (;;) {
+          await waitForIndex(() => {});
+          await loadDocuments();
+          if (!docsById.has(d.doc_id) || Date.now() > deadline) break;
+          await sleep(POLL_MS);
+        }
+      } else {
+        await loadDocuments();
+      }
+    };
+    if (gone) box.appendChild(el("p", { class: "doc-action-note", role: "status", text: "Removing from the index…" }));
+    else idle();
+    return box;
+  }
+
   docsFilter.addEventListener("input", renderDocuments);
+
+  // ---------------------------------------------------------------- uploads
+
+  const uploadInput = $("#upload-input");
+  const uploadZone = $("#upload-zone");
+  const uploadList = $("#upload-list");
+  const POLL_MS = 1000;
+  const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+  /** One row per file: its name, a progress bar and what is happening to it. */
+  function uploadRow(file) {
+    const bar = el("progress", { class: "upload-bar", max: "100", value: "0", "aria-label": `Upload of ${file.name}` });
+    const state = el("span", { class: "upload-state", text: "Waiting…" });
+    const li = el("li", { class: "upload-item" }, el("span", { class: "upload-name", text: file.name }), bar, state);
+    uploadList.appendChild(li);
+    return {
+      li,
+      progress(fraction) {
+        bar.value = Math.round(fraction * 100);
+        state.textContent = `Uploading ${Math.round(fraction * 100)}%`;
+      },
+      set(kind, text, { keepBar = false } = {}) {
+        li.dataset.state = kind; // uploading, indexing, added, skipped, failed
+        state.textContent = text;
+        if (!keepBar) bar.hidden = true;
+        else bar.removeAttribute("value"); // indeterminate while indexing
+      },
+    };
+  }
+
+  /** POST one file with XMLHttpRequest (fetch has no upload progress); resolves with the status and parsed body. */
+  function sendFile(file, row) {
+    return new Promise((resolve) => {
+      const xhr = new XMLHttpRequest();
+      xhr.open("POST", "documents");
+      xhr.setRequestHeader("Accept", "application/json");
+      const key = apiKey();
+      if (key) xhr.setRequestHeader("Authorization", `Bearer ${key}`);
+      xhr.upload.addEventListener("progress", (e) => {
+        if (e.lengthComputable && e.total) row.progress(e.loaded / e.total);
+      });
+      xhr.addEventListener("load", () => {
+        let body = null;
+        try {
+          body = JSON.parse(xhr.responseText);
+        } catch {
+          /* not JSON */
+        }
+        resolve({ status: xhr.status, body });
+      });
+      xhr.addEventListener("error", () => resolve({ status: 0, body: null }));
+      xhr.addEventListener("abort", () => resolve({ status: 0, body: null }));
+      const form = new FormData();
+      form.append("files", file, file.name);
+      row.progress(0);
+      xhr.send(form);
+    });
+  }
+
+  /** What the server said about the one file of a request. */
+  function fileResult(status, body) {
+    if (status === 202 && body && Array.isArray(body.files) && body.files[0]) return body.files[0];
+    const error = body && typeof body.error === "object" && body.error ? body.error : null;
+    const files = error && error.details && Array.isArray(error.details.files) ? error.details.files : [];
+    if (files[0] && files[0].status === "skipped") return files[0];
+    if (status === 0) return { status: "failed", reason: networkError().message };
+    if (status === 401) {
+      askForKey();
+      return { status: "failed", reason: apiKey() ? "The server did not accept the API key." : "This server needs an API key (under “Key” at the top)." };
+    }
+    return { status: "failed", reason: (error && str(error.message)) || `The server answered with HTTP ${status}.` };
+  }
+
+  /** Poll /health until no build runs; `onProgress` gets its message meanwhile. */
+  async function waitForIndex(onProgress, timeoutMs = 30 * 60 * 1000) {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      let health = null;
+      try {
+        health = await getJSON("health");
+      } catch {
+        /* the server may restart: keep asking */
+      }
+      const building = health && health.building;
+      if (building && typeof building === "object") onProgress(str(building.message) || "Indexing…");
+      else if (health && (health.status === "ok" || health.status === "unavailable")) return health;
+      await sleep(POLL_MS);
+    }
+    return null;
+  }
+
+  async function uploadFiles(fileList) {
+    const files = Array.from(fileList || []);
+    uploadInput.value = "";
+    if (!files.length) return;
+    const rows = files.map((f) => [f, uploadRow(f)]);
+    const queued = [];
+    for (const [file, row] of rows) {
+      const { status, body } = await sendFile(file, row);
+      const result = fileResult(status, body);
+      if (result.status === "queued" && result.doc_id) {
+        queued.push([str(result.doc_id), row]);
+        row.set("indexing", "Uploaded · indexing…", { keepBar: true });
+      } else if (result.status === "skipped") {
+        row.set("skipped", `Skipped: ${str(result.reason) || "refused by the server"}`);
+      } else {
+        row.set("failed", `Failed: ${str(result.reason)}`);
+      }
+    }
+    if (!queued.length) return;
+    announce(`${queued.length} file${queued.length === 1 ? "" : "s"} uploaded; indexing.`);
+    const deadline = Date.now() + 60 * 1000;
+    let missing = queued;
+    for (;;) {
+      await waitForIndex((message) => {
+        for (const [, row] of missing) row.set("indexing", `Indexing: ${message}`, { keepBar: true });
+      });
+      await loadDocuments();
+      missing = missing.filter(([id]) => !docsById.has(id));
+      if (!missing.length || Date.now() > deadline) break;
+      await sleep(POLL_MS);
+    }
+    for (const [id, row] of queued) {
+      if (docsById.has(id)) {
+        freshIds.add(id);
+        row.set("added", "Added to the collection");
+      } else {
+        row.set("failed", "Saved, but not in the index yet: it is indexed when the server next builds (see the server log).");
+      }
+    }
+    renderDocuments();
+    const added = queued.filter(([id]) => docsById.has(id)).length;
+    if (added) announce(`${added} document${added === 1 ? "" : "s"} added.`);
+  }
+
+  $("#upload-btn").addEventListener("click", () => uploadInput.click());
+  uploadInput.addEventListener("change", () => uploadFiles(uploadInput.files));
+  // Drag and drop onto the upload area (or anywhere in the Documents view).
+  const docsView = $("#view-docs");
+  let dragDepth = 0;
+  const hasFiles = (e) => e.dataTransfer && Array.from(e.dataTransfer.types || []).includes("Files");
+  docsView.addEventListener("dragenter", (e) => {
+    if (!hasFiles(e)) return;
+    e.preventDefault();
+    dragDepth++;
+    uploadZone.classList.add("dragging");
+  });
+  docsView.addEventListener("dragover", (e) => {
+    if (!hasFiles(e)) return;
+    e.preventDefault();
+    e.dataTransfer.dropEffect = "copy";
+  });
+  docsView.addEventListener("dragleave", () => {
+    dragDepth = Math.max(0, dragDepth - 1);
+    if (!dragDepth) uploadZone.classList.remove("dragging");
+  });
+  docsView.addEventListener("drop", (e) => {
+    if (!hasFiles(e)) return;
+    e.preventDefault();
+    dragDepth = 0;
+    uploadZone.classList.remove("dragging");
+    uploadFiles(e.dataTransfer.files);
+  });
 
   // ---------------------------------------------------------------- tabs
 

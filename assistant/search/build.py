@@ -85,6 +85,8 @@ def build_index(settings: Settings, embedder: Embedder, progress: Progress | Non
     started = time.perf_counter()
     index_dir = settings.index_dir
     with build_lock(index_dir):
+        # Fingerprinted before reading: a file added or changed while the build runs leaves the index stale.
+        files = corpus_fingerprint(settings.corpus_dir)
         corpus = load_corpus(settings.corpus_dir, int(settings.max_file_mb * 1024 * 1024))
         if not corpus.documents:
             skipped = "".join(f"; skipped {s.source}: {s.reason}" for s in corpus.skipped[:5])
@@ -97,7 +99,7 @@ def build_index(settings: Settings, embedder: Embedder, progress: Progress | Non
         index_type = resolve_index_type(settings.index_type, len(chunks))
         sentence_rows = np.asarray(sentences, dtype=np.int64).reshape(-1, 3)
         name = _write_build(
-            index_dir, settings, config, corpus.documents, corpus.skipped, chunks, vectors, index_type, sentence_rows, sentence_vectors
+            index_dir, files, config, corpus.documents, corpus.skipped, chunks, vectors, index_type, sentence_rows, sentence_vectors
         )
     report = BuildReport(
         documents=len(corpus.documents),
@@ -262,7 +264,7 @@ def _reusable_vectors(index_dir: Path, config: dict) -> dict[tuple[str, str], np
     return reusable
 
 
-def _write_build(index_dir, settings, config, documents, skipped, chunks, vectors, index_type, sentences, sentence_vectors) -> str:
+def _write_build(index_dir, files, config, documents, skipped, chunks, vectors, index_type, sentences, sentence_vectors) -> str:
     import faiss
 
     builds = index_dir / "builds"
@@ -286,7 +288,7 @@ def _write_build(index_dir, settings, config, documents, skipped, chunks, vector
             "counts": {"documents": len(documents), "chunks": len(chunks), "sentences": len(sentences)},
             "documents": {d.doc_id: {"source": d.source, "sha256": d.sha256, "title": d.title} for d in documents},
             "skipped": [asdict(s) for s in skipped],
-            "files": corpus_fingerprint(settings.corpus_dir),
+            "files": files,
             "checksums": {f: _sha256(tmp / f) for f in DATA_FILES},
         }
         _write_json(tmp / "manifest.json", manifest)

@@ -145,6 +145,11 @@ def create_app(settings: Settings | None = None, service: Service | None = None,
     from assistant.server.openai_api import OpenAIErrors, openai_router
 
     app.include_router(openai_router(live, settings))
+    # POST /documents (uploads) and DELETE /documents/{doc_id}: added as the app's own routes (include_router keeps
+    # a router's routes apart from app.routes), so that the methods listed below name them too.
+    from assistant.server.uploads import uploads_router
+
+    app.router.routes.extend(uploads_router(live, settings).routes)
 
     api_methods: dict[str, set[str]] = {}
     for route in app.routes:
@@ -160,7 +165,7 @@ def create_app(settings: Settings | None = None, service: Service | None = None,
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST"],
+            allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["Authorization", "Content-Type"],
         )
     return app

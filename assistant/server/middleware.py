@@ -12,12 +12,21 @@ from assistant.server.errors import UNAUTHORISED, error_response
 log = logging.getLogger(__name__)
 
 
+UPLOAD_PATH = "/documents"  # POST: file uploads (uploads.py), held to max_upload_mb instead of max_body_bytes
+
+
+def upload_limit_bytes(settings: Settings) -> int:
+    """The largest ``POST /documents`` body (all its files together)."""
+    return int(settings.max_upload_mb * 1024 * 1024)
+
+
 class Guard:
     """The API key and the request size limit (declared or streamed bodies), checked before the body is parsed.
 
     With an API key configured every path needs it except ``open_paths`` (the chat page's own
     files and the ``/health`` liveness probe) and CORS preflights: deny by default, so a new
-    route is never open by mistake.
+    route is never open by mistake. File uploads (``POST /documents``) have their own, larger
+    limit (``max_upload_mb``); a streamed upload is counted as it passes, not held in memory.
     """
 
     def __init__(self, app, settings: Settings, open_paths: frozenset[str] = frozenset()):
@@ -27,8 +36,13 @@ class Guard:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        limit = self.settings.max_body_bytes
-        too_large = error_response(413, "too_large", f"The request body is larger than {limit} bytes.")
+        upload = scope["method"] == "POST" and scope["path"] == UPLOAD_PATH
+        limit = upload_limit_bytes(self.settings) if upload else self.settings.max_body_bytes
+        if upload:
+            message = f"The upload is larger than {self.settings.max_upload_mb:g} MiB (ASSISTANT_MAX_UPLOAD_MB); send fewer files at once."
+            too_large = error_response(413, "too_large", message, {"limit_bytes": limit})
+        else:
+            too_large = error_response(413, "too_large", f"The request body is larger than {limit} bytes.")
         if self.settings.api_key is not None and scope["method"] != "OPTIONS" and scope["path"] not in self.open_paths:
             if not key_ok(headers.get("authorization", ""), self.settings):
                 e = UNAUTHORISED
@@ -42,6 +56,8 @@ class Guard:
             return await self.app(scope, receive, send)
         if scope["method"] not in ("POST", "PUT", "PATCH"):
             return await self.app(scope, receive, send)
+        if upload:
+            return await _counted(self.app, scope, receive, send, limit, too_large)
         # A body of unknown length is read here, up to the limit, then handed on.
         chunks, size = [], 0
         while True:
@@ -65,6 +81,35 @@ class Guard:
             return await receive()
 
         await self.app(scope, replay, send)
+
+
+async def _counted(app, scope, receive, send, limit: int, too_large) -> None:
+    """Run ``app`` on a body of unknown length, passed through as it arrives; past ``limit`` bytes the app sees
+    the client go away, its answer is dropped and ``too_large`` is sent instead."""
+    size, over, started = 0, False, False
+
+    async def counted_receive():
+        nonlocal size, over
+        if over:
+            return {"type": "http.disconnect"}
+        message = await receive()
+        if message["type"] == "http.request":
+            size += len(message.get("body", b""))
+            if size > limit:
+                over = True
+                return {"type": "http.disconnect"}
+        return message
+
+    async def guarded_send(message) -> None:
+        nonlocal started
+        if over and not started:
+            return  # the app's answer to a body cut short; the 413 below replaces it
+        started = True
+        await send(message)
+
+    await app(scope, counted_receive, guarded_send)
+    if over and not started:
+        await too_large(scope, receive, send)
 
 
 def key_ok(authorization: str, settings: Settings) -> bool:

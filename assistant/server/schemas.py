@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
 
 from assistant.answer.followup import MAX_TURNS, Turn
 from assistant.answer.types import Citation
@@ -92,6 +92,9 @@ class ErrorResponse(BaseModel):
     error: ErrorBody
 
 
+UPLOAD_FOLDER = "uploads"  # below the corpus folder: where POST /documents saves files, and the only documents DELETE removes
+
+
 class DocumentInfo(BaseModel):
     doc_id: str
     title: str
@@ -103,6 +106,11 @@ class DocumentInfo(BaseModel):
     source: str
     chars: int
     warnings: list[str] = Field(default_factory=list, description="What a reader should know about this document's text.")
+
+    @computed_field(description="Added with POST /documents (its file is under uploads/): DELETE /documents/{doc_id} removes it.")
+    @property
+    def uploaded(self) -> bool:
+        return self.source.startswith(UPLOAD_FOLDER + "/")
 
 
 class SkippedFile(BaseModel):
@@ -117,6 +125,29 @@ class DocumentList(BaseModel):
 
 class DocumentText(DocumentInfo):
     text: str
+
+
+# ---------------------------------------------------------------- uploads (uploads.py)
+
+
+class UploadResult(BaseModel):
+    file: str = Field(description="The file name as sent.")
+    status: Literal["queued", "skipped"] = Field(description="queued: saved and being indexed; skipped: refused (see reason).")
+    doc_id: str | None = Field(default=None, description="The document's id (queued), or the existing document it duplicates.")
+    source: str | None = Field(default=None, description="Where it was saved, relative to the corpus folder (uploads/...).")
+    reason: str | None = Field(default=None, description="Why it was skipped.")
+
+
+class UploadResponse(BaseModel):
+    files: list[UploadResult] = Field(description="One result per file, in the order sent.")
+    message: str = Field(description="What happens next, in a sentence.")
+
+
+class DeleteResponse(BaseModel):
+    doc_id: str
+    status: Literal["deleted", "queued"] = Field(
+        description="deleted: gone from the index now (PostgreSQL); queued: its file is gone and the index is being rebuilt without it."
+    )
 
 
 # ---------------------------------------------------------------- OpenAI-compatible API (/v1, openai_api.py)

@@ -1,0 +1,315 @@
+"""Adding documents over HTTP: ``POST /documents`` (multipart files) and ``DELETE /documents/{doc_id}``.
+
+An upload goes the folder path's way: each file is saved into ``<corpus_dir>/uploads/`` and read with
+``load_document`` (the same readers, cleaning, type and size limits as ``assistant index``). A file is
+written to a hidden temporary name, read, then renamed into place and synced before the 202 answer, so
+nothing acknowledged is lost if the server stops: the next start's build (local store) or sync
+(PostgreSQL) finds it. Indexing then runs in the background through ``LiveService.update`` and shows in
+``/health`` (``building``).
+
+Only uploads can be deleted here; the rest of the corpus folder belongs to whoever manages it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import logging
+import os
+import re
+import time
+import unicodedata
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Annotated, BinaryIO
+
+import anyio.to_thread
+from fastapi import APIRouter, Depends, File, Request, UploadFile
+from fastapi.responses import JSONResponse
+
+from assistant.config import Settings
+from assistant.errors import NotFound
+from assistant.ingest.documents import SUPPORTED_SUFFIXES, Document, UnreadableFile, doc_id_for, load_document
+from assistant.ingest.readers import human_size
+from assistant.server.errors import ERRORS, ApiError, error_response
+from assistant.server.schemas import UPLOAD_FOLDER, DeleteResponse, ErrorResponse, UploadResponse
+from assistant.service import LiveService
+
+log = logging.getLogger(__name__)
+
+ACCEPTED = ", ".join(sorted(SUPPORTED_SUFFIXES))
+MAX_STEM_BYTES = 150  # a file name's stem, in UTF-8 bytes (file systems allow 255 for the whole name)
+STALE_TEMP_S = 24 * 3600  # temporary files older than this (left by a server that stopped mid-upload) are removed
+
+
+def safe_file_name(name: str) -> str:
+    """A file name that is safe to create in the uploads folder: no folders, no hidden or special names,
+    word characters, dots and dashes only; the suffix in lower case. Its stem is its document id's tail.
+
+    >>> safe_file_name("../../etc/passwd.txt"), safe_file_name("C:\\\\Users\\\\me\\\\Rapport annuel (2021).PDF")
+    ('passwd.txt', 'Rapport-annuel-2021.pdf')
+    >>> safe_file_name(".txt"), safe_file_name("..."), safe_file_name("отчёт.md")
+    ('document.txt', 'document', 'отчёт.md')
+    """
+    name = unicodedata.normalize("NFC", name).replace("\\", "/").split("/")[-1]
+    stem, dot, suffix = name.rpartition(".")
+    if not dot:
+        stem, suffix = name, ""
+    suffix = re.sub(r"[^\w]+", "", suffix).lower()
+    stem = re.sub(r"[^\w.-]+", "-", stem)
+    stem = re.sub(r"-{2,}", "-", stem).strip(".-_")
+    while len(stem.encode("utf-8")) > MAX_STEM_BYTES:
+        stem = stem[:-1].rstrip(".-_")
+    return f"{stem or 'document'}" + (f".{suffix}" if suffix else "")
+
+
+def uploads_dir(settings: Settings) -> Path:
+    return settings.corpus_dir / UPLOAD_FOLDER
+
+
+@contextmanager
+def _folder_lock(folder: Path):
+    """One writer at a time in the uploads folder (across threads and worker processes)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / ".lock").open("w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _taken(folder: Path) -> set[str]:
+    """The document ids (case-folded) of the files in the uploads folder, whatever their type."""
+    return {doc_id_for(Path(p.name)).casefold() for p in folder.iterdir() if not p.name.startswith(".")}
+
+
+def free_name(folder: Path, name: str) -> str:
+    """``name``, or ``stem-2.ext``, ``stem-3.ext``... : the first whose document id no file there has (any type)."""
+    taken = _taken(folder)
+    stem, suffix = Path(name).stem, Path(name).suffix
+    candidate, n = name, 2
+    while doc_id_for(Path(candidate)).casefold() in taken:
+        candidate, n = f"{stem}-{n}{suffix}", n + 1
+    return candidate
+
+
+@dataclass
+class Outcome:
+    """One file's result (the API's ``UploadResult``) and, when queued, its Document."""
+
+    file: str
+    status: str
+    kind: str = ""  # why skipped: type, size, duplicate, unreadable
+    reason: str | None = None
+    doc_id: str | None = None
+    source: str | None = None
+    document: Document | None = None
+
+    def result(self) -> dict:
+        return {"file": self.file, "status": self.status, "doc_id": self.doc_id, "source": self.source, "reason": self.reason}
+
+
+def save_upload(settings: Settings, filename: str, data: BinaryIO, size: int | None, known: dict[str, str]) -> Outcome:
+    """Check, save and read one uploaded file; ``known`` maps the sha256 of documents already there to their ids
+    (and learns this one). Blocking: run it in a worker thread."""
+    name = safe_file_name(filename)
+    suffix = Path(name).suffix
+    limit = int(settings.max_file_mb * 1024 * 1024)
+    if suffix not in SUPPORTED_SUFFIXES:
+        return Outcome(filename, "skipped", "type", f"unsupported file type '{suffix or '(none)'}' (accepted: {ACCEPTED})")
+    if size is not None and size > limit:
+        return Outcome(filename, "skipped", "size", f"file too large ({human_size(size)} > {human_size(limit)} limit)")
+    folder = uploads_dir(settings)
+    folder.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(folder)
+    tmp = folder / f".upload-{uuid.uuid4().hex}{suffix}"  # hidden: never read as part of the corpus
+    try:
+        digest = hashlib.sha256()
+        with tmp.open("xb") as out:
+            while block := data.read(1 << 20):
+                digest.update(block)
+                out.write(block)
+            out.flush()
+            os.fsync(out.fileno())
+        sha = digest.hexdigest()
+        if sha in known:
+            return Outcome(filename, "skipped", "duplicate", f"the same file is already there as {known[sha]}", doc_id=known[sha])
+        try:
+            document = load_document(tmp, settings.corpus_dir, None, limit)
+        except UnreadableFile as exc:
+            kind = "size" if str(exc).startswith("file too large") else "unreadable"
+            return Outcome(filename, "skipped", kind, str(exc))
+        except OSError as exc:  # as load_corpus words it
+            return Outcome(filename, "skipped", "unreadable", f"cannot read file: {exc.strerror or exc}")
+        with _folder_lock(folder):
+            final = _place(tmp, folder, name)
+            _fsync_dir(folder)
+    finally:
+        tmp.unlink(missing_ok=True)
+    rel = final.relative_to(settings.corpus_dir)
+    # As ``load_corpus`` will read it: the id and source of its place (nothing else depends on the file name).
+    document = replace(document, doc_id=doc_id_for(rel), source=rel.as_posix())
+    known[sha] = document.doc_id
+    log.info("saved upload %r as %s", filename, document.source)
+    return Outcome(filename, "queued", doc_id=document.doc_id, source=document.source, document=document)
+
+
+def _place(tmp: Path, folder: Path, name: str) -> Path:
+    """Give ``tmp`` its free name in ``folder`` without ever replacing a file (one dropped there by hand meanwhile)."""
+    while True:
+        final = folder / free_name(folder, name)
+        try:
+            os.link(tmp, final)  # fails if the name exists, unlike rename
+            return final
+        except FileExistsError:
+            continue
+        except OSError:  # a file system without hard links
+            if final.exists():
+                continue
+            os.rename(tmp, final)
+            return final
+
+
+def _remove_stale_temporaries(folder: Path) -> None:
+    cutoff = time.time() - STALE_TEMP_S
+    for path in folder.glob(".upload-*"):
+        try:
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
+        except OSError:
+            pass
+
+
+def _refusal(outcomes: list[Outcome]) -> JSONResponse:
+    """The error for a request whose every file was refused: 415 (all of an unsupported type), 413 (all too
+    large) or 400, with every file's result in ``details``."""
+    kinds = {o.kind for o in outcomes}
+    listed = "; ".join(f"{o.file}: {o.reason}" for o in outcomes[:5]) + ("; ..." if len(outcomes) > 5 else "")
+    message = f"No document was added ({listed})."
+    status, code = {"type": (415, "unsupported_media_type"), "size": (413, "too_large")}.get(kinds.pop(), (400, "no_documents"))
+    if kinds:  # refused for more than one kind of reason
+        status, code = 400, "no_documents"
+    return error_response(status, code, message, {"files": [o.result() for o in outcomes]})
+
+
+def uploads_router(live: LiveService, settings: Settings) -> APIRouter:
+    """``POST /documents`` and ``DELETE /documents/{doc_id}``; include it in the app."""
+    router = APIRouter(tags=["documents"])
+
+    def multipart(request: Request) -> None:
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype != "multipart/form-data":
+            raise ApiError(415, "unsupported_media_type", "Send the files as multipart/form-data, in a field named 'files'.")
+
+    @router.post(
+        "/documents",
+        status_code=202,
+        dependencies=[Depends(multipart)],
+        response_model=UploadResponse,
+        responses={
+            **ERRORS,
+            413: {"model": ErrorResponse, "description": "Too large, or every file too large"},
+            415: {"model": ErrorResponse, "description": "Not multipart, or every file of an unsupported type"},
+        },
+    )
+    async def upload(
+        files: Annotated[list[UploadFile], File(description=f"One or more files: {ACCEPTED}.")],
+    ) -> JSONResponse:
+        """Add documents: each file is saved into the corpus folder (``uploads/``) and read as ``assistant index``
+        reads files; then it is indexed in the background (``/health`` shows ``building``) and becomes searchable.
+
+        202 with one result per file (``queued``, or ``skipped`` with the reason). When every file is refused:
+        415 (all of an unsupported type), 413 (all too large) or 400, with the results in ``error.details.files``.
+        The whole request may hold ``ASSISTANT_MAX_UPLOAD_MB`` (100) and each file ``ASSISTANT_MAX_FILE_MB`` (50).
+        """
+        service = live.service
+        known: dict[str, str] = {}
+        if service is not None:
+            known = await anyio.to_thread.run_sync(_known_hashes, service.index, settings.corpus_dir)
+        outcomes = []
+        for item in files:
+            name = item.filename or ""
+            try:
+                outcome = await anyio.to_thread.run_sync(save_upload, settings, name, item.file, item.size, known)
+            except OSError as exc:  # the others still count
+                log.error("cannot save the upload %r into %s: %s", name, uploads_dir(settings), exc)
+                outcome = Outcome(name, "skipped", "storage", f"the server could not save it ({exc.strerror or exc})")
+            outcomes.append(outcome)
+        queued = [o.document for o in outcomes if o.document is not None]
+        if not queued:
+            return _refusal(outcomes)
+        live.update(queued)
+        n = len(queued)
+        message = f"{n} document{'s are' if n > 1 else ' is'} being indexed; /health shows the progress (building)."
+        return JSONResponse({"files": [o.result() for o in outcomes], "message": message}, status_code=202)
+
+    @router.delete(
+        "/documents/{doc_id:path}",
+        response_model=DeleteResponse,
+        responses={
+            **ERRORS,
+            202: {"model": DeleteResponse, "description": "File removed; the index is being rebuilt without it"},
+            404: {"model": ErrorResponse},
+            409: {"model": ErrorResponse, "description": "Not an uploaded document"},
+        },
+    )
+    async def delete(doc_id: str) -> JSONResponse:
+        """Remove an uploaded document: its file under ``uploads/`` and its index entries (200 when it is gone from
+        the index, 202 while the local index is rebuilt without it). Documents of the corpus folder itself are
+        managed by its owner (409)."""
+        return await anyio.to_thread.run_sync(_delete, live, settings, doc_id)
+
+    return router
+
+
+def _known_hashes(index, corpus_dir: Path) -> dict[str, str]:
+    """sha256 of every indexed file that is still there -> its document id (a deleted one may still be indexed)."""
+    if hasattr(index, "document_infos"):
+        infos = [(d["sha256"], d["doc_id"], d["source"]) for d in index.document_infos()]
+    else:
+        infos = [(d.sha256, d.doc_id, d.source) for d in index.documents.values()]
+    return {sha: doc_id for sha, doc_id, source in infos if (corpus_dir / source).is_file()}
+
+
+def _delete(live: LiveService, settings: Settings, doc_id: str) -> JSONResponse:
+    service = live.service
+    doc = service.index.documents.get(doc_id) if service is not None else None
+    folder = uploads_dir(settings)
+    if doc is not None:
+        source = doc.source
+    else:  # saved but not indexed yet?
+        pending = sorted(p for p in folder.iterdir() if not p.name.startswith(".")) if folder.is_dir() else []
+        pending = [p for p in pending if doc_id_for(p.relative_to(settings.corpus_dir)) == doc_id]
+        if not pending:
+            raise NotFound(f"No document with id {doc_id!r}.")
+        source = pending[0].relative_to(settings.corpus_dir).as_posix()
+    if not source.startswith(UPLOAD_FOLDER + "/"):
+        raise ApiError(
+            409,
+            "not_an_upload",
+            f"{doc_id!r} is a document of the corpus folder ({source}), which its owner manages: remove its file there and"
+            " reindex to drop it. Only uploaded documents can be deleted here.",
+            {"source": source},
+        )
+    if doc is not None and len(service.index.documents) == 1:
+        raise ApiError(409, "last_document", f"{doc_id!r} is the only document: the index cannot be empty. Add another first.")
+    path = settings.corpus_dir / source
+    if not path.parent.resolve().is_relative_to(folder.resolve()):
+        raise ApiError(409, "not_an_upload", f"{doc_id!r} is not in the uploads folder.")
+    with _folder_lock(folder):
+        path.unlink(missing_ok=True)
+        _fsync_dir(folder)
+    log.info("deleted upload %s", source)
+    gone = live.forget(doc.doc_id if doc is not None else doc_id)
+    return JSONResponse({"doc_id": doc_id, "status": "deleted" if gone else "queued"}, status_code=200 if gone else 202)
