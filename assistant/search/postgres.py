@@ -23,7 +23,6 @@ import math
 import threading
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -38,6 +37,7 @@ from assistant.search.build import Progress
 from assistant.search.embedders import Embedder
 from assistant.search.index import HNSW_FROM, embedding_config
 from assistant.search.keyword import tokenize
+from assistant.search.pg_documents import DOC_COLUMNS, Documents
 from assistant.search.store import SentenceRow
 
 if TYPE_CHECKING:
@@ -49,7 +49,6 @@ K1, B = 1.5, 0.75  # bm25s' defaults, as KeywordIndex uses them (Lucene variant)
 PHASE_ONE_CANDIDATES = 20_000  # keyword search scores the chunks of the rarest words first (see keyword_search)
 CHUNK_CACHE = 20_000
 
-_DOC_COLUMNS = "doc_id, source, title, text, sha256, publisher, date, period, language, description, warnings"
 _CHUNK_COLUMNS = 'c.id, d.doc_id, c.ordinal, c.start, c."end", c.text'
 
 
@@ -76,7 +75,7 @@ class PostgresStore:
         self.ef_search = ef_search
         self.pool_size = pool_size
         self.refresh_s = refresh_s
-        self.documents = _Documents(self, cached_documents)  # a Mapping[str, Document]
+        self.documents = Documents(self, cached_documents)  # a Mapping[str, Document]
         self._pool = None
         self._lock = threading.RLock()
         self._state: dict | None = None
@@ -339,7 +338,7 @@ class PostgresStore:
 
     def document_infos(self) -> list[dict]:
         """Every document's ``Document.info()`` (metadata, warnings, length) in one query, without loading the texts."""
-        sql = f"SELECT {_DOC_COLUMNS.replace('text,', 'length(text),')} FROM documents ORDER BY source, doc_id"
+        sql = f"SELECT {DOC_COLUMNS.replace('text,', 'length(text),')} FROM documents ORDER BY source, doc_id"
         with self._connection() as conn:
             rows = conn.execute(sql).fetchall()
         names = ["doc_id", "source", "title", "chars", "sha256", "publisher", "date", "period", "language", "description", "warnings"]
@@ -420,59 +419,3 @@ class PostgresStore:
             deleted = pg_sync.delete(conn, doc_id)
         self.state(fresh=True)
         return deleted
-
-
-class _Documents(Mapping[str, Document]):
-    """The store's documents by id; texts are loaded on demand and a few are kept (cleared on a new generation)."""
-
-    def __init__(self, store: PostgresStore, size: int):
-        self._store = store
-        self._size = size
-        self._cache: OrderedDict[str, Document] = OrderedDict()
-        self._ids: list[str] | None = None
-        self._known: frozenset[str] | None = None
-        self._lock = threading.Lock()
-
-    def clear(self) -> None:
-        with self._lock:
-            self._cache.clear()
-            self._ids = self._known = None
-
-    def _doc_ids(self) -> tuple[list[str], frozenset[str]]:
-        self._store.state()
-        with self._lock:
-            ids, known = self._ids, self._known
-        if ids is None:
-            with self._store._connection() as conn:
-                ids = [r[0] for r in conn.execute("SELECT doc_id FROM documents ORDER BY source, doc_id")]
-            known = frozenset(ids)
-            with self._lock:
-                self._ids, self._known = ids, known
-        return ids, known
-
-    def __getitem__(self, doc_id: str) -> Document:
-        self._store.state()
-        with self._lock:
-            doc = self._cache.get(doc_id)
-            if doc is not None:
-                self._cache.move_to_end(doc_id)
-                return doc
-        with self._store._connection() as conn:
-            row = conn.execute(f"SELECT {_DOC_COLUMNS} FROM documents WHERE doc_id = %s", (doc_id,)).fetchone()
-        if row is None:
-            raise KeyError(doc_id)
-        doc = Document(*row[:8], language=list(row[8]), description=row[9], warnings=list(row[10]))
-        with self._lock:
-            self._cache[doc_id] = doc
-            while len(self._cache) > self._size:
-                self._cache.popitem(last=False)
-        return doc
-
-    def __contains__(self, doc_id: object) -> bool:
-        return doc_id in self._doc_ids()[1]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._doc_ids()[0])
-
-    def __len__(self) -> int:
-        return len(self._doc_ids()[0])

@@ -28,12 +28,13 @@ from assistant.answer.pipeline import Pipeline, StreamFailed
 from assistant.answer.types import Answer
 from assistant.config import Settings
 from assistant.errors import NotFound
+from assistant.live import LiveService
 from assistant.search.embedders import Embedder
 from assistant.server.errors import ERRORS, ApiError, error_body, install_error_handlers
 from assistant.server.middleware import Guard, key_ok, timed_h11_protocol
 from assistant.server.schemas import AskFields, AskResponse, DocumentList, DocumentText, ErrorResponse, ask_request_model
 from assistant.server.static import WebFiles, web_dir
-from assistant.service import LiveService, Service
+from assistant.service import Service
 
 log = logging.getLogger(__name__)
 

@@ -32,6 +32,7 @@ from assistant.answer.llm_budget import Cancelled, CancelToken, cancellable
 from assistant.answer.pipeline import Pipeline, StreamFailed
 from assistant.answer.types import Answer
 from assistant.config import Settings
+from assistant.live import LiveService
 from assistant.server.app import _END, run_cancellable
 from assistant.server.errors import ApiError, error_body
 from assistant.server.schemas import (
@@ -45,7 +46,6 @@ from assistant.server.schemas import (
     OpenAIErrorResponse,
     ask_request_model,
 )
-from assistant.service import LiveService
 
 log = logging.getLogger(__name__)
 

@@ -33,9 +33,9 @@ from assistant.config import Settings
 from assistant.errors import NotFound
 from assistant.ingest.documents import SUPPORTED_SUFFIXES, Document, UnreadableFile, doc_id_for, load_document
 from assistant.ingest.readers import human_size
+from assistant.live import LiveService
 from assistant.server.errors import ERRORS, ApiError, error_response
 from assistant.server.schemas import UPLOAD_FOLDER, DeleteResponse, ErrorResponse, UploadResponse
-from assistant.service import LiveService
 
 log = logging.getLogger(__name__)
 

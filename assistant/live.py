@@ -1,0 +1,333 @@
+"""What a long-running server holds: ``LiveService``, the current ``Service`` (or why there is none yet).
+
+A missing or stale index is built in a background thread while the server already listens; a
+watcher swaps in builds made by other processes; uploads are indexed in the background too.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from assistant.config import Settings
+from assistant.errors import AssistantError, IndexNotReady
+from assistant.search.build import build_index
+from assistant.search.embedders import Embedder, create_embedder
+from assistant.search.index import build_lock, index_status, load_index
+from assistant.service import Service, assemble, open_store, postgres_store, reload_if_rebuilt
+
+log = logging.getLogger(__name__)
+
+
+def changed_during_build(manifest: dict) -> list[str]:
+    """Files of the corpus that a local build fingerprinted (when it was written) but did not read as they are,
+    or read but no longer found: the folder changed while the build ran (an upload, a deletion). ``index_status``
+    cannot see this, since the fingerprint is taken after the documents were read."""
+    files = manifest.get("files", {})
+    documents = {d["source"]: d.get("sha256") for d in manifest.get("documents", {}).values()}
+    read = set(documents) | {s["source"] for s in manifest.get("skipped", [])}
+    unread = [f for f in files if f != "metadata.json" and f not in read]
+    changed = [source for source, sha in documents.items() if files.get(source) != sha]
+    return sorted(unread + changed)
+
+
+class LiveService:
+    """What a server holds: the current Service, or why there is none yet.
+
+    ``start`` loads a ready index at once. A missing or stale index is built in a background
+    thread while the server already listens (a stale build keeps answering meanwhile); the new
+    build goes live when it is done. A watcher swaps in builds that ``assistant index`` makes
+    live from another process. ``status`` is what ``/health`` reports.
+    """
+
+    WATCH_EVERY_S = 2.0
+
+    def __init__(self, settings: Settings, service: Service | None = None, embedder: Embedder | None = None):
+        self.settings = settings
+        self.service = service
+        self.error: str | None = None
+        self.building: dict | None = None  # progress of a build running in this process
+        self._embedder = embedder
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._updates = threading.Lock()  # guards the queue of upload jobs below (``update``)
+        self._queued: list = []  # uploaded Documents to add (PostgreSQL store)
+        self._rebuild = False  # the corpus folder changed: rebuild (local store)
+        self._updating = False
+
+    def start(self, watch: bool = True) -> None:
+        """Load (or start building) the index; failures are kept to explain later, never raised."""
+        try:
+            if self.service is None:
+                self._open()
+            if self.service is not None:
+                self.service.warm_up()
+                log.info("ready: %d documents, %d chunks", len(self.service.index.documents), self.service.index.chunk_count)
+        except AssistantError as exc:  # the server stays up and explains itself
+            log.error("start-up failed: %s", exc)
+            self.error = str(exc)
+        except Exception:
+            log.exception("start-up failed")
+            self.error = "start-up failed (see the server log)"
+        if watch:
+            self._spawn(self._watch, "index-watcher")
+
+    def _open(self) -> None:
+        embedder = self._embedder or create_embedder(self.settings)
+        self._embedder = embedder
+        if self.settings.store == "postgres":
+            # The database may already hold what this worker serves; a sync (cheap when nothing changed,
+            # and one at a time across workers) brings it up to date with the corpus folder meanwhile.
+            self.service = self._try_open()
+            self._start_build()
+            return
+        status = index_status(self.settings, embedder.name, embedder.dim)
+        if status.ready:
+            self.service = assemble(self.settings, embedder, load_index(self.settings.index_dir))
+            changed = changed_during_build(status.manifest or {})
+            if changed:  # fingerprinted but not read (or the other way round): the build missed them
+                log.info("index needs a rebuild: the corpus changed while it was built (%s)", ", ".join(changed[:5]))
+                self.update()
+            return
+        for reason in status.reasons:
+            log.info("index needs a rebuild: %s", reason)
+        if status.manifest is not None and status.manifest.get("config", {}).get("embedder") == embedder.name:
+            try:  # a stale build answers until the new one is ready
+                self.service = assemble(self.settings, embedder, load_index(self.settings.index_dir))
+            except IndexNotReady as exc:
+                log.warning("the previous build cannot serve meanwhile: %s", exc)
+        self._start_build()
+
+    def _start_build(self) -> None:
+        self.building = {"started_at": time.time(), "documents_done": 0, "documents_total": None, "eta_s": None}
+        self._spawn(self._build, "index-builder")
+
+    def _try_open(self) -> Service | None:
+        """The service over the store as it is now, or None when it cannot serve yet (missing, empty, another config)."""
+        try:
+            store, _ = open_store(self.settings, self._embedder, build=False)
+        except IndexNotReady as exc:
+            log.info("the index cannot serve yet: %s", exc)
+            return None
+        service = assemble(self.settings, self._embedder, store)
+        service.warm_up()
+        return service
+
+    def _build(self, force: bool = False) -> None:
+        """Bring the index up to date (``force``: rebuild the local index even when it looks current) and make it live."""
+        started = time.monotonic()
+
+        def progress(state) -> None:
+            elapsed = time.monotonic() - started
+            rate = state.chars_done / elapsed if elapsed > 0 and state.chars_done else None
+            eta = (state.chars_total - state.chars_done) / rate if rate else None
+            self.building = {
+                **(self.building or {}),
+                "documents_done": state.documents_done,
+                "documents_total": state.documents_total,
+                "characters_done": state.chars_done,
+                "characters_total": state.chars_total,
+                "eta_s": None if eta is None else round(eta, 1),
+            }
+
+        try:
+            if force and self.settings.store == "local":
+                report = build_index(self.settings, self._embedder, progress)
+                store = load_index(self.settings.index_dir)
+            else:
+                store, report = open_store(self.settings, self._embedder, build=True, progress=progress)
+            if self.settings.store == "postgres" and self.service is not None:
+                log.warning(
+                    "index sync done: %d documents, %d chunks (%d embedded)", report.documents, report.chunks, report.embedded_chunks
+                )
+                return  # the store is live: the workers see the new data as it is written
+            fresh = assemble(self.settings, self._embedder, store, report)
+            fresh.warm_up()
+            with self._lock:
+                old, self.service, self.error = self.service, fresh, None
+            log.warning(
+                "new index build %s is live: %d documents, %d chunks (%d embedded) in %.1f s",
+                report.build,
+                report.documents,
+                report.chunks,
+                report.embedded_chunks,
+                report.seconds,
+            )
+            if old is not None and old.llm_client is not fresh.llm_client:
+                old.close()
+        except IndexNotReady as exc:
+            if "another" in str(exc):  # another worker or `assistant index` is building: the watcher picks its result up
+                log.info("%s; waiting for it", exc)
+            else:
+                log.error("index build failed: %s", exc)
+                self.error = str(exc)
+        except AssistantError as exc:
+            log.error("index build failed: %s", exc)
+            self.error = str(exc)
+        except Exception:
+            log.exception("index build failed")
+            self.error = "the index build failed (see the server log)"
+        finally:
+            self.building = None
+
+    # ------------------------------------------------------------- uploads (assistant/server/uploads.py)
+
+    def update(self, added: list | tuple = ()) -> None:
+        """Index what changed in the corpus folder, in the background: ``added`` are Documents whose files were
+        just saved there (uploads), and files may have been removed. One job at a time, visible in ``building``;
+        changes that arrive meanwhile are taken up by the next one.
+
+        Local store: a rebuild (unchanged documents reuse their vectors) that goes live when done. PostgreSQL:
+        each added document in its own transaction (``add_document``). Whatever a job has not finished when the
+        process stops, the next start's build or sync does, from the files.
+        """
+        with self._updates:
+            self._queued.extend(added)
+            self._rebuild = self._rebuild or self.settings.store == "local"
+            if self._updating:
+                return
+            self._updating = True
+        self._spawn(self._apply_updates, "index-builder")
+
+    def forget(self, doc_id: str) -> bool:
+        """Drop a document whose file was just removed from the corpus folder: at once in PostgreSQL (True), by a
+        background rebuild of the local index (False)."""
+        if self.settings.store != "postgres":
+            self.update()
+            return False
+        store, own = self._pg_store()
+        try:
+            store.delete_document(doc_id)
+        finally:
+            if own:
+                store.close()
+        return True
+
+    def _pg_store(self):
+        """The PostgreSQL store being served, or a new one when none is yet (``own``: close it after)."""
+        service = self.service
+        if service is not None and hasattr(service.index, "add_document"):
+            return service.index, False
+        return postgres_store(self.settings), True
+
+    def _apply_updates(self) -> None:
+        for thread in list(self._threads):  # a build started with the server finishes first
+            if thread.name == "index-builder" and thread is not threading.current_thread():
+                thread.join()
+        try:
+            if self._embedder is None:
+                self._embedder = create_embedder(self.settings)
+        except Exception:
+            log.exception("cannot index the uploads: no embedder (they are indexed at the next start)")
+            with self._updates:
+                self._updating = False
+            return
+        while True:
+            with self._updates:
+                documents, self._queued = self._queued, []
+                rebuild, self._rebuild = self._rebuild, False
+                if not documents and not rebuild:
+                    self._updating = False
+                    return
+            self.building = {"started_at": time.time(), "documents_done": 0, "documents_total": len(documents) or None, "eta_s": None}
+            try:
+                if rebuild:
+                    self._build(force=True)
+                    if self._another_build_running():  # which may have read the folder before the change: build after it
+                        while self._another_build_running() and not self._stop.wait(self.WATCH_EVERY_S):
+                            pass
+                        with self._updates:
+                            self._rebuild = True
+                else:
+                    self._add_documents(documents)
+            except Exception:  # the files are saved: the next start's sync indexes them
+                log.exception("indexing the uploads failed")
+            finally:
+                self.building = None
+
+    def _another_build_running(self) -> bool:
+        """Is another process (``assistant index``, another worker) building the local index now?"""
+        try:
+            with build_lock(self.settings.index_dir):
+                return False
+        except IndexNotReady:
+            return True
+
+    def _add_documents(self, documents: list) -> None:
+        store, own = self._pg_store()
+        try:
+            for n, doc in enumerate(documents):
+                path = self.settings.corpus_dir / doc.source
+                if path.exists():  # not deleted meanwhile
+                    store.add_document(doc, self._embedder, self.settings)
+                    if not path.exists():  # deleted while it was being added
+                        store.delete_document(doc.doc_id)
+                self.building = {**(self.building or {}), "documents_done": n + 1}
+            log.warning("indexed %d uploaded documents", len(documents))
+        finally:
+            if own:
+                store.close()
+        if self.service is None:
+            with self._lock:
+                self.error = None
+                self.service = self._try_open()
+
+    def _spawn(self, target, name: str) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.WATCH_EVERY_S):
+            self.refresh()
+
+    def refresh(self) -> None:
+        """Swap in a build that another process made live since the current one loaded (or, with no
+        service yet, the first one that can serve: another worker may have built it)."""
+        if self.building is not None or not self._lock.acquire(blocking=False):
+            return
+        try:
+            if self.service is None:
+                if self._embedder is not None and not self.error:
+                    self.service = self._try_open()
+                return
+            if self.settings.store == "postgres":
+                return  # a live store: nothing to swap
+            fresh = reload_if_rebuilt(self.service)
+            if fresh is not None:
+                self.service = fresh
+                log.warning("new index build %s is live: %d documents", fresh.index.manifest["build"], len(fresh.index.documents))
+        except IndexNotReady as exc:
+            log.error("not reloading the index: %s", exc)
+        finally:
+            self._lock.release()
+
+    def ready(self) -> Service:
+        """The current Service, or IndexNotReady saying why there is none (and how far a build is)."""
+        service = self.service
+        if service is not None:
+            return service
+        if self.building is not None:
+            raise IndexNotReady(f"The index is being built ({self.describe_progress()}); ask again shortly.", self.building)
+        reason = self.error or "the index is still loading"
+        raise IndexNotReady(f"The assistant is not ready: {reason}. Run 'assistant index' and restart.")
+
+    def describe_progress(self) -> str:
+        b = self.building or {}
+        if not b.get("documents_total"):
+            return "reading the documents"
+        text = f"{b['documents_done']} of {b['documents_total']} documents embedded"
+        return text + (f", about {b['eta_s']:.0f} s left" if b.get("eta_s") is not None else "")
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Wait for a background build (tests, benchmarks)."""
+        for thread in self._threads:
+            if thread.name == "index-builder":
+                thread.join(timeout)
+
+    def close(self) -> None:
+        self._stop.set()
+        if self.service is not None:
+            self.service.close()

@@ -1,0 +1,71 @@
+"""The documents of a PostgreSQL store as a ``Mapping`` (what ``Store.documents`` is)."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING
+
+from assistant.ingest.documents import Document
+
+if TYPE_CHECKING:
+    from assistant.search.postgres import PostgresStore
+
+DOC_COLUMNS = "doc_id, source, title, text, sha256, publisher, date, period, language, description, warnings"
+
+
+class Documents(Mapping[str, Document]):
+    """The store's documents by id; texts are loaded on demand and a few are kept (cleared on a new generation)."""
+
+    def __init__(self, store: PostgresStore, size: int):
+        self._store = store
+        self._size = size
+        self._cache: OrderedDict[str, Document] = OrderedDict()
+        self._ids: list[str] | None = None
+        self._known: frozenset[str] | None = None
+        self._lock = threading.Lock()
+
+    def clear(self) -> None:
+        with self._lock:
+            self._cache.clear()
+            self._ids = self._known = None
+
+    def _doc_ids(self) -> tuple[list[str], frozenset[str]]:
+        self._store.state()
+        with self._lock:
+            ids, known = self._ids, self._known
+        if ids is None:
+            with self._store._connection() as conn:
+                ids = [r[0] for r in conn.execute("SELECT doc_id FROM documents ORDER BY source, doc_id")]
+            known = frozenset(ids)
+            with self._lock:
+                self._ids, self._known = ids, known
+        return ids, known
+
+    def __getitem__(self, doc_id: str) -> Document:
+        self._store.state()
+        with self._lock:
+            doc = self._cache.get(doc_id)
+            if doc is not None:
+                self._cache.move_to_end(doc_id)
+                return doc
+        with self._store._connection() as conn:
+            row = conn.execute(f"SELECT {DOC_COLUMNS} FROM documents WHERE doc_id = %s", (doc_id,)).fetchone()
+        if row is None:
+            raise KeyError(doc_id)
+        doc = Document(*row[:8], language=list(row[8]), description=row[9], warnings=list(row[10]))
+        with self._lock:
+            self._cache[doc_id] = doc
+            while len(self._cache) > self._size:
+                self._cache.popitem(last=False)
+        return doc
+
+    def __contains__(self, doc_id: object) -> bool:
+        return doc_id in self._doc_ids()[1]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._doc_ids()[0])
+
+    def __len__(self) -> int:
+        return len(self._doc_ids()[0])
