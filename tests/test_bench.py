@@ -59,6 +59,10 @@ def test_quick_benchmark_writes_every_section(tmp_path: Path) -> None:
         assert 0.0 <= row["recall_at_10"] <= 1.0
         assert all(_number(row[k]) for k in ("build_s", "bytes_per_chunk", "p50_ms", "p95_ms"))
 
+    pg = data["postgres"]
+    assert pg["ann"] and all(0.0 <= h["recall_at_k"] <= 1.0 for a in pg["ann"] for h in a["hnsw"])
+    assert {r["path"] for r in pg["ask"]["rows"]} >= {"Pipeline.ask in-process", "HTTP, 2 worker(s), 2 clients"}
+
     alt = data["alt"]
     assert _number(alt["ask_ratio_naive_over_ours_p50"]) and _number(alt["retrieval_ratio_naive_over_ours_p50"])
 
