@@ -178,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--false-abstention", type=float, default=0.05, help="allowed false abstentions on the calibration questions")
     p.add_argument("--work-dir", type=Path, help="indexes for the runs (default: a temporary folder)")
     p.add_argument("--limit", type=int, default=0, help="only the first N calibration questions (a smoke test)")
+    p.add_argument("--dump", type=Path, help="also write each case's features of its best sentences (JSON lines) for analysis")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     started = time.time()
@@ -210,6 +211,13 @@ def main(argv: list[str] | None = None) -> int:
         if n % 10 == 0:
             log.info("answer-removed variants: %d", n)
     calibration, report = calibrate(cases, args.false_abstention)
+    if args.dump:
+        with args.dump.open("w", encoding="utf-8") as fh:
+            for c in cases:
+                top = ranked(c.cands, calibration.reader_weight)[:5] if c.cands else []
+                rows = [{**features(c, b), "holds_gold": contains_answer(text_of(c, b), c.question.answers)} for b in top]
+                fh.write(json.dumps({"id": c.question.id, "variant": c.variant, "answerable": c.answerable, "blocked": c.blocked,
+                                     "language": c.question.language, "top": rows}) + "\n")  # fmt: skip
     reader = load_reader(base)
     calibration = Calibration(
         calibration.reader_weight,

@@ -389,11 +389,16 @@ def train(args: argparse.Namespace) -> dict:
 
     loss_fn = torch.nn.CrossEntropyLoss()
     seen, t0, running = 0, time.time(), []
+    stop = min(args.stop_at_step or total, total)
     for epoch in range(args.epochs):
+        if step >= stop:
+            break
         plan = batches(train_f, args.batch_size, random.Random(args.seed * 1000 + epoch))
         for b, idx in enumerate(plan):
             if epoch * per_epoch + b < step:
                 continue
+            if step >= stop:
+                break
             module.train()
             ids, mask = pad_batch([train_f[i].ids for i in idx], base.file.pad)
             # Only <s> and the text window may be predicted.
@@ -429,8 +434,11 @@ def train(args: argparse.Namespace) -> dict:
                     rate,
                     eta / 60,
                 )
-            if step % args.checkpoint_every == 0 or step == total:
+            if step % args.checkpoint_every == 0 or step in (total, stop):
                 _save_checkpoint(checkpoint, module, optimiser, scheduler, step, args)
+        if step >= stop and step < total:
+            log.info("stopped at step %d of %d (--stop-at-step)", step, total)
+            break
         log.info("epoch %d done", epoch + 1)
 
     # Evaluate exactly what is stored: trained tensors rounded to fp16.
@@ -458,6 +466,7 @@ def train(args: argparse.Namespace) -> dict:
         "training_data": {f.name: file_sha256(f) for f in files},
         "arguments": _fingerprint(args),
         "counts": counts,
+        "steps": {"trained": step, "planned": total},
         "metrics": metrics,
         "weights_sha256": file_sha256(out / WEIGHTS_FILE),
         "wall_time_s": round(time.time() - started, 1),
@@ -507,6 +516,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--checkpoint-every", type=int, default=200)
     p.add_argument("--limit", type=int, default=0, help="train on the first N windows only (a smoke test)")
+    p.add_argument(
+        "--stop-at-step",
+        type=int,
+        default=0,
+        help="end the run at this step (resuming from its checkpoint) and export it; the schedule is not changed",
+    )
     return p
 
 
