@@ -15,7 +15,9 @@ Fitted, in order:
    its ``threshold``: the highest one whose false abstentions on answerable questions stay within
    ``--false-abstention`` (5% by default);
 3. ``short_answer_margin``: from which reader margin the span alone is the answer: the lowest one
-   at which the short spans hold a gold answer (nearly) as often as the sentences they come from.
+   at which answering with the spans costs at most 3 points of "the answer holds a gold answer"
+   against always quoting the sentence (a span a few words shorter than the labelled answer
+   counts as a miss; the sentence is still quoted beneath the short answer).
 """
 
 from __future__ import annotations
@@ -32,9 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
-from assistant.answer.decision import CALIBRATION_FILE, Calibration, decision_features, fit_logistic
+from assistant.answer.decision import CALIBRATION_FILE, Calibration, fit_logistic
 from assistant.answer.extractive import Candidate, ExtractiveAnswerer
-from assistant.answer.kinds import has_kind, question_kind, wants_explanation
+from assistant.answer.kinds import wants_explanation
 from assistant.config import Settings
 from assistant.evaluation.harness import Question, answer_removed, load_questions
 from assistant.evaluation.metrics import contains_answer, token_f1
@@ -46,7 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 WEIGHT_GRID = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.8, 1.2, 2.0, 3.0)
 MARGIN_GRID = tuple(np.round(np.arange(-2.0, 8.01, 0.5), 2))
 MIN_SHORT = 10  # a margin is judged on at least this many short answers
-SHORT_TOLERANCE = 0.03  # how much less often than its sentence a short answer may hold the gold answer
+SHORT_TOLERANCE = 0.03  # how much "answer holds a gold answer" short answers may cost, against sentences only
 
 
 @dataclass
@@ -84,10 +86,7 @@ def text_of(case: Case, c: Candidate, span: tuple[int, int] | None = None) -> st
 
 
 def features(case: Case, best: Candidate) -> dict[str, float]:
-    q = case.question.question
-    kind = question_kind(q)
-    kind_ok = kind is None or best.kind or bool(best.span and has_kind(text_of(case, best, best.span), kind, q))
-    return decision_features(best.margin, case.answerer.evidence_score(best), best.lexical, kind_ok, best.answer_p)
+    return case.answerer.decision_inputs(case.question.question, best)
 
 
 def calibrate(cases: list[Case], false_abstention: float) -> tuple[Calibration, dict]:
@@ -129,12 +128,12 @@ def calibrate(cases: list[Case], false_abstention: float) -> tuple[Calibration, 
         mean = lambda xs: float(np.mean(xs)) if xs else 0.0  # noqa: E731
         return mean(contains), mean(f1), mean(span_ok), mean(sentence_ok), len(span_ok)
 
-    # The span alone is the answer from the lowest reader margin at which it is (nearly) as often right
-    # as the sentence it comes from: short where the reader is sure, the whole sentence elsewhere.
+    # The span alone is the answer from the lowest reader margin at which answers stay (nearly) as
+    # often right as when every answer is its sentence: short where the reader is sure.
     scored = {m: outcome(m) for m in MARGIN_GRID}
-    eligible = [m for m in MARGIN_GRID if scored[m][4] >= MIN_SHORT and scored[m][2] >= scored[m][3] - SHORT_TOLERANCE]
-    short_margin = float(min(eligible)) if eligible else 99.0
     sentence_contains = outcome(99.0)[0]
+    eligible = [m for m in MARGIN_GRID if scored[m][4] >= MIN_SHORT and scored[m][0] >= sentence_contains - SHORT_TOLERANCE]
+    short_margin = float(min(eligible)) if eligible else 99.0
 
     removed = [c for c in cases if c.variant == "answer-removed"]
     unanswerable = [c for c in cases if not c.answerable]

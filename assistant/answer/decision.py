@@ -3,8 +3,8 @@
 A small logistic model turns the evidence for the best sentence into the probability that the
 documents answer the question: the reader's margin (its best span in the sentence against its
 "no answer here" score) and its probability that the passage holds an answer at all, the
-sentence's similarity and word overlap with the question, and whether it holds the kind of thing
-asked for. The answerer abstains below ``threshold``.
+sentence's similarity and word overlap with the question, whether it holds the kind of thing
+asked for, and whether the question is in another language than the sentence. The answerer abstains below ``threshold``.
 
 The numbers are fitted by ``assistant calibrate`` (``training/calibrate.py``) on the calibration
 half of the labelled questions plus answer-removed variants of them, never on the questions the
@@ -19,17 +19,19 @@ from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 
-FEATURES = ("margin", "answer_p", "evidence", "lexical", "kind")
+FEATURES = ("margin", "answer_p", "evidence", "kind", "crosslingual")
 CALIBRATION_FILE = "calibration.json"
 
 
-def decision_features(margin: float | None, evidence: float, lexical: float, kind_ok: bool, answer_p: float = 0.0) -> dict[str, float]:
+def decision_features(margin: float | None, evidence: float, kind_ok: bool, answer_p: float, crosslingual: bool) -> dict[str, float]:
     """The model's inputs; a sentence the reader did not read counts as a strong "no answer".
 
-    ``answer_p`` is the reader's probability that the sentence's passage holds an answer at all.
+    ``answer_p`` is the reader's probability that the sentence's passage holds an answer at all;
+    ``crosslingual`` says the question is not in the sentence's language, where similarity and the
+    reader's scores run lower for answerable questions too.
     """
     m = -15.0 if margin is None else max(-15.0, min(15.0, margin))
-    return {"margin": m / 5.0, "answer_p": answer_p, "evidence": evidence, "lexical": lexical, "kind": float(kind_ok)}
+    return {"margin": m / 5.0, "answer_p": answer_p, "evidence": evidence, "kind": float(kind_ok), "crosslingual": float(crosslingual)}
 
 
 @dataclass(frozen=True)

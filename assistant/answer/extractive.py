@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 
 from assistant.answer.decision import Calibration, decision_features
 from assistant.answer.kinds import counted_words, counts_noun, has_kind, question_kind, wants_explanation
-from assistant.answer.language import no_answer_text, question_language
+from assistant.answer.language import languages, no_answer_text, question_language
 from assistant.answer.safety import has_content, is_instruction
 from assistant.answer.types import Answer, Citation, citation, related
 from assistant.config import Settings
@@ -184,6 +184,14 @@ class ExtractiveAnswerer:
         """How strongly the best sentence supports an answer (similarity and word overlap)."""
         return best.dense + self.weights.lexical * best.lexical
 
+    def decision_inputs(self, question: str, best: Candidate) -> dict[str, float]:
+        """The calibrated decision's features for quoting ``best``."""
+        kind = question_kind(question)
+        kind_ok = kind is None or best.kind or bool(best.span and has_kind(self._text(best.span, best), kind, question))
+        written_in = languages(self._sentence_text(best))
+        crosslingual = bool(written_in) and question_language(question) not in written_in
+        return decision_features(best.margin, self.evidence_score(best), kind_ok, best.answer_p, crosslingual)
+
     # ------------------------------------------------------------------ answering
 
     def choose(self, question: str, cands: list[Candidate]) -> Choice:
@@ -198,10 +206,7 @@ class ExtractiveAnswerer:
         if self.calibration is None:
             return self._choose_by_rules(question, cands)
         best = cands[0]
-        kind = question_kind(question)
-        kind_ok = kind is None or best.kind or bool(best.span and has_kind(self._text(best.span, best), kind, question))
-        features = decision_features(best.margin, self.evidence_score(best), best.lexical, kind_ok, best.answer_p)
-        p = self.calibration.probability(features)
+        p = self.calibration.probability(self.decision_inputs(question, best))
         if p < self.calibration.threshold:
             return Choice(None, f"weak evidence (p={p:.2f})", p)
         return Choice(best, "", p)
