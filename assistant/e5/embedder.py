@@ -17,20 +17,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .model import E5Base, set_threads
+from .model import E5Base, bf16_is_native, set_threads
 
 QUERY_PREFIX = "query: "
 PASSAGE_PREFIX = "passage: "
-
-
-def bf16_is_native() -> bool:
-    """Does this CPU compute in bfloat16 natively (AVX512-BF16 or AMX)? Elsewhere it is emulated and slow."""
-    import torch
-
-    try:
-        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
-    except AttributeError:  # pragma: no cover - older torch
-        return False
 
 
 @dataclass

@@ -146,3 +146,13 @@ def set_threads(threads: int | None) -> None:
     with _THREADS_LOCK:
         if torch.get_num_threads() != threads:
             torch.set_num_threads(threads)
+
+
+def bf16_is_native() -> bool:
+    """Does this CPU compute in bfloat16 natively (AVX512-BF16 or AMX)? Elsewhere it is emulated and slow."""
+    import torch
+
+    try:
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except AttributeError:  # pragma: no cover - older torch
+        return False

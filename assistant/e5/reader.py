@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .model import E5Base, set_threads
+from .model import E5Base, bf16_is_native, set_threads
 from .modelfile import file_sha256
 
 WEIGHTS_FILE = "reader.safetensors"
@@ -264,7 +264,7 @@ class Reader:
     Thread-safe; one forward pass per call over all windows of all texts.
     """
 
-    def __init__(self, weights_dir: Path, base: E5Base | None = None, threads: int | None = None):
+    def __init__(self, weights_dir: Path, base: E5Base | None = None, threads: int | None = None, bf16: bool | None = None):
         from safetensors.torch import load_file
 
         torch = _torch()
@@ -290,6 +290,8 @@ class Reader:
         self._torch = torch
         self.info = ReaderInfo(str(weights_dir), asdict(self.spec), file_sha256(weights_dir / WEIGHTS_FILE), manifest.get("metrics", {}))
         self._lock = threading.Lock()
+        # Trained under bfloat16 autocast; on CPUs that compute it natively it reads ~2.5x faster.
+        self.bf16 = bf16_is_native() if bf16 is None else bf16
 
     def read(self, question: str, texts: list[str]) -> list[Reading]:
         """Score ``question`` against each text (long texts are read in overlapping windows)."""
@@ -303,9 +305,9 @@ class Reader:
             for w in windows(self.base, q_ids, enc.ids, enc.offsets, self.spec):
                 all_windows.append((i, w))
         ids, mask = pad_batch([w.ids for _, w in all_windows], self.base.file.pad)
-        with self._lock, self._torch.inference_mode():
+        with self._lock, self._torch.inference_mode(), self._torch.autocast("cpu", dtype=self._torch.bfloat16, enabled=self.bf16):
             start, end = self._module(ids, mask)
-        start, end = start.numpy(), end.numpy()
+        start, end = start.float().numpy(), end.float().numpy()
         readings: list[Reading] = []
         for i, (text, enc) in enumerate(zip(texts, encoded, strict=True)):
             n = len(enc.ids)
