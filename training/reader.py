@@ -375,7 +375,7 @@ def train(args: argparse.Namespace) -> dict:
     work = Path(args.work_dir)
     work.mkdir(parents=True, exist_ok=True)
     checkpoint = work / "checkpoint.pt"
-    step = 0
+    step, earlier = 0, 0.0
     if checkpoint.exists():
         state = torch.load(checkpoint, weights_only=False)
         if state["args"] != _fingerprint(args):
@@ -384,6 +384,7 @@ def train(args: argparse.Namespace) -> dict:
         optimiser.load_state_dict(state["optimiser"])
         scheduler.load_state_dict(state["scheduler"])
         step = state["step"]
+        earlier = state.get("seconds", 0.0)
         torch.set_rng_state(state["torch_rng"])
         log.info("resumed from step %d of %d", step, total)
 
@@ -435,7 +436,7 @@ def train(args: argparse.Namespace) -> dict:
                     eta / 60,
                 )
             if step % args.checkpoint_every == 0 or step in (total, stop):
-                _save_checkpoint(checkpoint, module, optimiser, scheduler, step, args)
+                _save_checkpoint(checkpoint, module, optimiser, scheduler, step, args, earlier + time.time() - started)
         if step >= stop and step < total:
             log.info("stopped at step %d of %d (--stop-at-step)", step, total)
             break
@@ -469,7 +470,7 @@ def train(args: argparse.Namespace) -> dict:
         "steps": {"trained": step, "planned": total},
         "metrics": metrics,
         "weights_sha256": file_sha256(out / WEIGHTS_FILE),
-        "wall_time_s": round(time.time() - started, 1),
+        "wall_time_s": round(earlier + time.time() - started, 1),  # all sessions of the run
         "command": "assistant train-reader " + args.command_line,
     }
     (out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -482,7 +483,7 @@ def _fingerprint(args: argparse.Namespace) -> dict:
     return {k: getattr(args, k) for k in keys}
 
 
-def _save_checkpoint(path: Path, module, optimiser, scheduler, step: int, args) -> None:
+def _save_checkpoint(path: Path, module, optimiser, scheduler, step: int, args, seconds: float) -> None:
     import torch
 
     tmp = path.with_suffix(".tmp")
@@ -492,6 +493,7 @@ def _save_checkpoint(path: Path, module, optimiser, scheduler, step: int, args) 
             "optimiser": optimiser.state_dict(),
             "scheduler": scheduler.state_dict(),
             "step": step,
+            "seconds": seconds,
             "torch_rng": torch.get_rng_state(),
             "args": _fingerprint(args),
         },
