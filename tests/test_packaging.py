@@ -28,7 +28,13 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.slow
 def test_the_wheel_holds_the_page_the_prompts_and_the_reader(wheel: Path):
     names = set(zipfile.ZipFile(wheel).namelist())
-    for name in ("assistant/web/index.html", "assistant/web/app.js", "assistant/web/style.css", "assistant/prompts/answer.md"):
+    for name in (
+        "assistant/web/index.html",
+        "assistant/web/app.js",
+        "assistant/web/style.css",
+        "assistant/prompts/answer.md",
+        "assistant/answer/calibration.json",
+    ):
         assert name in names, name
     assert any(n.startswith("assistant/e5/trained/") and n.endswith(".safetensors") for n in names)
     assert not any(n.startswith(("tests/", "corpus/", "index/")) for n in names)
