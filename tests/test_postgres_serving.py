@@ -118,3 +118,32 @@ def test_two_workers_serve_one_postgres_store_and_see_new_documents(tmp_path, pg
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+def _offsets(answer) -> list[tuple]:
+    return [(c.doc_id, c.start, c.end, c.quote_start, c.quote_end, c.answer_start, c.answer_end) for c in answer.citations]
+
+
+@pytest.mark.slow
+def test_every_evaluation_question_gets_the_same_answer_on_both_stores_with_e5_and_the_reader(real_index_dir, pg_url):  # noqa: F811
+    """The default pipeline (e5, the trained reader, the calibration) on both stores: identical answers,
+    abstentions and citations for every labelled question, and the regression gate holds on PostgreSQL."""
+    from assistant.evaluation import harness as ev
+    from assistant.search.embedders import create_embedder
+    from assistant.service import open_service
+
+    local_settings = Settings(_env_file=None, corpus_dir=ROOT / "corpus", index_dir=real_index_dir)
+    shared_settings = local_settings.model_copy(update={"store": "postgres", "database_url": pg_url})
+    embedder = create_embedder(local_settings)
+    local = open_service(local_settings, embedder, build=False)
+    shared = open_service(shared_settings, embedder)
+    assert local.pipeline.extractive.reader is not None and shared.pipeline.extractive.reader is not None
+    texts = {d: doc.text for d, doc in local.index.documents.items()}
+    questions = ev.load_set("all", texts) + ev.load_set("unseen", texts)
+    for q in questions:
+        x, y = local.pipeline.ask(q.question), shared.pipeline.ask(q.question)
+        assert (x.answer, x.abstained) == (y.answer, y.abstained), q.id
+        assert _offsets(x) == _offsets(y), q.id
+    baseline = json.loads((ROOT / "evaluation" / "baseline.json").read_text())["sets"]["test"]["headline"]
+    report = ev.run_evaluation(shared.pipeline, ev.load_set("test", texts))
+    assert not ev.regressions(report["overall"], baseline, 0.03)
