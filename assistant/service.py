@@ -7,6 +7,7 @@ long-running server holds on top of it.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 from dataclasses import dataclass
 from functools import cache
@@ -94,7 +95,17 @@ def assemble(settings: Settings, embedder: Embedder, index: Store, report: Build
 
         condense = Condenser(client, Prompt.load(name="condense.md"))
     pipeline = Pipeline(settings, retriever, extractive, llm, condense)
+    _return_freed_memory()
     return Service(settings, embedder, index, retriever, pipeline, client, report)
+
+
+def _return_freed_memory() -> None:
+    """Hand back to the system the heap freed after loading (float32 copies of the weights made on
+    the way in): glibc keeps it otherwise, ~75 MB of the server's resident memory."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 def open_service(

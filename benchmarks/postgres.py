@@ -45,7 +45,7 @@ def _database(url: str | None) -> Iterator[str]:
     if url:
         yield url
         return
-    from tests.pg import postgres_server
+    from benchmarks.pg_server import postgres_server
 
     with postgres_server(durable=True) as server:
         yield server.create_database("bench")

@@ -8,6 +8,7 @@ reader) shares that one module and the tokenizer, through ``E5Base``.
 from __future__ import annotations
 
 import threading
+import warnings
 from dataclasses import dataclass
 from functools import cache
 
@@ -47,7 +48,10 @@ def _q4_embedding_class():
             self.dim = dim
             self.num_embeddings = rows
             self.embedding_dim = dim
-            data = torch.from_numpy(np.asarray(blocks).reshape(rows, dim // QK, BLOCK_BYTES).copy())
+            # A view of the model file's read-only memory map, not a copy: the table is never written.
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+                data = torch.from_numpy(np.asarray(blocks).reshape(rows, dim // QK, BLOCK_BYTES))
             self.register_buffer("blocks", data, persistent=False)
 
         def forward(self, ids):
