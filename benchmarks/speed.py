@@ -183,6 +183,7 @@ class Context:
             llm_base_url=None,
             api_key=None,
         )
+        values.update({k.lower(): v for k, v in self.args.setting})
         values.update(overrides)
         return Settings(_env_file=None, **values)
 
@@ -198,6 +199,7 @@ class Context:
             env["ASSISTANT_INDEX_DIR"] = str(self.index_dir.resolve())
         if self.args.embed_threads:
             env["ASSISTANT_EMBED_THREADS"] = str(self.args.embed_threads)
+        env.update({f"ASSISTANT_{k.upper()}": v for k, v in self.args.setting})
         env.update(extra)
         return env
 
@@ -1186,6 +1188,13 @@ def check_targets(results: dict) -> list[dict]:
 # ---------------------------------------------------------------- entry point
 
 
+def _setting(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name.strip(), value.strip()
+
+
 def _int_list(text: str) -> list[int]:
     return [int(x.replace("_", "")) for x in text.split(",") if x.strip()]
 
@@ -1199,6 +1208,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--index-dir", type=Path, help="an index already built for --corpus-dir (default: build one in a temp folder)")
     p.add_argument("--embedder", default="e5", choices=["e5", "use", "minilm"], help="embedder of the service sections (default e5)")
     p.add_argument("--embed-threads", type=int, help="ASSISTANT_EMBED_THREADS for every process (default: the embedder's own)")
+    p.add_argument(
+        "--setting",
+        type=_setting,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a product setting for every service the bench starts, e.g. --setting reader=false (repeatable)",
+    )
     p.add_argument("--requests", type=int, default=100, help="timed in-process requests per path (default 100)")
     p.add_argument("--clients", type=_int_list, default=[1, 8, 32], help="HTTP concurrency levels (default 1,8,32)")
     p.add_argument("--http-requests", type=int, default=300, help="max requests per HTTP level (default 300)")
