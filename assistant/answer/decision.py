@@ -3,8 +3,9 @@
 A small logistic model turns the evidence for the best sentence into the probability that the
 documents answer the question: the reader's margin (its best span in the sentence against its
 "no answer here" score) and its probability that the passage holds an answer at all, the
-sentence's similarity and word overlap with the question, whether it holds the kind of thing
-asked for, and whether the question is in another language than the sentence. The answerer abstains below ``threshold``.
+sentence's evidence score (similarity and word overlap with the question), whether it holds the
+kind of thing asked for, and whether the question is in another language than the sentence.
+The answerer abstains below ``threshold``.
 
 The numbers are fitted by ``assistant calibrate`` (``training/calibrate.py``) on the calibration
 half of the labelled questions plus answer-removed variants of them, never on the questions the
