@@ -12,7 +12,7 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
 from typing import TypeVar
 
 import anyio
@@ -244,16 +244,12 @@ async def _llm_health(client) -> dict:
 _END = object()
 
 
-async def _sse(pipeline: Pipeline, body: AskFields) -> AsyncIterator[str]:
-    """The event stream of one answer. Each step of the pipeline runs in a worker thread under a
-    cancel token; when the client goes away (this generator is cancelled or closed), the token
-    cuts the LLM call off at once."""
-
-    def event(name: str, data: dict) -> str:
-        return f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
-
+async def answer_stream(pipeline: Pipeline, question: str, top_k: int | None, mode: str | None, history) -> AsyncIterator[str | Answer]:
+    """``pipeline.ask_stream``'s items (text deltas, then the ``Answer``), each step run in a worker
+    thread under a cancel token; when the consumer stops (the client went away, or it was closed),
+    the token cuts the LLM call off at once. Use it under ``contextlib.aclosing``."""
     token = CancelToken()
-    items = pipeline.ask_stream(body.question, body.top_k, body.mode, body.turns())
+    items = pipeline.ask_stream(question, top_k, mode, history)
     busy = False  # a worker thread is inside next(items)
 
     def step() -> object:
@@ -267,10 +263,29 @@ async def _sse(pipeline: Pipeline, body: AskFields) -> AsyncIterator[str]:
             busy = False
             if item is _END:
                 raise RuntimeError("the answer stream ended without an answer")
+            yield item
             if isinstance(item, Answer):
-                yield event("done", AskResponse.model_validate(item.to_dict()).model_dump())
                 return
-            yield event("delta", {"text": item})
+    finally:
+        token.cancel()  # a client that went away stops the LLM call now, not at its time limit
+        if not busy:
+            items.close()
+
+
+async def _sse(pipeline: Pipeline, body: AskFields) -> AsyncIterator[str]:
+    """The event stream of one answer (``answer_stream``); one stream is one answer: a failure after
+    text was sent ends with an ``error`` event."""
+
+    def event(name: str, data: dict) -> str:
+        return f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+    try:
+        async with aclosing(answer_stream(pipeline, body.question, body.top_k, body.mode, body.turns())) as items:
+            async for item in items:
+                if isinstance(item, Answer):
+                    yield event("done", AskResponse.model_validate(item.to_dict()).model_dump())
+                    return
+                yield event("delta", {"text": item})
     except StreamFailed as exc:
         yield event("error", error_body(exc.code, f"{exc.message} Ask again in extractive mode.", {"retry_mode": "extractive"}))
     except Cancelled:
@@ -278,7 +293,3 @@ async def _sse(pipeline: Pipeline, body: AskFields) -> AsyncIterator[str]:
     except Exception:
         log.exception("streaming answer failed")
         yield event("error", error_body("internal_error", "The answer could not be completed."))
-    finally:
-        token.cancel()  # a client that went away stops the LLM call now, not at its time limit
-        if not busy:
-            items.close()

@@ -20,20 +20,19 @@ import re
 import time
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 
-import anyio
-import anyio.to_thread
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 
 from assistant.answer.followup import MAX_TURNS, Turn, rewrite
-from assistant.answer.llm_budget import Cancelled, CancelToken, cancellable
+from assistant.answer.llm_budget import Cancelled
 from assistant.answer.pipeline import Pipeline, StreamFailed
 from assistant.answer.types import Answer
 from assistant.config import Settings
 from assistant.live import LiveService
-from assistant.server.app import _END, run_cancellable
+from assistant.server.app import answer_stream, run_cancellable
 from assistant.server.errors import ApiError, error_body
 from assistant.server.schemas import (
     AskFields,
@@ -263,36 +262,24 @@ async def _chunks(pipeline: Pipeline, ask: AskFields, model: str, prompt_tokens:
     def error(code: str, message: str) -> str:
         return data({"error": {"message": message, "type": "server_error", "param": None, "code": code}})
 
-    token = CancelToken()
-    items = pipeline.ask_stream(ask.question, ask.top_k, ask.mode, ask.turns())
-    busy = False  # a worker thread is inside next(items)
     sent = ""
-
-    def step() -> object:
-        with cancellable(token):
-            return next(items, _END)
-
     try:
         yield chunk({"role": "assistant"})
-        while True:
-            busy = True
-            item = await anyio.to_thread.run_sync(step, abandon_on_cancel=True)
-            busy = False
-            if item is _END:
-                raise RuntimeError("the answer stream ended without an answer")
-            if isinstance(item, Answer):
-                out = AskResponse.model_validate(item.to_dict()).model_dump()
-                rest = out["answer"][len(sent) :] if out["answer"].startswith(sent) else ""
-                if rest:  # the deltas always add up to the answer
-                    yield chunk({"content": rest})
-                yield chunk({}, "stop", **_extras(out))
-                if include_usage:
-                    done = approx_tokens(out["answer"])
-                    usage = {"prompt_tokens": prompt_tokens, "completion_tokens": done, "total_tokens": prompt_tokens + done}
-                    yield chunk({}, choices=False, usage=usage)
-                break
-            sent += item
-            yield chunk({"content": item})
+        async with aclosing(answer_stream(pipeline, ask.question, ask.top_k, ask.mode, ask.turns())) as items:
+            async for item in items:
+                if isinstance(item, Answer):
+                    out = AskResponse.model_validate(item.to_dict()).model_dump()
+                    rest = out["answer"][len(sent) :] if out["answer"].startswith(sent) else ""
+                    if rest:  # the deltas always add up to the answer
+                        yield chunk({"content": rest})
+                    yield chunk({}, "stop", **_extras(out))
+                    if include_usage:
+                        done = approx_tokens(out["answer"])
+                        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": done, "total_tokens": prompt_tokens + done}
+                        yield chunk({}, choices=False, usage=usage)
+                    break
+                sent += item
+                yield chunk({"content": item})
     except StreamFailed as exc:
         yield error(exc.code, f"{exc.message} Ask again with the model assistant-extractive.")
     except Cancelled:
@@ -300,10 +287,6 @@ async def _chunks(pipeline: Pipeline, ask: AskFields, model: str, prompt_tokens:
     except Exception:
         log.exception("streaming chat completion failed")
         yield error("internal_error", "The answer could not be completed.")
-    finally:
-        token.cancel()  # a client that went away stops the LLM call now, not at its time limit
-        if not busy:
-            items.close()
     yield "data: [DONE]\n\n"
 
 
