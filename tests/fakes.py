@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
+from assistant.answer.types import Answer
 from assistant.search.keyword import tokenize
 
 
@@ -34,3 +35,22 @@ class FakeEmbedder:
             raise RuntimeError("simulated crash while embedding")
         self.passages_embedded += len(texts)
         return self.embed_queries(texts)
+
+
+class Scripted:
+    """An LLM answerer that streams a script: strings are deltas, an exception is raised, an Answer ends it."""
+
+    mode = "llm"
+
+    def __init__(self, *script: str | Exception | Answer):
+        self.script = script
+
+    def answer(self, question, search) -> Answer:
+        *_, last = self.stream(question, search)
+        return last
+
+    def stream(self, question, search) -> Iterator[str | Answer]:
+        for step in self.script:
+            if isinstance(step, Exception):
+                raise step
+            yield step

@@ -48,7 +48,7 @@ from assistant.errors import AnswerError
 from assistant.server.app import AskResponse, create_app
 from assistant.service import Service, open_service
 from tests.fake_llm import FakeLLM
-from tests.fakes import FakeEmbedder
+from tests.fakes import FakeEmbedder, Scripted
 from tests.hardening_app import APP
 from tests.servers import free_port, uvicorn_server
 
@@ -159,25 +159,6 @@ def fake_llm() -> Iterator[FakeLLM]:
 def llm_client(fake: FakeLLM, **overrides) -> LLMClient:
     values = {"llm_base_url": fake.base_url, "llm_timeout_s": 1.5, "llm_retries": 1} | overrides
     return LLMClient(Settings(_env_file=None, **values))
-
-
-class Scripted:
-    """An answerer that streams a script: strings are deltas, an exception is raised, an Answer ends it."""
-
-    mode = "llm"
-
-    def __init__(self, *script: str | Exception | Answer):
-        self.script = script
-
-    def answer(self, question, search) -> Answer:
-        *_, last = self.stream(question, search)
-        return last
-
-    def stream(self, question, search) -> Iterator[str | Answer]:
-        for step in self.script:
-            if isinstance(step, Exception):
-                raise step
-            yield step
 
 
 def scripted_client(service: Service, answerer: Scripted, **settings) -> TestClient:

@@ -34,7 +34,7 @@ from assistant.server.openai_api import conversation, plain_answer
 from assistant.server.schemas import ChatMessage
 from assistant.service import open_service
 from tests.fake_llm import FakeLLM
-from tests.fakes import FakeEmbedder
+from tests.fakes import FakeEmbedder, Scripted
 from tests.hardening_app import APP as FAKE_EMBEDDER_APP
 from tests.servers import uvicorn_server
 
@@ -223,25 +223,6 @@ def test_abandoned_completions_stop_their_llm_calls(patient_server, hung_llm, st
 
 
 # ---------------------------------------------------------------------------- in-process
-
-
-class Scripted:
-    """An LLM answerer that streams a script: strings are deltas, an exception is raised, an Answer ends it."""
-
-    mode = "llm"
-
-    def __init__(self, *script: str | Exception | Answer):
-        self.script = script
-
-    def answer(self, question, search) -> Answer:
-        *_, last = self.stream(question, search)
-        return last
-
-    def stream(self, question, search) -> Iterator[str | Answer]:
-        for step in self.script:
-            if isinstance(step, Exception):
-                raise step
-            yield step
 
 
 @pytest.fixture(scope="module")
