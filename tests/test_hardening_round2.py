@@ -50,7 +50,7 @@ from assistant.service import Service, open_service
 from tests.fake_llm import FakeLLM
 from tests.fakes import FakeEmbedder, Scripted
 from tests.hardening_app import APP
-from tests.servers import free_port, uvicorn_server
+from tests.servers import free_port, stop, uvicorn_server
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED_CORPUS = ROOT / "corpus"
@@ -598,11 +598,7 @@ def served(corpus: Path, index_dir: Path, tmp_path_factory: pytest.TempPathFacto
             time.sleep(0.25)
         yield port
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
         log.close()
 
 

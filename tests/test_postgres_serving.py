@@ -21,7 +21,7 @@ from assistant.config import Settings
 from assistant.server.app import create_app
 from tests.fakes import FakeEmbedder
 from tests.pg import pg_server, pg_url  # noqa: F401  (pytest fixtures)
-from tests.servers import free_port
+from tests.servers import free_port, stop
 
 ROOT = Path(__file__).resolve().parent.parent
 QUESTIONS = [
@@ -112,11 +112,7 @@ def test_two_workers_serve_one_postgres_store_and_see_new_documents(tmp_path, pg
         store.delete_document("uploads/rasht")
         store.close()
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
         log.close()
 
 
