@@ -41,7 +41,7 @@ def pdf_text(path: Path) -> Extracted:
         pdf = pdfium.PdfDocument(str(path))
     except pdfium.PdfiumError as exc:
         if "password" in str(exc).lower():
-            raise UnreadableFile("encrypted PDF (needs a password)") from exc
+            raise UnreadableFile("the PDF is password-protected (save a copy without the password and add that)", kind="encrypted") from exc
         raise UnreadableFile(f"broken PDF ({exc})") from exc
     try:
         title = _pdf_title(pdf.get_metadata_dict().get("Title") or "")

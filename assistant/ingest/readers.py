@@ -12,6 +12,7 @@ from pathlib import Path
 
 from assistant.ingest.html import html_text
 from assistant.ingest.pdf import pdf_text
+from assistant.ingest.sniff import check_kind
 from assistant.ingest.text import MAX_FILE_BYTES, PREFERRED_ENCODINGS, Extracted, UnreadableFile, decode_text, text_warnings
 
 __all__ = ["MAX_FILE_BYTES", "PREFERRED_ENCODINGS", "Extracted", "UnreadableFile", "extract_text", "read_file", "text_warnings"]
@@ -34,8 +35,9 @@ def read_file(path: Path, max_file_bytes: int = MAX_FILE_BYTES) -> Extracted:
     """Extract one supported file; raises UnreadableFile with a reason."""
     size = path.stat().st_size
     if size > max_file_bytes:
-        raise UnreadableFile(f"file too large ({human_size(size)} > {human_size(max_file_bytes)} limit)")
+        raise UnreadableFile(f"file too large ({human_size(size)} > {human_size(max_file_bytes)} limit)", kind="size")
     suffix = path.suffix.lower()
+    check_kind(path, suffix)
     if suffix == ".pdf":
         return pdf_text(path)
     raw = path.read_bytes()

@@ -17,7 +17,15 @@ LOW_TEXT_CHARS = 200
 
 
 class UnreadableFile(Exception):
-    """A corpus file that cannot be turned into text."""
+    """A corpus file that cannot be turned into text; ``kind`` says why, for the upload's status.
+
+    Kinds: "type" (not the format its name says), "empty", "encrypted" (needs a password), "size" (too many
+    bytes), "limit" (too much work: pages, parse time), "unreadable" (anything else: broken, no text).
+    """
+
+    def __init__(self, message: str, kind: str = "unreadable") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 class _Lazy:

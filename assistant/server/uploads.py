@@ -148,8 +148,7 @@ def save_upload(settings: Settings, filename: str, data: BinaryIO, size: int | N
         try:
             document = load_document(tmp, settings.corpus_dir, None, limit)
         except UnreadableFile as exc:
-            kind = "size" if str(exc).startswith("file too large") else "unreadable"
-            return Outcome(filename, "skipped", kind, str(exc))
+            return Outcome(filename, "skipped", exc.kind, str(exc))
         except OSError as exc:  # as load_corpus words it
             return Outcome(filename, "skipped", "unreadable", f"cannot read file: {exc.strerror or exc}")
         with _folder_lock(folder):
@@ -191,13 +190,23 @@ def _remove_stale_temporaries(folder: Path) -> None:
             pass
 
 
+_REFUSALS = {
+    "type": (415, "unsupported_media_type"),
+    "size": (413, "too_large"),
+    "limit": (413, "too_large"),
+    "encrypted": (422, "password_protected"),
+    "empty": (400, "empty_file"),
+}
+
+
 def _refusal(outcomes: list[Outcome]) -> JSONResponse:
-    """The error for a request whose every file was refused: 415 (all of an unsupported type), 413 (all too
-    large) or 400, with every file's result in ``details``."""
+    """The error for a request whose every file was refused, with every file's result in ``details``: 415 (all of
+    an unsupported type, or not what their names say), 413 (all too large, or too much work: pages, parse time),
+    422 ``password_protected`` (all need a password), 400 ``empty_file`` (all empty), else 400 ``no_documents``."""
     kinds = {o.kind for o in outcomes}
     listed = "; ".join(f"{o.file}: {o.reason}" for o in outcomes[:5]) + ("; ..." if len(outcomes) > 5 else "")
     message = f"No document was added ({listed})."
-    status, code = {"type": (415, "unsupported_media_type"), "size": (413, "too_large")}.get(kinds.pop(), (400, "no_documents"))
+    status, code = _REFUSALS.get(kinds.pop(), (400, "no_documents"))
     if kinds:  # refused for more than one kind of reason
         status, code = 400, "no_documents"
     return error_response(status, code, message, {"files": [o.result() for o in outcomes]})
@@ -221,6 +230,7 @@ def uploads_router(live: LiveService, settings: Settings) -> APIRouter:
             **ERRORS,
             413: {"model": ErrorResponse, "description": "Too large, or every file too large"},
             415: {"model": ErrorResponse, "description": "Not multipart, or every file of an unsupported type"},
+            422: {"model": ErrorResponse, "description": "Every file password-protected"},
         },
     )
     async def upload(
@@ -230,7 +240,8 @@ def uploads_router(live: LiveService, settings: Settings) -> APIRouter:
         reads files; then it is indexed in the background (``/health`` shows ``building``) and becomes searchable.
 
         202 with one result per file (``queued``, or ``skipped`` with the reason). When every file is refused:
-        415 (all of an unsupported type), 413 (all too large) or 400, with the results in ``error.details.files``.
+        415 (all of an unsupported type or not what their names say), 413 (all too large or too much work), 422 (all
+        password-protected) or 400 (``empty_file`` or ``no_documents``), with the results in ``error.details.files``.
         The whole request may hold ``ASSISTANT_MAX_UPLOAD_MB`` (100) and each file ``ASSISTANT_MAX_FILE_MB`` (50).
         """
         service = live.service

@@ -1,0 +1,147 @@
+"""Files as people have them: wrong or empty files refused in words, limits on the work a document may take,
+nothing lost by HTML extraction, Word files, metadata a person recognises and PDF pages in citations.
+
+Every test reads files copied into a temporary corpus folder (never the live ``corpus/``) through the real
+readers (``load_document``/``load_corpus``) or the real upload route (``POST /documents``).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from assistant.config import Settings
+from assistant.ingest.documents import UnreadableFile, load_corpus, load_document
+from assistant.server.app import create_app
+from tests.fakes import FakeEmbedder
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "tests" / "data" / "ingest"
+PDF = DATA / "sqlite-whentouse.pdf"
+ENCRYPTED = DATA / "sqlite-whentouse-encrypted.pdf"
+EXE = b"MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xff\xff\x00\x00" + bytes(48) + b"This program cannot be run in DOS mode."
+ELF = b"\x7fELF\x02\x01\x01\x00" + bytes(56)
+
+
+def read(tmp_path: Path, name: str, data: bytes, **kwargs):
+    folder = tmp_path / "docs"
+    folder.mkdir(exist_ok=True)
+    (folder / name).write_bytes(data)
+    return load_document(folder / name, folder, **kwargs)
+
+
+def refusal(tmp_path: Path, name: str, data: bytes, **kwargs) -> UnreadableFile:
+    with pytest.raises(UnreadableFile) as caught:
+        read(tmp_path, name, data, **kwargs)
+    return caught.value
+
+
+# ---------------------------------------------------------------------------- A. errors a person understands
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "message"),
+    [
+        ("report.pdf", EXE, "this file is not a PDF (it looks like a Windows program)"),
+        ("report.pdf", ELF, "this file is not a PDF (it looks like a Linux program)"),
+        ("report.pdf", b"<!DOCTYPE html><html><body><p>Saved</p></body></html>", "this file is not a PDF (it looks like an HTML page)"),
+        ("report.pdf", b"\x89PNG\r\n\x1a\n" + bytes(40), "this file is not a PDF (it looks like a PNG image)"),
+        ("report.pdf", b"Just some notes typed into a file named .pdf\n", "this file is not a PDF (it looks like a text file)"),
+        ("notes.txt", EXE, "this file is not a text file (it looks like a Windows program)"),
+        ("page.html", b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n", "this file is not an HTML page (it looks like a PDF)"),
+    ],
+)
+def test_a_file_that_is_not_what_its_name_says_is_refused_saying_what_it_looks_like(tmp_path, name, data, message):
+    error = refusal(tmp_path, name, data)
+    assert str(error) == message and error.kind == "type"
+
+
+def test_a_zip_named_pdf_says_what_is_inside(tmp_path):
+    import zipfile
+
+    archive = tmp_path / "a.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("word/document.xml", "<w:document/>")
+    assert str(refusal(tmp_path, "report.pdf", archive.read_bytes())) == "this file is not a PDF (it looks like a Word document (.docx))"
+
+
+@pytest.mark.parametrize("name", ["empty.pdf", "empty.txt", "empty.html", "empty.md"])
+def test_an_empty_file_is_refused_as_empty(tmp_path, name):
+    error = refusal(tmp_path, name, b"")
+    assert str(error) == "the file is empty" and error.kind == "empty"
+
+
+def test_a_password_protected_pdf_says_so(tmp_path):
+    error = refusal(tmp_path, "locked.pdf", ENCRYPTED.read_bytes())
+    assert str(error).startswith("the PDF is password-protected") and error.kind == "encrypted"
+
+
+def test_text_that_merely_starts_with_the_letters_mz_is_still_text(tmp_path):
+    doc = read(tmp_path, "mz.txt", b"MZ is the code of the Mazar district office. " * 10)
+    assert doc.text.startswith("MZ is the code")
+
+
+def test_the_corpus_folder_lists_such_files_as_skipped_with_the_reason(tmp_path):
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    (folder / "good.txt").write_text("A real note about the Vakhsh irrigation programme in Khatlon. " * 5)
+    (folder / "setup.pdf").write_bytes(EXE)
+    (folder / "blank.pdf").write_bytes(b"")
+    shutil.copy(ENCRYPTED, folder / "locked.pdf")
+    loaded = load_corpus(folder)
+    assert [d.source for d in loaded.documents] == ["good.txt"]
+    reasons = {s.source: s.reason for s in loaded.skipped}
+    assert reasons["setup.pdf"] == "this file is not a PDF (it looks like a Windows program)"
+    assert reasons["blank.pdf"] == "the file is empty"
+    assert reasons["locked.pdf"].startswith("the PDF is password-protected")
+
+
+@pytest.fixture
+def client(settings: Settings):
+    local = settings.model_copy(update={"reader": False, "embedder": "use"})
+    with TestClient(create_app(local, embedder=FakeEmbedder())) as c:
+        c.app.state.live.wait(60)
+        yield c
+
+
+def upload(client, *files: tuple[str, bytes]):
+    return client.post("/documents", files=[("files", (name, data, "application/octet-stream")) for name, data in files])
+
+
+def uploads_left(settings_dir: Path) -> list[str]:
+    folder = settings_dir / "uploads"
+    return sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) if folder.is_dir() else []
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "status", "code", "reason"),
+    [
+        ("setup.pdf", EXE, 415, "unsupported_media_type", "this file is not a PDF (it looks like a Windows program)"),
+        ("blank.pdf", b"", 400, "empty_file", "the file is empty"),
+        ("locked.pdf", ENCRYPTED.read_bytes(), 422, "password_protected", "the PDF is password-protected"),
+    ],
+)
+def test_uploads_of_such_files_get_their_status_and_nothing_is_kept(client, settings, name, data, status, code, reason):
+    before = client.get("/documents").json()["documents"]
+    response = upload(client, (name, data))
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["code"] == code and reason in error["message"]
+    (result,) = error["details"]["files"]
+    assert result["status"] == "skipped" and result["reason"].startswith(reason)
+    assert uploads_left(settings.corpus_dir) == []
+    assert client.get("/documents").json()["documents"] == before
+
+
+def test_a_refused_file_beside_a_good_one_is_reported_and_the_good_one_queued(client, settings):
+    note = b"Kulob district clinics\n\nIn 2021 the Kulob clinics programme equipped 14 rural health posts.\n"
+    response = upload(client, ("setup.pdf", EXE), ("clinics.txt", note))
+    assert response.status_code == 202
+    assert [(r["status"], r["reason"]) for r in response.json()["files"]] == [
+        ("skipped", "this file is not a PDF (it looks like a Windows program)"),
+        ("queued", None),
+    ]
+    assert uploads_left(settings.corpus_dir) == ["clinics.txt"]
