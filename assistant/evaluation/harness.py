@@ -53,6 +53,13 @@ def load_questions(path: Path, documents: dict[str, str], ids: set[str] | None =
             if start < 0:
                 raise ValueError(f"{path}:{lineno}: quote not found in {ev['doc_id']}: {ev['quote'][:60]!r}")
             evidence.append(Evidence(ev["doc_id"], ev["quote"], start, start + len(ev["quote"])))
+        near = row.get("near")  # near-miss questions: the look-alike passage that does not answer them
+        if near is not None:
+            text = documents.get(near["doc_id"])
+            if text is None:
+                raise ValueError(f"{path}:{lineno}: unknown document {near['doc_id']!r} in 'near'")
+            if near["quote"] not in text:
+                raise ValueError(f"{path}:{lineno}: 'near' quote not found in {near['doc_id']}: {near['quote'][:60]!r}")
         questions.append(
             Question(row["id"], row["question"], row["language"], row["type"], row["answerable"], row.get("answers", []), evidence)
         )
@@ -308,13 +315,16 @@ def run_removed(settings, embedder, questions: list[Question], work: Path, progr
 # ---------------------------------------------------------------- sets and conversations
 
 EVALUATION_DIR = Path("evaluation")
-SETS = ("test", "unseen", "calibration", "all", "conversations", "removed")
+SETS = ("test", "unseen", "calibration", "all", "conversations", "removed", "near_miss")
 
 
 def load_set(name: str, documents: dict[str, str], folder: Path = EVALUATION_DIR) -> list[Question]:
-    """A named question set: the test or calibration half of questions.jsonl, all of it, or the unseen questions."""
+    """A named question set: the test or calibration half of questions.jsonl, all of it, the unseen questions,
+    or the near-miss unanswerable questions."""
     if name == "unseen":
         return load_questions(folder / "questions_unseen.jsonl", documents)
+    if name == "near_miss":
+        return load_questions(folder / "questions_near_miss.jsonl", documents)
     ids = None
     if name in ("test", "calibration"):
         ids = set(json.loads((folder / "split.json").read_text(encoding="utf-8"))[name])
