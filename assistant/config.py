@@ -78,6 +78,10 @@ class Settings(BaseSettings):
 
     # OpenAI-compatible LLM endpoint (used when llm_base_url is set).
     llm_base_url: str | None = None
+    # The work one document may take to read (corpus folder and uploads alike): a PDF with more pages than
+    # max_pdf_pages, or any file whose reading takes longer than max_read_s, is refused with the reason.
+    max_pdf_pages: int = Field(default=2000, ge=1)
+    max_read_s: float = Field(default=60.0, gt=0)
     llm_model: str = "default"
     llm_api_key: SecretStr | None = None
     llm_temperature: float = Field(default=0.0, ge=0.0, le=2.0)

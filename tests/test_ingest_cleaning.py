@@ -297,12 +297,12 @@ def test_per_file_size_limit_is_configurable(tmp_path: Path):
     corpus.mkdir()
     for name in ("sqlite-datatype3.html", "sqlite-conflict.html"):
         shutil.copy(DATA / name, corpus / name)
-    result = load_corpus(corpus, max_file_bytes=20_000)
+    result = load_corpus(corpus, 20_000)
     assert [d.source for d in result.documents] == ["sqlite-conflict.html"]
     assert [(s.source, s.reason) for s in result.skipped] == [("sqlite-datatype3.html", "file too large (38.2 KiB > 19.5 KiB limit)")]
     assert len(load_corpus(corpus).documents) == 2
     with pytest.raises(UnreadableFile, match="file too large"):
-        extract_text(corpus / "sqlite-datatype3.html", max_file_bytes=1_000)
+        extract_text(corpus / "sqlite-datatype3.html", 1_000)
 
 
 # ---------------------------------------------------------------- warnings

@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from assistant.config import Settings
-from assistant.ingest.documents import UnreadableFile, load_corpus, load_document
+from assistant.ingest.documents import Limits, UnreadableFile, load_corpus, load_document
 from assistant.server.app import create_app
 from tests.fakes import FakeEmbedder
 
@@ -145,3 +145,76 @@ def test_a_refused_file_beside_a_good_one_is_reported_and_the_good_one_queued(cl
         ("queued", None),
     ]
     assert uploads_left(settings.corpus_dir) == ["clinics.txt"]
+
+
+# ---------------------------------------------------------------------------- B. limits on the work per document
+
+
+def page_bomb(pages: int) -> bytes:
+    """A small PDF whose page tree lists the same page ``pages`` times (600 KB for 100,000)."""
+    content = b"BT /F1 12 Tf 72 720 Td (One page listed many times over in the page tree.) Tj ET"
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [" + b"3 0 R " * pages + b"] /Count " + str(pages).encode() + b" >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>",
+        b"<< /Length " + str(len(content)).encode() + b" >>\nstream\n" + content + b"\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    out, offsets = bytearray(b"%PDF-1.4\n"), []
+    for number, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += f"{number} 0 obj\n".encode() + body + b"\nendobj\n"
+    xref = len(out)
+    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode() + b"".join(f"{o:010d} 00000 n \n".encode() for o in offsets)
+    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    return bytes(out)
+
+
+def test_a_pdf_listing_one_page_100000_times_is_refused_at_once(tmp_path):
+    import time
+
+    data = page_bomb(100_000)
+    assert 550_000 < len(data) < 650_000
+    started = time.monotonic()
+    error = refusal(tmp_path, "bomb.pdf", data, limits=Limits.from_settings(Settings(_env_file=None)))
+    assert time.monotonic() - started < 2.0
+    assert error.kind == "limit" and str(error).startswith("too many pages (100,000 > 2,000 limit)")
+    # Within the limit it is read.
+    assert read(tmp_path, "one.pdf", page_bomb(1)).text.startswith("One page listed many times")
+
+
+def test_the_time_budget_stops_a_long_pdf_part_way(tmp_path):
+    import time
+
+    limits = Limits.from_settings(Settings(_env_file=None, max_pdf_pages=200_000, max_read_s=0.5))
+    started = time.monotonic()
+    error = refusal(tmp_path, "bomb.pdf", page_bomb(100_000), limits=limits)
+    assert time.monotonic() - started < 3.0
+    assert error.kind == "limit" and str(error).startswith("reading it took longer than the 0.5 s limit (at page ")
+
+
+def test_the_time_budget_holds_for_html_too(tmp_path):
+    page = b"<html><body>" + b"<section><p>Rasht valley schools programme, a paragraph.</p></section>" * 20_000 + b"</body></html>"
+    error = refusal(tmp_path, "big.html", page, limits=Limits(max_read_s=0.01))
+    assert error.kind == "limit" and "took longer than the 0.01 s limit" in str(error)
+    assert "Rasht valley" in read(tmp_path, "big2.html", page).text
+
+
+def test_an_upload_over_the_page_limit_is_413_with_the_reason_and_fast(client, settings):
+    import time
+
+    started = time.monotonic()
+    response = upload(client, ("bomb.pdf", page_bomb(100_000)))
+    assert time.monotonic() - started < 5.0
+    assert response.status_code == 413, response.text
+    error = response.json()["error"]
+    assert error["code"] == "too_large" and "too many pages (100,000 > 2,000 limit)" in error["message"]
+    assert uploads_left(settings.corpus_dir) == []
+
+
+def test_the_corpus_folder_uses_the_settings_limits(settings, tmp_path):
+    from assistant.search.build import build_index
+
+    (settings.corpus_dir / "bomb.pdf").write_bytes(page_bomb(50))
+    report = build_index(settings.model_copy(update={"max_pdf_pages": 10}), FakeEmbedder())
+    assert {s.source: s.reason for s in report.skipped}["bomb.pdf"].startswith("too many pages (50 > 10 limit)")

@@ -18,10 +18,10 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from assistant.errors import CorpusError
-from assistant.ingest.readers import MAX_FILE_BYTES, PREFERRED_ENCODINGS, UnreadableFile, extract_text, read_file, text_warnings
+from assistant.ingest.readers import MAX_FILE_BYTES, PREFERRED_ENCODINGS, Limits, UnreadableFile, extract_text, read_file, text_warnings
 
 __all__ = [
-    "MAX_FILE_BYTES", "METADATA_FILE", "PREFERRED_ENCODINGS", "SUPPORTED_SUFFIXES", "CorpusLoad", "Document", "Skipped",
+    "MAX_FILE_BYTES", "METADATA_FILE", "PREFERRED_ENCODINGS", "SUPPORTED_SUFFIXES", "CorpusLoad", "Document", "Limits", "Skipped",
     "UnreadableFile", "clean_text", "corpus_files", "doc_id_for", "extract_text", "file_hash", "load_corpus", "load_document",
 ]  # fmt: skip
 
@@ -164,12 +164,12 @@ def doc_id_for(rel: Path) -> str:
     return re.sub(r"[^\w./-]+", "-", stem).strip("-")
 
 
-def load_document(path: Path, corpus_dir: Path, metadata: dict | None = None, max_file_bytes: int = MAX_FILE_BYTES) -> Document:
-    """Read one file into a Document; raises UnreadableFile with a reason."""
+def load_document(path: Path, corpus_dir: Path, metadata: dict | None = None, limits: Limits | int = MAX_FILE_BYTES) -> Document:
+    """Read one file into a Document within ``limits`` (a bare number: the size limit); raises UnreadableFile with a reason."""
     rel = path.relative_to(corpus_dir)
     if _outside(path, corpus_dir):
         raise UnreadableFile("symlink to a file outside the corpus folder (not followed)")
-    found = read_file(path, max_file_bytes)
+    found = read_file(path, limits)
     text = clean_text(found.text)
     if not text.strip():
         raise UnreadableFile("no extractable text")
@@ -199,7 +199,7 @@ def _repeats(warning: str, earlier: list[str]) -> bool:
     return any(w.startswith(head) for w in earlier)
 
 
-def load_corpus(corpus_dir: Path, max_file_bytes: int = MAX_FILE_BYTES) -> CorpusLoad:
+def load_corpus(corpus_dir: Path, limits: Limits | int = MAX_FILE_BYTES) -> CorpusLoad:
     """Read every supported file below ``corpus_dir``; unreadable ones are listed, not fatal."""
     if not corpus_dir.is_dir():
         raise CorpusError(f"corpus directory not found: {corpus_dir}")
@@ -211,7 +211,7 @@ def load_corpus(corpus_dir: Path, max_file_bytes: int = MAX_FILE_BYTES) -> Corpu
             skipped.append(Skipped(rel, f"unsupported file type '{path.suffix or '(none)'}'"))
             continue
         try:
-            documents.append(load_document(path, corpus_dir, metadata.get(rel), max_file_bytes))
+            documents.append(load_document(path, corpus_dir, metadata.get(rel), limits))
         except UnreadableFile as exc:
             skipped.append(Skipped(rel, str(exc)))
         except OSError as exc:

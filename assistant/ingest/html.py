@@ -7,7 +7,7 @@ import codecs
 import logging
 import re
 
-from assistant.ingest.text import Extracted, UnreadableFile, _bom_encoding, _Lazy, decode_text
+from assistant.ingest.text import Deadline, Extracted, Limits, UnreadableFile, _bom_encoding, _Lazy, decode_text
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +56,11 @@ _LINK_DENSE_TAGS = {"ul", "ol", "menu", "table", "div", "p", "section", "dl", "t
 _SPACES = _Lazy(r"\s+")
 
 
-def html_text(raw: bytes) -> Extracted:
-    """Main content of an HTML page as paragraphs; the page title kept apart."""
+def html_text(raw: bytes, deadline: Deadline | None = None) -> Extracted:
+    """Main content of an HTML page as paragraphs; the page title kept apart. Past ``deadline``, refused."""
     import lxml.html
 
+    deadline = deadline or Limits().deadline()
     text, warnings = decode_html(raw)
     text = re.sub(r"^\s*<\?xml[^>]*\?>", "", text)
     try:
@@ -68,10 +69,12 @@ def html_text(raw: bytes) -> Extracted:
         raise UnreadableFile(f"broken HTML ({exc.__class__.__name__}: {exc})") from exc
     if root is None:
         return Extracted("", None, warnings)
+    deadline.check("parsing the HTML")
     title = _html_title(root)
     _prune(root)
+    deadline.check("finding the main content")
     main = _main_content(root)
-    renderer = _HtmlRenderer()
+    renderer = _HtmlRenderer(deadline)
     renderer.block(main)
     return Extracted("\n\n".join(renderer.blocks) + "\n", title, warnings)
 
@@ -141,7 +144,8 @@ def _main_content(root):
 class _HtmlRenderer:
     """Walks the cleaned tree into paragraphs: one line each, lists and tables one line per item or row."""
 
-    def __init__(self) -> None:
+    def __init__(self, deadline: Deadline) -> None:
+        self.deadline = deadline
         self.blocks: list[str] = []
         self.inline: list[str] = []
 
@@ -159,6 +163,7 @@ class _HtmlRenderer:
 
     def block(self, elem) -> None:
         """Render a block element's children."""
+        self.deadline.check("laying out the text")
         self.text(elem.text)
         for child in elem:
             self.node(child)
@@ -198,7 +203,7 @@ class _HtmlRenderer:
 
     def sub_blocks(self, elem) -> list[str]:
         """Render an element on its own and return its paragraphs."""
-        sub = _HtmlRenderer()
+        sub = _HtmlRenderer(self.deadline)
         sub.block(elem)
         return sub.blocks
 

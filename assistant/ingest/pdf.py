@@ -11,7 +11,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from assistant.ingest.text import LOW_TEXT_CHARS, Extracted, UnreadableFile, _Lazy
+from assistant.ingest.text import LOW_TEXT_CHARS, Deadline, Extracted, Limits, UnreadableFile, _Lazy
 
 _SPACES = _Lazy(r"\s+")
 
@@ -33,10 +33,16 @@ class _Line:
     toc: bool = False
 
 
-def pdf_text(path: Path) -> Extracted:
-    """Text of a PDF rebuilt into paragraphs: headers, footers, page numbers and the contents list removed."""
+def pdf_text(path: Path, limits: Limits | None = None) -> Extracted:
+    """Text of a PDF rebuilt into paragraphs: headers, footers, page numbers and the contents list removed.
+
+    A PDF with more pages than ``limits.max_pdf_pages``, or whose reading outlasts ``limits.max_read_s``,
+    is refused (``UnreadableFile`` of kind "limit"): the page count is read before any page is.
+    """
     import pypdfium2 as pdfium
 
+    limits = limits or Limits()
+    deadline = limits.deadline()
     try:
         pdf = pdfium.PdfDocument(str(path))
     except pdfium.PdfiumError as exc:
@@ -44,11 +50,18 @@ def pdf_text(path: Path) -> Extracted:
             raise UnreadableFile("the PDF is password-protected (save a copy without the password and add that)", kind="encrypted") from exc
         raise UnreadableFile(f"broken PDF ({exc})") from exc
     try:
+        count = len(pdf)
+        if count > limits.max_pdf_pages:
+            raise UnreadableFile(
+                f"too many pages ({count:,} > {limits.max_pdf_pages:,} limit); ASSISTANT_MAX_PDF_PAGES sets the limit", kind="limit"
+            )
         title = _pdf_title(pdf.get_metadata_dict().get("Title") or "")
-        pages, sizes, failed = _pdf_pages(pdf)
+        pages, sizes, failed = _pdf_pages(pdf, deadline)
     finally:
         pdf.close()
-    return _assemble_pdf(pages, sizes, failed, title)
+    found = _assemble_pdf(pages, sizes, failed, title)
+    deadline.check(f"after {len(pages):,} pages")
+    return found
 
 
 _PLACEHOLDER_TITLE = _Lazy(
@@ -66,11 +79,12 @@ def _pdf_title(title: str) -> str | None:
     return title if title and not _PLACEHOLDER_TITLE.match(title) else None
 
 
-def _pdf_pages(pdf) -> tuple[list[list[_Line]], list[tuple[float, float]], int]:
+def _pdf_pages(pdf, deadline: Deadline) -> tuple[list[list[_Line]], list[tuple[float, float]], int]:
     import pypdfium2 as pdfium
 
     pages, sizes, failed = [], [], 0
     for number in range(len(pdf)):
+        deadline.check(f"at page {number + 1:,} of {len(pdf):,}")
         try:
             page = pdf[number]
             size, textpage = page.get_size(), page.get_textpage()

@@ -13,9 +13,9 @@ from pathlib import Path
 from assistant.ingest.html import html_text
 from assistant.ingest.pdf import pdf_text
 from assistant.ingest.sniff import check_kind
-from assistant.ingest.text import MAX_FILE_BYTES, PREFERRED_ENCODINGS, Extracted, UnreadableFile, decode_text, text_warnings
+from assistant.ingest.text import MAX_FILE_BYTES, PREFERRED_ENCODINGS, Extracted, Limits, UnreadableFile, decode_text, text_warnings
 
-__all__ = ["MAX_FILE_BYTES", "PREFERRED_ENCODINGS", "Extracted", "UnreadableFile", "extract_text", "read_file", "text_warnings"]
+__all__ = ["MAX_FILE_BYTES", "PREFERRED_ENCODINGS", "Extracted", "Limits", "UnreadableFile", "extract_text", "read_file", "text_warnings"]
 
 
 def human_size(size: int) -> str:
@@ -31,23 +31,24 @@ def human_size(size: int) -> str:
     return f"{size} bytes"
 
 
-def read_file(path: Path, max_file_bytes: int = MAX_FILE_BYTES) -> Extracted:
-    """Extract one supported file; raises UnreadableFile with a reason."""
+def read_file(path: Path, limits: Limits | int = MAX_FILE_BYTES) -> Extracted:
+    """Extract one supported file within ``limits`` (a bare number: the size limit); raises UnreadableFile with a reason."""
+    limits = limits if isinstance(limits, Limits) else Limits(max_file_bytes=limits)
     size = path.stat().st_size
-    if size > max_file_bytes:
-        raise UnreadableFile(f"file too large ({human_size(size)} > {human_size(max_file_bytes)} limit)", kind="size")
+    if size > limits.max_file_bytes:
+        raise UnreadableFile(f"file too large ({human_size(size)} > {human_size(limits.max_file_bytes)} limit)", kind="size")
     suffix = path.suffix.lower()
     check_kind(path, suffix)
     if suffix == ".pdf":
-        return pdf_text(path)
+        return pdf_text(path, limits)
     raw = path.read_bytes()
     if suffix in {".html", ".htm"}:
-        return html_text(raw)
+        return html_text(raw, limits.deadline())
     text, warnings = decode_text(raw)
     return Extracted(text, None, warnings)
 
 
-def extract_text(path: Path, max_file_bytes: int = MAX_FILE_BYTES) -> tuple[str, str | None]:
+def extract_text(path: Path, limits: Limits | int = MAX_FILE_BYTES) -> tuple[str, str | None]:
     """Return (raw text, title found in the file, if any) for one supported file."""
-    found = read_file(path, max_file_bytes)
+    found = read_file(path, limits)
     return found.text, found.title

@@ -41,6 +41,44 @@ class _Lazy:
         return getattr(self.compiled, name)
 
 
+@dataclass(frozen=True)
+class Limits:
+    """The work one document may take: its size, a PDF's pages and the seconds its reading may run.
+
+    >>> Limits(max_pdf_pages=10).max_pdf_pages, Limits().max_file_bytes == MAX_FILE_BYTES
+    (10, True)
+    """
+
+    max_file_bytes: int = MAX_FILE_BYTES
+    max_pdf_pages: int = 2000
+    max_read_s: float = 60.0
+
+    @classmethod
+    def from_settings(cls, settings) -> Limits:
+        """The limits ``Settings`` configures (``max_file_mb``, ``max_pdf_pages``, ``max_read_s``)."""
+        return cls(int(settings.max_file_mb * 1024 * 1024), settings.max_pdf_pages, settings.max_read_s)
+
+    def deadline(self) -> Deadline:
+        return Deadline(self.max_read_s)
+
+
+class Deadline:
+    """The time budget of one document's reading; ``check`` refuses the document once it is spent."""
+
+    def __init__(self, seconds: float) -> None:
+        import time
+
+        self.seconds, self._clock = seconds, time.monotonic
+        self._end = self._clock() + seconds
+
+    def check(self, doing: str) -> None:
+        if self._clock() > self._end:
+            raise UnreadableFile(
+                f"reading it took longer than the {self.seconds:g} s limit ({doing}); ASSISTANT_MAX_READ_S sets the limit",
+                kind="limit",
+            )
+
+
 @dataclass
 class Extracted:
     """What a reader found in one file: raw text, a title if the file names one, and warnings for the user."""

@@ -23,7 +23,7 @@ import numpy as np
 from assistant.config import Settings
 from assistant.errors import IndexNotReady
 from assistant.ingest.chunking import Chunk, chunk_document
-from assistant.ingest.documents import Skipped, load_corpus
+from assistant.ingest.documents import Limits, Skipped, load_corpus
 from assistant.ingest.sentences import split_sentences
 from assistant.search.embedders import Embedder
 from assistant.search.index import (
@@ -87,7 +87,7 @@ def build_index(settings: Settings, embedder: Embedder, progress: Progress | Non
     with build_lock(index_dir):
         # Fingerprinted before reading: a file added or changed while the build runs leaves the index stale.
         files = corpus_fingerprint(settings.corpus_dir)
-        corpus = load_corpus(settings.corpus_dir, int(settings.max_file_mb * 1024 * 1024))
+        corpus = load_corpus(settings.corpus_dir, Limits.from_settings(settings))
         if not corpus.documents:
             skipped = "".join(f"; skipped {s.source}: {s.reason}" for s in corpus.skipped[:5])
             raise IndexNotReady(f"no documents to index in {settings.corpus_dir} (add .txt, .md, .html or .pdf files){skipped}")

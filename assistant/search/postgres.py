@@ -31,7 +31,7 @@ import numpy as np
 from assistant.config import Settings
 from assistant.errors import IndexNotReady
 from assistant.ingest.chunking import Chunk
-from assistant.ingest.documents import Document, load_corpus
+from assistant.ingest.documents import Document, Limits, load_corpus
 from assistant.search import pg_schema, pg_sync
 from assistant.search.build import Progress
 from assistant.search.embedders import Embedder
@@ -381,7 +381,7 @@ class PostgresStore:
                         probe.execute("UPDATE state SET generation = %s", (previous["generation"],))  # generations only grow
                     with self.connect() as conn:
                         pg_sync.reset(conn, config)
-                corpus = load_corpus(settings.corpus_dir)
+                corpus = load_corpus(settings.corpus_dir, Limits.from_settings(settings))
                 if not corpus.documents:
                     skipped = "".join(f"; skipped {s.source}: {s.reason}" for s in corpus.skipped[:5])
                     raise IndexNotReady(f"no documents to index in {settings.corpus_dir}{skipped}")

@@ -31,7 +31,7 @@ from fastapi.responses import JSONResponse
 
 from assistant.config import Settings
 from assistant.errors import NotFound
-from assistant.ingest.documents import SUPPORTED_SUFFIXES, Document, UnreadableFile, doc_id_for, load_document
+from assistant.ingest.documents import SUPPORTED_SUFFIXES, Document, Limits, UnreadableFile, doc_id_for, load_document
 from assistant.ingest.readers import human_size
 from assistant.live import LiveService
 from assistant.server.errors import ERRORS, ApiError, error_response
@@ -146,7 +146,7 @@ def save_upload(settings: Settings, filename: str, data: BinaryIO, size: int | N
         if sha in known:
             return Outcome(filename, "skipped", "duplicate", f"the same file is already there as {known[sha]}", doc_id=known[sha])
         try:
-            document = load_document(tmp, settings.corpus_dir, None, limit)
+            document = load_document(tmp, settings.corpus_dir, None, Limits.from_settings(settings))
         except UnreadableFile as exc:
             return Outcome(filename, "skipped", exc.kind, str(exc))
         except OSError as exc:  # as load_corpus words it
