@@ -72,7 +72,7 @@ def test_each_format_is_read_and_bad_files_are_skipped_with_reasons(tmp_path: Pa
     assert "Paragraph about GBAO & Pamir." in docs["page"].text
     assert "var x" not in docs["page"].text and "Home | About" not in docs["page"].text
     assert "Hello Dushanbe PDF" in docs["sub/doc"].text
-    assert docs["sub/doc"].warnings == ["very little text (18 characters on 1 page): scanned PDF?"]
+    assert docs["sub/doc"].warnings == ["very little text (19 characters on 1 page): scanned PDF?"]
     assert docs["latin1"].warnings[0].startswith("not UTF-8: decoded as")
     assert docs["notes"].title == "Notes on Rasht"
     assert "développement à Douchanbé" in docs["latin1"].text

@@ -218,3 +218,69 @@ def test_the_corpus_folder_uses_the_settings_limits(settings, tmp_path):
     (settings.corpus_dir / "bomb.pdf").write_bytes(page_bomb(50))
     report = build_index(settings.model_copy(update={"max_pdf_pages": 10}), FakeEmbedder())
     assert {s.source: s.reason for s in report.skipped}["bomb.pdf"].startswith("too many pages (50 > 10 limit)")
+
+
+# ---------------------------------------------------------------------------- C. no silent loss in HTML
+
+POLICY = DATA / "debian-python-policy.html"
+
+
+def visible_chars(raw: bytes) -> int:
+    """Characters (not spaces) a browser shows of a page's body: its text less scripts and styles."""
+    import re
+
+    import lxml.html
+
+    root = lxml.html.document_fromstring(raw)
+    for elem in root.xpath("//script|//style|//noscript|//template"):
+        elem.drop_tree()
+    return len(re.sub(r"\s+", "", root.find("body").text_content()))
+
+
+def test_the_sphinx_python_policy_page_is_read_whole(tmp_path):
+    raw = POLICY.read_bytes()
+    doc = read(tmp_path, "python-policy.html", raw)
+    kept = len("".join(doc.text.split()))
+    assert kept >= 0.95 * visible_chars(raw), (kept, visible_chars(raw))  # 169 of 31,802 characters before
+    assert "4.7. Modules Byte-Compilation" in doc.text and "3.5.2. Interpreter Location" in doc.text
+    assert not any("very little text" in w for w in doc.warnings)
+    assert doc.info()["chars"] == len(doc.text)
+
+
+def test_when_main_content_extraction_keeps_under_half_the_whole_body_is_indexed_with_a_warning(tmp_path):
+    body = "".join(f"<p>Paragraph {i} of the Gorno-Badakhshan livelihoods report, outside the main element.</p>" for i in range(60))
+    page = f"<html><body><main><h1>Summary</h1><p>{'A short summary of the report. ' * 8}</p></main><div>{body}</div></body></html>"
+    doc = read(tmp_path, "report.html", page.encode())
+    assert "Paragraph 59 of the Gorno-Badakhshan" in doc.text and "A short summary" in doc.text
+    (warning,) = [w for w in doc.warnings if "main-content extraction" in w]
+    assert "so the whole page was indexed" in warning
+
+
+def test_a_page_whose_main_content_is_most_of_it_gets_no_warning(tmp_path):
+    doc = read(tmp_path, "datatype3.html", (DATA / "sqlite-datatype3.html").read_bytes())
+    assert not any("main-content" in w for w in doc.warnings)
+
+
+def test_nesting_deeper_than_256_elements_does_not_cut_the_document(tmp_path):
+    page = "<html><body>" + "".join(f"<div><h2>Section {i}</h2><p>Text of section {i}.</p>" for i in range(400)) + "<p>The end.</p>"
+    doc = read(tmp_path, "unclosed.html", page.encode())
+    assert doc.text.count("Text of section") == 400 and "Text of section 399." in doc.text and "The end." in doc.text
+
+
+def test_a_text_run_over_10_mb_does_not_cut_the_document(tmp_path):
+    page = "<html><body><p>" + "Khorog " * 1_600_000 + "</p><p>The paragraph after the long run.</p></body></html>"
+    assert len(page) > 11_000_000
+    doc = read(tmp_path, "long.html", page.encode())
+    assert doc.text.rstrip().endswith("The paragraph after the long run.") and doc.text.count("Khorog") == 1_600_000
+
+
+def test_nesting_beyond_the_parsers_reach_is_refused_with_the_reason(tmp_path):
+    page = "<html><body>" + "<div>" * 100_000 + "deep text" + "</div>" * 100_000 + "<p>shallow text after it</p></body></html>"
+    error = refusal(tmp_path, "deep.html", page.encode())
+    assert error.kind == "limit" and str(error).startswith("HTML nested more than 2,047 elements deep")
+
+
+def test_the_warning_and_the_length_give_one_character_count(tmp_path):
+    doc = read(tmp_path, "short.html", b"<html><body><p>Only a short note about the Dushanbe water utility.</p></body></html>")
+    (warning,) = [w for w in doc.warnings if w.startswith("very little text")]
+    assert warning == f"very little text ({doc.info()['chars']} characters)"

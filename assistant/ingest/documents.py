@@ -174,6 +174,8 @@ def load_document(path: Path, corpus_dir: Path, metadata: dict | None = None, li
     if not text.strip():
         raise UnreadableFile("no extractable text")
     warnings = list(dict.fromkeys(found.warnings + [w for w in text_warnings(text) if not _repeats(w, found.warnings)]))
+    # One character count per document, the one indexed (``Document.info()["chars"]``).
+    warnings = [_LITTLE_TEXT.sub(f"very little text ({len(text):,} characters", w) for w in warnings]
     for warning in warnings:
         log.info("%s: %s", rel.as_posix(), warning)
     meta = metadata or {}
@@ -191,6 +193,9 @@ def load_document(path: Path, corpus_dir: Path, metadata: dict | None = None, li
         description=meta.get("description"),
         warnings=warnings,
     )
+
+
+_LITTLE_TEXT = re.compile(r"^very little text \([\d,]+ characters")
 
 
 def _repeats(warning: str, earlier: list[str]) -> bool:

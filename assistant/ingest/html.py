@@ -6,6 +6,8 @@ from __future__ import annotations
 import codecs
 import logging
 import re
+import sys
+import threading
 
 from assistant.ingest.text import Deadline, Extracted, Limits, UnreadableFile, _bom_encoding, _Lazy, decode_text
 
@@ -43,7 +45,7 @@ _BOILERPLATE_ROLES = {"navigation", "banner", "contentinfo", "search", "compleme
 _BOILERPLATE_CLASS = _Lazy(
     r"^(nav|navbar|navigation|nav-?panel|navheader|navfooter|menu|main-?menu|sub-?menu|menubar|breadcrumbs?|sidebar|"
     r"sphinxsidebar|side-?nav|related|footer|site-?footer|page-?footer|header|site-?header|masthead|skip-?link|cookies?|"
-    r"cookie-?banner|share|social|social-?links|toc|toctree-wrapper|pagination|pager|tagline|slogan|logo|skip-?to-?content)$",
+    r"cookie-?banner|share|social|social-?links|pagination|pager|tagline|slogan|logo|skip-?to-?content)$",
     re.I,
 )
 _PERMALINK = {"¶", "#", "§", "🔗"}
@@ -58,25 +60,93 @@ _SPACES = _Lazy(r"\s+")
 
 def html_text(raw: bytes, deadline: Deadline | None = None) -> Extracted:
     """Main content of an HTML page as paragraphs; the page title kept apart. Past ``deadline``, refused."""
-    import lxml.html
 
     deadline = deadline or Limits().deadline()
     text, warnings = decode_html(raw)
     text = re.sub(r"^\s*<\?xml[^>]*\?>", "", text)
-    try:
-        root = lxml.html.document_fromstring(text) if text.strip() else None
-    except Exception as exc:  # noqa: BLE001 - lxml raises several types for hopeless markup
-        raise UnreadableFile(f"broken HTML ({exc.__class__.__name__}: {exc})") from exc
-    if root is None:
+    if not text.strip():
         return Extracted("", None, warnings)
+    root = _parse(text)
     deadline.check("parsing the HTML")
+    _allow_depth(root)
     title = _html_title(root)
+    visible = _visible_chars(root)
     _prune(root)
     deadline.check("finding the main content")
-    main = _main_content(root)
+    blocks = _render(_main_content(root), deadline)
+    kept = sum(len(_SPACES.sub("", b)) for b in blocks)
+    if visible >= MIN_GUARDED_CHARS and kept < 0.5 * visible:
+        # The main-content rules dropped most of what a reader sees: keep the whole page rather than lose it.
+        whole = _parse(text)
+        for elem in [e for e in whole.iter() if isinstance(e.tag, str) and _invisible(e)]:
+            if elem.getparent() is not None:
+                elem.drop_tree()
+        body = whole.find("body")
+        blocks = _render(body if body is not None else whole, deadline)
+        warning = (
+            f"the main-content extraction kept only {kept:,} of the page's {visible:,} visible characters, so the whole page"
+            " was indexed (menus and footers included)"
+        )
+        log.warning(warning)
+        warnings.append(warning)
+    return Extracted("\n\n".join(blocks) + "\n", title, warnings)
+
+
+MIN_GUARDED_CHARS = 400  # pages with less visible text than this are not second-guessed
+_INVISIBLE_TAGS = {"script", "style", "noscript", "template", "head", "link", "meta", "svg", "math", "iframe", "object", "embed", "map"}
+
+
+def _parse(text: str):
+    """The whole tree: ``huge_tree`` lifts libxml2's limits on depth (256) and on text runs (10 MB), which would
+    otherwise cut the document silently; what is still beyond them (nesting over 2,048 deep) is refused."""
+    import lxml.html
+
+    parser = lxml.html.HTMLParser(huge_tree=True)
+    try:
+        root = lxml.html.document_fromstring(text, parser=parser)
+    except Exception as exc:  # noqa: BLE001 - lxml raises several types for hopeless markup
+        raise UnreadableFile(f"broken HTML ({exc.__class__.__name__}: {exc})") from exc
+    for entry in parser.error_log:
+        if entry.type_name == "ERR_RESOURCE_LIMIT" or "Excessive depth" in entry.message:
+            depth = re.search(r"depth in document: (\d+)", entry.message)
+            limit = f"more than {int(depth.group(1)) - 1:,} elements deep" if depth else "beyond the HTML parser's limits"
+            raise UnreadableFile(f"HTML nested {limit}: the parser cannot read it whole, so it is refused rather than cut", kind="limit")
+    return root
+
+
+_DEPTH_LOCK = threading.Lock()
+
+
+def _allow_depth(root) -> None:
+    """Let the renderer's recursion follow the tree's depth (at most the parser's 2,048 levels)."""
+    depth = max((sum(1 for _ in e.iterancestors()) for e in root.iter("div", "section", "span", "li", "td", "table")), default=0)
+    if depth <= 150:
+        return
+    need = 4 * depth + 1000
+    with _DEPTH_LOCK:  # only ever raised, so a thread never finds it lowered under it
+        if sys.getrecursionlimit() < need:
+            sys.setrecursionlimit(need)
+
+
+def _invisible(elem) -> bool:
+    return elem.tag in _INVISIBLE_TAGS or elem.get("hidden") is not None or "display:none" in (elem.get("style") or "").replace(" ", "")
+
+
+def _visible_chars(root) -> int:
+    """Characters (not spaces) a browser would show in the body: all of it but scripts, styles and hidden elements."""
+    body = root.find("body")
+    body = body if body is not None else root
+    total = _text_len(body)
+    hidden = [e for e in body.iter() if isinstance(e.tag, str) and _invisible(e)]
+    marked = set(hidden)
+    outer = [e for e in hidden if not any(a in marked for a in e.iterancestors())]
+    return max(0, total - sum(_text_len(e) for e in outer))
+
+
+def _render(elem, deadline: Deadline) -> list[str]:
     renderer = _HtmlRenderer(deadline)
-    renderer.block(main)
-    return Extracted("\n\n".join(renderer.blocks) + "\n", title, warnings)
+    renderer.block(elem)
+    return renderer.blocks
 
 
 def _html_title(root) -> str | None:
