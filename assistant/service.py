@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from assistant.answer.decision import Calibration
+from assistant.answer.decision import Calibration, CalibrationMismatch
 from assistant.answer.extractive import ExtractiveAnswerer
 from assistant.answer.pipeline import Condenser, Pipeline
 from assistant.answer.types import Answerer
@@ -75,6 +75,11 @@ def build_answerers(settings: Settings, index: Store) -> tuple[Answerer, Answere
     calibration = Calibration.load(settings.calibration_file) if reader is not None else None
     if reader is not None and calibration is None:
         log.warning("the reader has no calibration (run 'assistant calibrate'); answering with the hand-tuned rules")
+    if calibration is not None:
+        try:
+            calibration.check(reader.info.weights_sha256)
+        except CalibrationMismatch as exc:
+            raise ConfigError(str(exc)) from exc
     extractive = ExtractiveAnswerer(settings, index, reader=reader, calibration=calibration)
     if not settings.llm_base_url:
         return extractive, None, None

@@ -1,23 +1,23 @@
-"""Fit the extractive answerer's numbers (``assistant/answer/calibration.json``) on held-out data.
+"""Fit the extractive answerer's numbers (``assistant/answer/calibration.json``).
 
-    assistant calibrate [--reader-dir DIR] [--out FILE]
-
-Uses only the calibration half of ``evaluation/questions.jsonl`` (``evaluation/split.json``):
-its answerable and unanswerable questions, plus an answer-removed variant of every answerable
-one (the sentences holding the evidence deleted from the document, the corpus re-indexed, the
-question asked again: the right behaviour is to abstain). The test half, the unseen questions
-and the public benchmarks are never read here.
+    assistant calibrate [--train-dir ../shared/train] [--reader-dir DIR] [--out FILE]
 
 Fitted, in order:
-1. ``reader_weight``: how much the reader's margin counts in the sentence score (the value whose
-   top sentence holds a gold answer most often);
-2. the logistic decision "do the documents answer this?" over the best sentence's features, and
-   its ``threshold``: the highest one whose false abstentions on answerable questions stay within
-   ``--false-abstention`` (5% by default);
-3. ``short_answer_margin``: from which reader margin the span alone is the answer: the lowest one
-   at which answering with the spans costs at most 3 points of "the answer holds a gold answer"
-   against always quoting the sentence (a span a few words shorter than the labelled answer
-   counts as a miss; the sentence is still quoted beneath the short answer).
+1. ``reader_weight``: how much the reader's margin counts in the sentence ranking (the value whose
+   top sentence holds a gold answer most often on the calibration half of
+   ``evaluation/questions.jsonl``, ``evaluation/split.json``);
+2. the decision "do the documents answer this?": a logistic model over the quoted sentence's
+   features, fitted on thousands of the answer step's own decisions on other domains — the
+   development split of the reading-comprehension files, asked as is, with the paragraph removed
+   and entity-swapped (``training/selective.py``) — and its ``threshold``, chosen by
+   cross-validation grouped by question for at most ``--false-abstention`` (5%) false abstention;
+3. ``short_answer_margin``: from which reader margin the span alone is the answer, on the
+   calibration half (the lowest margin at which short answers cost at most 3 points of "the answer
+   holds a gold answer" against always quoting the sentence).
+
+The calibration half then serves as a check that the decision transfers (its false abstention and
+abstention on unanswerable and answer-removed questions are recorded), not as what it is fitted on.
+The test half, the unseen and near-miss questions and the public benchmarks are never read here.
 """
 
 from __future__ import annotations
@@ -34,14 +34,15 @@ from pathlib import Path
 
 import numpy as np
 
-from assistant.answer.decision import CALIBRATION_FILE, Calibration, fit_logistic
-from assistant.answer.extractive import Candidate, ExtractiveAnswerer
+from assistant.answer.decision import CALIBRATION_FILE, FEATURES, Calibration
+from assistant.answer.extractive import Candidate, ExtractiveAnswerer, ranked
 from assistant.answer.kinds import wants_explanation
 from assistant.config import Settings
 from assistant.evaluation.harness import Question, answer_removed, load_questions
 from assistant.evaluation.metrics import contains_answer, token_f1
 from assistant.search.embedders import create_embedder
 from assistant.service import assemble, load_reader, open_service
+from training import selective
 
 log = logging.getLogger("training.calibrate")
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,187 +54,213 @@ SHORT_TOLERANCE = 0.03  # how much "answer holds a gold answer" short answers ma
 
 @dataclass
 class Case:
-    """One question asked once: its candidates (reader features included) and labels."""
+    """One calibration question asked once: its candidates (reader features included) and labels."""
 
     question: Question
     variant: str  # "original" or "answer-removed"
     answerable: bool
     cands: list[Candidate]
     answerer: ExtractiveAnswerer
-    blocked: str  # a hard check (acronym, number) that abstains whatever the scores
+
+    def best(self, weight: float) -> Candidate:
+        return ranked(self.cands, weight)[0]
+
+    def blocked(self, weight: float) -> str:
+        """A hard check (acronym, number) that abstains whatever the scores, on the ranking served."""
+        return self.answerer.hard_check(self.question.question, ranked(self.cands, weight)) if self.cands else "nothing retrieved"
+
+    def features(self, weight: float) -> dict[str, float]:
+        cands = ranked(self.cands, weight)
+        return self.answerer.decision_inputs(self.question.question, cands[0], cands)
+
+    def text(self, c: Candidate, span: tuple[int, int] | None = None) -> str:
+        a, b = span or (c.start, c.end)
+        return self.answerer.index.documents[c.passage.doc_id].text[a:b]
 
 
-def _answerer(service) -> ExtractiveAnswerer:
+def neutral_answerer(service) -> ExtractiveAnswerer:
     """The service's answerer with the reader and no calibration: raw features, reader weight 0."""
     reader = load_reader(service.settings)
     if reader is None:
         raise SystemExit("the reader is not available (weights missing?): nothing to calibrate")
-    neutral = Calibration(0.0, {}, 0.0, 99.0)
-    return ExtractiveAnswerer(service.settings, service.index, reader=reader, calibration=neutral)
+    return ExtractiveAnswerer(service.settings, service.index, reader=reader, calibration=Calibration(0.0, {}, 0.0, 99.0))
 
 
-def ranked(cands: list[Candidate], weight: float) -> list[Candidate]:
-    def score(c: Candidate) -> float:
-        m = -15.0 if c.margin is None else max(-15.0, min(15.0, c.margin))
-        return c.score + weight * m / 5.0
-
-    return sorted(cands, key=lambda c: -score(c))
+# ---------------------------------------------------------------- the product's calibration half
 
 
-def text_of(case: Case, c: Candidate, span: tuple[int, int] | None = None) -> str:
-    a, b = span or (c.start, c.end)
-    return case.answerer.index.documents[c.passage.doc_id].text[a:b]
-
-
-def features(case: Case, best: Candidate) -> dict[str, float]:
-    return case.answerer.decision_inputs(case.question.question, best)
-
-
-def calibrate(cases: list[Case], false_abstention: float) -> tuple[Calibration, dict]:
-    answerable = [c for c in cases if c.answerable and c.cands]
-    # 1. The reader's weight in the sentence score.
-    hits = {}
-    for w in WEIGHT_GRID:
-        hits[w] = float(np.mean([contains_answer(text_of(c, ranked(c.cands, w)[0]), c.question.answers) for c in answerable]))
-    weight = max(WEIGHT_GRID, key=lambda w: (round(hits[w], 4), -w))
-    log.info("top sentence holds a gold answer, by reader weight: %s -> %s", hits, weight)
-    # 2. The decision over the best sentence's features (hard checks abstain regardless).
-    open_cases = [c for c in cases if c.cands and not c.blocked]
-    rows = [features(c, ranked(c.cands, weight)[0]) for c in open_cases]
-    labels = [int(c.answerable) for c in open_cases]
-    coefficients = fit_logistic(rows, labels)
-    probe = Calibration(weight, coefficients, 0.0, 99.0)
-    p_answerable = sorted(probe.probability(r) for r, y in zip(rows, labels, strict=True) if y)
-    blocked_answerable = sum(1 for c in answerable if c.blocked)
-    allowed = max(0, int(false_abstention * len(answerable)) - blocked_answerable)
-    threshold = p_answerable[allowed] - 1e-6 if p_answerable else 0.5
-    # 3. The short answer.
-    answered = [
-        (c, ranked(c.cands, weight)[0])
-        for c in answerable
-        if not c.blocked and probe.probability(features(c, ranked(c.cands, weight)[0])) >= threshold
-    ]
-
-    def outcome(m: float) -> tuple[float, float, float, float, int]:
-        """Overall (answer holds gold, F1), and over the answers made short: (span holds gold, sentence holds gold, n)."""
-        contains, f1, span_ok, sentence_ok = [], [], [], []
-        for c, best in answered:
-            short = best.span is not None and best.margin is not None and best.margin >= m and not wants_explanation(c.question.question)
-            text = text_of(c, best, best.span if short else None)
-            contains.append(contains_answer(text, c.question.answers))
-            f1.append(token_f1(text, c.question.answers))
-            if short:
-                span_ok.append(contains_answer(text, c.question.answers))
-                sentence_ok.append(contains_answer(text_of(c, best), c.question.answers))
-        mean = lambda xs: float(np.mean(xs)) if xs else 0.0  # noqa: E731
-        return mean(contains), mean(f1), mean(span_ok), mean(sentence_ok), len(span_ok)
-
-    # The span alone is the answer from the lowest reader margin at which answers stay (nearly) as
-    # often right as when every answer is its sentence: short where the reader is sure.
-    scored = {m: outcome(m) for m in MARGIN_GRID}
-    sentence_contains = outcome(99.0)[0]
-    eligible = [m for m in MARGIN_GRID if scored[m][4] >= MIN_SHORT and scored[m][0] >= sentence_contains - SHORT_TOLERANCE]
-    short_margin = float(min(eligible)) if eligible else 99.0
-
-    removed = [c for c in cases if c.variant == "answer-removed"]
-    unanswerable = [c for c in cases if not c.answerable]
-    final = Calibration(weight, coefficients, threshold, short_margin)
-
-    def abstains(c: Case) -> bool:
-        return bool(c.blocked) or not c.cands or final.probability(features(c, ranked(c.cands, weight)[0])) < threshold
-
-    report = {
-        "questions": {
-            "answerable": len([c for c in cases if c.answerable]),
-            "unanswerable": len([c for c in cases if not c.answerable and c.variant == "original"]),
-            "answer_removed": len(removed),
-        },
-        "top_sentence_holds_gold_by_reader_weight": {str(k): round(v, 4) for k, v in hits.items()},
-        "false_abstention": round(float(np.mean([abstains(c) for c in cases if c.answerable])), 4),
-        "abstention_on_unanswerable": round(float(np.mean([abstains(c) for c in unanswerable])), 4) if unanswerable else None,
-        "abstention_on_answer_removed": round(float(np.mean([abstains(c) for c in removed])), 4) if removed else None,
-        "answer_holds_gold_sentence_always": round(sentence_contains, 4),
-        "by_short_margin": {
-            str(m): {
-                "answer_holds_gold": round(a, 4),
-                "f1": round(b, 4),
-                "short_span_holds_gold": round(c, 4),
-                "its_sentence": round(d, 4),
-                "short": n,
-            }
-            for m, (a, b, c, d, n) in scored.items()
-        },
-    }
-    return final, report
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="assistant calibrate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--questions", type=Path, default=ROOT / "evaluation" / "questions.jsonl")
-    p.add_argument("--split", type=Path, default=ROOT / "evaluation" / "split.json")
-    p.add_argument("--corpus-dir", type=Path, default=ROOT / "corpus")
-    p.add_argument("--reader-dir", type=Path, help="reader weights to calibrate (default: the packaged ones)")
-    p.add_argument("--out", type=Path, default=ROOT / "assistant" / "answer" / CALIBRATION_FILE)
-    p.add_argument("--false-abstention", type=float, default=0.05, help="allowed false abstentions on the calibration questions")
-    p.add_argument("--work-dir", type=Path, help="indexes for the runs (default: a temporary folder)")
-    p.add_argument("--limit", type=int, default=0, help="only the first N calibration questions (a smoke test)")
-    p.add_argument("--dump", type=Path, help="also write each case's features of its best sentences (JSON lines) for analysis")
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
-    started = time.time()
+def product_cases(args, base: Settings, embedder, work: Path) -> list[Case]:
+    """The calibration half, asked as is and with each answerable question's evidence removed."""
     ids = set(json.loads(args.split.read_text(encoding="utf-8"))["calibration"])
-    work = args.work_dir or Path(tempfile.mkdtemp(prefix="calibrate-"))
-    base = Settings(_env_file=None, corpus_dir=args.corpus_dir, index_dir=work / "index", reader_dir=args.reader_dir)
-    embedder = create_embedder(base)
     service = open_service(base, embedder)
     questions = load_questions(args.questions, {d: doc.text for d, doc in service.index.documents.items()}, ids)
     if args.limit:
         questions = questions[: args.limit]
     log.info("calibration questions: %d (%d answerable)", len(questions), sum(q.answerable for q in questions))
-    answerer = _answerer(service)
-    cases = []
-    for q in questions:
-        cands = answerer.candidates(q.question, service.retriever.search(q.question))
-        blocked = answerer.hard_check(q.question, cands) if cands else "nothing retrieved"
-        cases.append(Case(q, "original", q.answerable, cands, answerer, blocked))
-    variants_index = work / "variants-index"
+    answerer = neutral_answerer(service)
+    cases = [Case(q, "original", q.answerable, answerer.candidates(q.question, service.retriever.search(q.question)), answerer)
+             for q in questions]  # fmt: skip
     for n, q in enumerate([q for q in questions if q.answerable], 1):
         corpus = answer_removed(args.corpus_dir, work, q)
         if corpus is None:
             continue
-        settings = base.model_copy(update={"corpus_dir": corpus, "index_dir": variants_index})
+        settings = base.model_copy(update={"corpus_dir": corpus, "index_dir": work / "variants-index"})
         variant = assemble(settings, embedder, open_service(settings, embedder).index)
-        v_answerer = _answerer(variant)
-        cands = v_answerer.candidates(q.question, variant.retriever.search(q.question))
-        blocked = v_answerer.hard_check(q.question, cands) if cands else "nothing retrieved"
-        cases.append(Case(q, "answer-removed", False, cands, v_answerer, blocked))
+        v_answerer = neutral_answerer(variant)
+        cases.append(Case(q, "answer-removed", False, v_answerer.candidates(q.question, variant.retriever.search(q.question)), v_answerer))
         if n % 10 == 0:
             log.info("answer-removed variants: %d", n)
-    calibration, report = calibrate(cases, args.false_abstention)
-    if args.dump:
-        with args.dump.open("w", encoding="utf-8") as fh:
-            for c in cases:
-                top = ranked(c.cands, calibration.reader_weight)[:5] if c.cands else []
-                rows = [{**features(c, b), "holds_gold": contains_answer(text_of(c, b), c.question.answers)} for b in top]
-                fh.write(json.dumps({"id": c.question.id, "variant": c.variant, "answerable": c.answerable, "blocked": c.blocked,
-                                     "language": c.question.language, "top": rows}) + "\n")  # fmt: skip
+    return cases
+
+
+def fit_reader_weight(cases: list[Case]) -> tuple[float, dict]:
+    answerable = [c for c in cases if c.answerable and c.cands]
+    hits = {w: float(np.mean([contains_answer(c.text(c.best(w)), c.question.answers) for c in answerable])) for w in WEIGHT_GRID}
+    weight = max(WEIGHT_GRID, key=lambda w: (round(hits[w], 4), -w))
+    log.info("top sentence holds a gold answer, by reader weight: %s -> %s", hits, weight)
+    return weight, hits
+
+
+def fit_short_margin(cases: list[Case], calibration: Calibration) -> tuple[float, dict, float]:
+    """The lowest reader margin from which answering with the span costs (nearly) nothing."""
+    w = calibration.reader_weight
+    answered = [
+        (c, c.best(w))
+        for c in cases
+        if c.answerable and c.cands and not c.blocked(w) and calibration.probability(c.features(w)) >= calibration.threshold
+    ]
+
+    def outcome(m: float) -> tuple[float, float, float, float, int]:
+        contains, f1, span_ok, sentence_ok = [], [], [], []
+        for c, best in answered:
+            short = best.span is not None and best.margin is not None and best.margin >= m and not wants_explanation(c.question.question)
+            text = c.text(best, best.span if short else None)
+            contains.append(contains_answer(text, c.question.answers))
+            f1.append(token_f1(text, c.question.answers))
+            if short:
+                span_ok.append(contains_answer(text, c.question.answers))
+                sentence_ok.append(contains_answer(c.text(best), c.question.answers))
+        mean = lambda xs: float(np.mean(xs)) if xs else 0.0  # noqa: E731
+        return mean(contains), mean(f1), mean(span_ok), mean(sentence_ok), len(span_ok)
+
+    scored = {m: outcome(m) for m in MARGIN_GRID}
+    sentence_contains = outcome(99.0)[0]
+    eligible = [m for m in MARGIN_GRID if scored[m][4] >= MIN_SHORT and scored[m][0] >= sentence_contains - SHORT_TOLERANCE]
+    return (float(min(eligible)) if eligible else 99.0), scored, sentence_contains
+
+
+def transfer(cases: list[Case], calibration: Calibration) -> dict:
+    """How the decision fitted elsewhere does on the calibration half."""
+    w = calibration.reader_weight
+
+    def abstains(c: Case) -> bool:
+        return bool(c.blocked(w)) or calibration.probability(c.features(w)) < calibration.threshold
+
+    def share(cs: list[Case]) -> float | None:
+        return round(float(np.mean([abstains(c) for c in cs])), 4) if cs else None
+
+    return {
+        "questions": {
+            "answerable": sum(c.answerable for c in cases),
+            "unanswerable": sum(not c.answerable and c.variant == "original" for c in cases),
+            "answer_removed": sum(c.variant == "answer-removed" for c in cases),
+        },
+        "false_abstention": share([c for c in cases if c.answerable]),
+        "abstention_on_unanswerable": share([c for c in cases if not c.answerable and c.variant == "original"]),
+        "abstention_on_answer_removed": share([c for c in cases if c.variant == "answer-removed"]),
+    }
+
+
+# ---------------------------------------------------------------- other domains
+
+
+def other_domain_decisions(args, base: Settings, embedder, work: Path, weight: float) -> list[selective.Decision]:
+    cache = work / f"decisions-w{weight}.jsonl"
+    if args.decisions:
+        cache = args.decisions
+        if cache.exists():
+            log.info("other-domain decisions: %s (reused)", cache)
+            return selective.load(cache)
     reader = load_reader(base)
+    manifest = json.loads((Path(reader.info.path) / "reader.json").read_text(encoding="utf-8"))
+    dev_share = float(manifest.get("arguments", {}).get("dev_share", 0.1))  # the reader's own dev split: never trained on
+    examples = selective.dev_examples(args.train_dir, dev_share, args.per_source, args.seed)
+    doc_ids = selective.write_corpus(examples, work / "other-corpus")
+    settings = base.model_copy(update={"corpus_dir": work / "other-corpus", "index_dir": work / "other-index"})
+    service = open_service(settings, embedder)
+    log.info("other-domain corpus: %d paragraphs, %d questions", len(doc_ids), len(examples))
+    decisions = selective.collect(examples, neutral_answerer(service), service.retriever, doc_ids, weight, args.seed)
+    selective.save(decisions, cache)
+    return decisions
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="assistant calibrate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--train-dir", type=Path, default=ROOT.parent / "shared" / "train", help="SQuAD-format files (their dev split is used)")
+    p.add_argument("--per-source", type=int, default=400, help="dev questions per training file (0: all)")
+    p.add_argument("--questions", type=Path, default=ROOT / "evaluation" / "questions.jsonl")
+    p.add_argument("--split", type=Path, default=ROOT / "evaluation" / "split.json")
+    p.add_argument("--corpus-dir", type=Path, default=ROOT / "corpus")
+    p.add_argument("--reader-dir", type=Path, help="reader weights to calibrate (default: the packaged ones)")
+    p.add_argument("--out", type=Path, default=ROOT / "assistant" / "answer" / CALIBRATION_FILE)
+    p.add_argument("--false-abstention", type=float, default=0.05, help="allowed false abstention (cross-validated)")
+    p.add_argument("--work-dir", type=Path, help="indexes for the runs (default: a temporary folder)")
+    p.add_argument("--decisions", type=Path, help="other-domain decisions: reused when the file exists, else written there")
+    p.add_argument("--limit", type=int, default=0, help="only the first N calibration questions (a smoke test)")
+    p.add_argument("--seed", type=int, default=13)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr, force=True)
+    started = time.time()
+    work = args.work_dir or Path(tempfile.mkdtemp(prefix="calibrate-"))
+    work.mkdir(parents=True, exist_ok=True)
+    base = Settings(_env_file=None, corpus_dir=args.corpus_dir, index_dir=work / "index", reader_dir=args.reader_dir)
+    embedder = create_embedder(base)
+    reader = load_reader(base)
+
+    cases = product_cases(args, base, embedder, work)
+    weight, hits = fit_reader_weight(cases)
+    decisions = other_domain_decisions(args, base, embedder, work, weight)
+    coefficients, scale, threshold, fitted = selective.fit(decisions, args.false_abstention)
+    probe = Calibration(weight, coefficients, threshold, 99.0, features=FEATURES, scale=scale)
+    short_margin, by_margin, sentence_contains = fit_short_margin(cases, probe)
     calibration = Calibration(
-        calibration.reader_weight,
-        {k: round(v, 6) for k, v in calibration.coefficients.items()},
-        round(calibration.threshold, 6),
-        calibration.short_answer_margin,
+        weight,
+        {k: round(v, 6) for k, v in coefficients.items()},
+        threshold,
+        short_margin,
         {
             "fitted_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "command": "assistant calibrate " + " ".join(sys.argv[1:] if argv is None else argv),
-            "data": "calibration half of evaluation/questions.jsonl (evaluation/split.json) and answer-removed variants of it",
-            "reader_weights_sha256": reader.info.weights_sha256 if reader else None,
+            "data": {
+                "reader_weight_and_short_answer": "calibration half of evaluation/questions.jsonl (evaluation/split.json)",
+                "decision": "the answer step's decisions on the dev split of the reading-comprehension files "
+                "(asked, paragraph removed, entity swapped), cross-validated by question",
+            },
+            "settings": {"embedder": base.embedder, "reader_passages": base.reader_passages, "top_k": base.top_k},
             "seconds": round(time.time() - started, 1),
-            **report,
+            "top_sentence_holds_gold_by_reader_weight": {str(k): round(v, 4) for k, v in hits.items()},
+            "other_domains": fitted,
+            "risk_coverage_other_domains": selective.risk_coverage(decisions, probe.probability),
+            "calibration_half": None,
+            "answer_holds_gold_sentence_always": round(sentence_contains, 4),
+            "by_short_margin": {
+                str(m): {
+                    "answer_holds_gold": round(a, 4),
+                    "f1": round(b, 4),
+                    "short_span_holds_gold": round(c, 4),
+                    "its_sentence": round(d, 4),
+                    "short": n,
+                }
+                for m, (a, b, c, d, n) in by_margin.items()
+            },  # fmt: skip
         },
+        FEATURES,
+        reader.info.weights_sha256 if reader else None,
+        scale,
     )
+    calibration.provenance["calibration_half"] = transfer(cases, calibration)
     args.out.write_text(calibration.to_json(), encoding="utf-8")
-    print(json.dumps(report, indent=1))
+    print(json.dumps({k: calibration.provenance[k] for k in ("other_domains", "calibration_half")}, indent=1))
     print(f"wrote {args.out}")
     return 0
 

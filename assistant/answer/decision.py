@@ -20,19 +20,78 @@ from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 
-FEATURES = ("margin", "answer_p", "evidence", "kind", "crosslingual")
+FEATURES = (
+    "margin",
+    "answer_p",
+    "evidence",
+    "kind",
+    "crosslingual",
+    "passage_rank",
+    "passage_overlap",
+    "names_missing",
+    "span_in_question",
+    "margin_gap",
+    "question_fr",
+    "question_ru",
+)
 CALIBRATION_FILE = "calibration.json"
+MARGIN_CLIP = 15.0
+MARGIN_SCALE = 5.0
 
 
-def decision_features(margin: float | None, evidence: float, kind_ok: bool, answer_p: float, crosslingual: bool) -> dict[str, float]:
-    """The model's inputs; a sentence the reader did not read counts as a strong "no answer".
+def scaled_margin(margin: float | None) -> float:
+    """The reader's margin as the answer step uses it everywhere: clipped to +-15 and divided by 5;
+    a sentence the reader did not read counts as a strong "no answer" (-3).
+
+    >>> scaled_margin(None), scaled_margin(2.5), scaled_margin(40.0)
+    (-3.0, 0.5, 3.0)
+    """
+    m = -MARGIN_CLIP if margin is None else max(-MARGIN_CLIP, min(MARGIN_CLIP, margin))
+    return m / MARGIN_SCALE
+
+
+def decision_features(
+    margin: float | None,
+    evidence: float,
+    kind_ok: bool,
+    answer_p: float,
+    crosslingual: bool,
+    *,
+    passage_rank: int = 0,
+    passage_overlap: float = 1.0,
+    names_missing: float = 0.0,
+    span_in_question: float = 0.0,
+    margin_gap: float = 0.0,
+    question_language: str = "en",
+) -> dict[str, float]:
+    """The model's inputs for quoting one sentence.
 
     ``answer_p`` is the reader's probability that the sentence's passage holds an answer at all;
     ``crosslingual`` says the question is not in the sentence's language, where similarity and the
-    reader's scores run lower for answerable questions too.
+    reader's scores run lower for answerable questions too; ``passage_overlap`` is the share of the
+    question's (IDF-weighted) words found in the passage, ``names_missing`` the share of the
+    question's names and numbers it lacks (a question about another country, year or figure),
+    ``span_in_question`` the share of the reader's span made of the question's own words, and
+    ``margin_gap`` how far the best sentence's margin stands above the next sentence's.
     """
-    m = -15.0 if margin is None else max(-15.0, min(15.0, margin))
-    return {"margin": m / 5.0, "answer_p": answer_p, "evidence": evidence, "kind": float(kind_ok), "crosslingual": float(crosslingual)}
+    return {
+        "margin": scaled_margin(margin),
+        "answer_p": answer_p,
+        "evidence": evidence,
+        "kind": float(kind_ok),
+        "crosslingual": float(crosslingual),
+        "passage_rank": min(passage_rank, 10) / 10,
+        "passage_overlap": passage_overlap,
+        "names_missing": names_missing,
+        "span_in_question": span_in_question,
+        "margin_gap": max(-3.0, min(3.0, margin_gap)),
+        "question_fr": float(question_language == "fr"),
+        "question_ru": float(question_language == "ru"),
+    }
+
+
+class CalibrationMismatch(ValueError):
+    """A calibration fitted for another reader or another set of features."""
 
 
 @dataclass(frozen=True)
@@ -44,15 +103,36 @@ class Calibration:
     threshold: float  # abstain when the probability is below this
     short_answer_margin: float  # answer with the reader's span alone when its margin reaches this
     provenance: dict = field(default_factory=dict)
+    features: tuple[str, ...] = ()  # the inputs the coefficients were fitted on (empty: those of ``coefficients``)
+    reader_sha256: str | None = None  # the reader weights the numbers were fitted with
+    scale: dict[str, tuple[float, float]] = field(default_factory=dict)  # (mean, std) per feature, applied before the coefficients
 
     def probability(self, features: dict[str, float]) -> float:
-        """P(the documents answer the question).
+        """P(the documents answer the question); every fitted feature must be given.
 
         >>> Calibration(0.1, {"bias": 0.0, "margin": 1.0}, 0.5, 3.0).probability({"margin": 0.0})
         0.5
         """
-        z = self.coefficients.get("bias", 0.0) + sum(self.coefficients.get(k, 0.0) * v for k, v in features.items())
+        z = self.coefficients.get("bias", 0.0)
+        for name, weight in self.coefficients.items():
+            if name == "bias":
+                continue
+            if name not in features:
+                raise CalibrationMismatch(f"the decision needs the feature {name!r}, which the answer step does not compute")
+            mean, std = self.scale.get(name, (0.0, 1.0))
+            z += weight * (features[name] - mean) / std
         return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
+
+    def check(self, reader_sha256: str | None, features: tuple[str, ...] = FEATURES) -> None:
+        """Refuse numbers fitted for another reader or on features the answer step no longer computes."""
+        if self.reader_sha256 and reader_sha256 and self.reader_sha256 != reader_sha256:
+            raise CalibrationMismatch(
+                f"the calibration was fitted for reader weights {self.reader_sha256[:12]}, but the loaded reader is "
+                f"{reader_sha256[:12]}: run 'assistant calibrate' for this reader (or point ASSISTANT_CALIBRATION_FILE at its calibration)"
+            )
+        unknown = sorted(set(self.features or (k for k in self.coefficients if k != "bias")) - set(features))
+        if unknown:
+            raise CalibrationMismatch(f"the calibration uses features the answer step does not compute: {', '.join(unknown)}")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, ensure_ascii=False) + "\n"
@@ -60,7 +140,17 @@ class Calibration:
     @classmethod
     def from_json(cls, text: str) -> Calibration:
         data = json.loads(text)
-        return cls(data["reader_weight"], data["coefficients"], data["threshold"], data["short_answer_margin"], data.get("provenance", {}))
+        provenance = data.get("provenance", {})
+        return cls(
+            data["reader_weight"],
+            data["coefficients"],
+            data["threshold"],
+            data["short_answer_margin"],
+            provenance,
+            tuple(data.get("features", ())),
+            data.get("reader_sha256") or provenance.get("reader_weights_sha256"),
+            {k: tuple(v) for k, v in data.get("scale", {}).items()},
+        )
 
     @classmethod
     def load(cls, path: Path | None = None) -> Calibration | None:

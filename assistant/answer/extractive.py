@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
-from assistant.answer.decision import Calibration, decision_features
+from assistant.answer.decision import Calibration, decision_features, scaled_margin
 from assistant.answer.kinds import counted_words, counts_noun, has_kind, question_kind, wants_explanation
 from assistant.answer.language import languages, no_answer_text, question_language
 from assistant.answer.safety import has_content, is_instruction
@@ -70,7 +70,8 @@ class Candidate:
     dense: float
     lexical: float
     kind: bool
-    score: float = 0.0
+    score: float = 0.0  # base_score plus the reader's weighted margin: the ranking
+    base_score: float = 0.0  # similarity, overlap, kind, rank: the score without the reader
     margin: float | None = None  # the reader's best span in this sentence minus its "no answer" score
     span: tuple[int, int] | None = None  # that span's document offsets
     answer_p: float = 0.0  # the reader's probability that this sentence's passage holds an answer
@@ -148,30 +149,33 @@ class ExtractiveAnswerer:
                     + w.novelty * novelty
                     + w.previous * (prev_dense - dense)
                 )
-                out.append(Candidate(row, rank, passage, start, end, dense, lexical, is_kind, score))
+                out.append(Candidate(row, rank, passage, start, end, dense, lexical, is_kind, score, score))
         if self.reader is not None:
             self._read(question, search.passages, out)
-        out.sort(key=lambda c: -c.score)
-        return out
+        return ranked(out, self.calibration.reader_weight if self.calibration else 0.0)
 
     def _read(self, question: str, passages: list[Passage], cands: list[Candidate]) -> None:
-        """Add the reader's span and margin to the sentences of the passages it reads."""
+        """Add the reader's span and margin to the sentences of the passages it reads.
+
+        A span made only of the question's own words is never the answer: the next best span of
+        the sentence stands in for it.
+        """
         read = passages[: self.settings.reader_passages]
         readings = self.reader.read(question, [p.text for p in read])
-        weight = self.calibration.reader_weight if self.calibration else 0.0
+        q_words = set(tokenize(question, drop_stopwords=False))
         for cand in cands:
             for reading, p in zip(readings, read, strict=True):
                 lo, hi = max(cand.start, p.start) - p.start, min(cand.end, p.end) - p.start
                 if p.doc_id != cand.passage.doc_id or hi <= lo:
                     continue
-                found = reading.best_span(lo, hi, self.reader.spec.max_answer_tokens)
+                spans = reading.top_spans(lo, hi, self.reader.spec.max_answer_tokens, k=8)
+                found = next((sp for sp in spans if not _only_question_words(p.text[sp[1] : sp[2]], q_words)), None)
                 if found is None:
                     continue
                 margin = found[0] - reading.null
                 if cand.margin is None or margin > cand.margin:
                     cand.margin, cand.span = margin, (p.start + found[1], p.start + found[2])
                     cand.answer_p = reading.answer_probability
-            cand.score += weight * max(-15.0, min(15.0, cand.margin if cand.margin is not None else -15.0)) / 5.0
 
     def _about(self, doc_id: str) -> str:
         doc = self.index.documents[doc_id]
@@ -184,13 +188,40 @@ class ExtractiveAnswerer:
         """How strongly the best sentence supports an answer (similarity and word overlap)."""
         return best.dense + self.weights.lexical * best.lexical
 
-    def decision_inputs(self, question: str, best: Candidate) -> dict[str, float]:
-        """The calibrated decision's features for quoting ``best``."""
+    def decision_inputs(self, question: str, best: Candidate, cands: list[Candidate] | None = None) -> dict[str, float]:
+        """The calibrated decision's features for quoting ``best`` (the first of ``cands``, ranked)."""
         kind = question_kind(question)
         kind_ok = kind is None or best.kind or bool(best.span and has_kind(self._text(best.span, best), kind, question))
         written_in = languages(self._sentence_text(best))
-        crosslingual = bool(written_in) and question_language(question) not in written_in
-        return decision_features(best.margin, self.evidence_score(best), kind_ok, best.answer_p, crosslingual)
+        language = question_language(question)
+        crosslingual = bool(written_in) and language not in written_in
+        q_tokens = set(tokenize(question))
+        idf, unknown = self.index.sentence_idf(q_tokens)
+        about = self._about(best.passage.doc_id)
+        passage_tokens = set(tokenize(f"{best.passage.text} {self.index.documents[best.passage.doc_id].title}"))
+        total = sum(idf.get(t, unknown) for t in q_tokens)
+        overlap = sum(idf.get(t, unknown) for t in q_tokens & passage_tokens) / total if total else 1.0
+        names = _names(question)
+        folded = about.casefold()
+        missing = sum(1 for n in names if n.casefold() not in folded) / len(names) if names else 0.0
+        span_words = tokenize(self._text(best.span, best), drop_stopwords=False) if best.span else []
+        in_question = set(tokenize(question, drop_stopwords=False))
+        span_in_question = sum(w in in_question for w in span_words) / len(span_words) if span_words else 0.0
+        others = [c.margin for c in (cands or []) if c is not best and c.margin is not None]
+        gap = scaled_margin(best.margin) - scaled_margin(max(others)) if others else 0.0
+        return decision_features(
+            best.margin,
+            self.evidence_score(best),
+            kind_ok,
+            best.answer_p,
+            crosslingual,
+            passage_rank=best.passage_rank,
+            passage_overlap=overlap,
+            names_missing=missing,
+            span_in_question=span_in_question,
+            margin_gap=gap,
+            question_language=language,
+        )
 
     # ------------------------------------------------------------------ answering
 
@@ -206,7 +237,7 @@ class ExtractiveAnswerer:
         if self.calibration is None:
             return self._choose_by_rules(question, cands)
         best = cands[0]
-        p = self.calibration.probability(self.decision_inputs(question, best))
+        p = self.calibration.probability(self.decision_inputs(question, best, cands))
         if p < self.calibration.threshold:
             return Choice(None, f"weak evidence (p={p:.2f})", p)
         return Choice(best, "", p)
@@ -303,6 +334,36 @@ class ExtractiveAnswerer:
         if (start, end) != (p.start, p.end):
             p = replace(p, start=start, end=end, text=self.index.documents[p.doc_id].text[start:end])
         return citation(n, p, self.index, cand.start, cand.end, span)
+
+
+def ranked(cands: list[Candidate], reader_weight: float) -> list[Candidate]:
+    """Candidates scored with the reader's weighted margin, best first: the one ranking that serving
+    and fitting (``training/calibrate.py``) both use."""
+    for c in cands:
+        c.score = c.base_score + reader_weight * scaled_margin(c.margin)
+    return sorted(cands, key=lambda c: -c.score)
+
+
+_NAME = re.compile(r"(?<=[\s(«\"'])[A-ZÀ-ÖØ-ÞА-ЯЁ][\w\-]+|\b\d[\d’',.]*\d\b|\b\d\b")
+
+
+def _names(question: str) -> list[str]:
+    """The question's names (capitalised words after its first) and numbers.
+
+    >>> _names("When did Kyrgyzstan become an IOM Member State in 1994?")
+    ['Kyrgyzstan', 'IOM', 'Member', 'State', '1994']
+    """
+    return _NAME.findall(question)
+
+
+def _only_question_words(span: str, q_words: set[str]) -> bool:
+    """Is ``span`` made only of words the question already says?
+
+    >>> _only_question_words("Tajikistan Digital Foundations Project", {"tajikistan", "digital", "foundations", "project", "the"})
+    True
+    """
+    words = tokenize(span, drop_stopwords=False)
+    return bool(words) and all(w in q_words for w in words)
 
 
 def _check(choice: Choice) -> dict:

