@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -14,6 +15,14 @@ RetrievalMode = Literal["hybrid", "dense", "keyword"]
 Fusion = Literal["rrf", "convex"]
 AnswerMode = Literal["auto", "extractive", "llm"]
 StoreName = Literal["local", "postgres"]
+
+
+def _cores() -> int:
+    """The CPU cores this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
 
 
 class Settings(BaseSettings):
@@ -110,6 +119,12 @@ class Settings(BaseSettings):
     http_keep_alive_s: int = Field(default=5, ge=1, le=600)  # an idle kept-alive connection is closed after this
     http_max_header_bytes: int = Field(default=16 * 1024, ge=1024, le=1024 * 1024)
     http_max_connections: int = Field(default=200, ge=1)  # beyond this, new requests get 503
+    # Admission: at most max_answers answers in flight at once (default: one per CPU core this process may use),
+    # up to answer_queue more waiting at most answer_queue_wait_s each; beyond that 503 "overloaded" with Retry-After.
+    # The same bound for /ask, /ask/stream and /v1/chat/completions (plain and streamed).
+    max_answers: int = Field(default_factory=lambda: _cores(), ge=1, le=256)
+    answer_queue: int = Field(default=8, ge=0, le=1024)
+    answer_queue_wait_s: float = Field(default=5.0, gt=0, le=300)
 
     def model_post_init(self, __context: object) -> None:
         if self.chunk_overlap >= self.chunk_size:

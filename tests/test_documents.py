@@ -102,11 +102,11 @@ def test_the_document_list_reports_skipped_files_and_warnings(settings):
     from assistant.service import open_service
     from tests.fakes import FakeEmbedder
 
-    (settings.corpus_dir / "notes.docx").write_bytes(b"PK\x03\x04 not supported")
+    (settings.corpus_dir / "notes.odp").write_bytes(b"PK\x03\x04 not supported")
     (settings.corpus_dir / "short.txt").write_text("Just a line.\n", encoding="utf-8")
     service = open_service(settings, FakeEmbedder())
     with TestClient(create_app(settings, service)) as client:
         body = client.get("/documents").json()
-    assert {"source": "notes.docx", "reason": "unsupported file type '.docx'"} in body["skipped"]
+    assert {"source": "notes.odp", "reason": "unsupported file type '.odp'"} in body["skipped"]
     short = next(d for d in body["documents"] if d["source"] == "short.txt")
     assert any("very little text" in w for w in short["warnings"])

@@ -284,3 +284,86 @@ def test_the_warning_and_the_length_give_one_character_count(tmp_path):
     doc = read(tmp_path, "short.html", b"<html><body><p>Only a short note about the Dushanbe water utility.</p></body></html>")
     (warning,) = [w for w in doc.warnings if w.startswith("very little text")]
     assert warning == f"very little text ({doc.info()['chars']} characters)"
+
+
+# ---------------------------------------------------------------------------- D. Word documents
+
+
+def make_docx(path: Path, title: str = "Khatlon Rural Water Supply Project") -> Path:
+    """A real .docx as Word users write them: a heading, body text, a bulleted and a numbered list, a fact table."""
+    import docx
+
+    document = docx.Document()
+    document.core_properties.title = title
+    document.core_properties.author = "Ministry of Energy and Water Resources"
+    document.add_heading("Khatlon Rural Water Supply Project", level=1)
+    document.add_paragraph("The project brings piped drinking water to villages of the Khatlon region of Tajikistan.")
+    document.add_heading("Activities", level=2)
+    for item in ("Rehabilitation of 42 kilometres of pipes", "Training of village water committees"):
+        document.add_paragraph(item, style="List Bullet")
+    for item in ("Survey the villages", "Build the intakes", "Hand over to the committees"):
+        document.add_paragraph(item, style="List Number")
+    table = document.add_table(rows=0, cols=2)
+    for label, value in (("Budget", "USD 12,500,000"), ("Duration", "01.03.2021 - 28.02.2026"), ("Project number", "TJ-KRW-0417")):
+        cells = table.add_row().cells
+        cells[0].text, cells[1].text = label, value
+    document.add_paragraph("Households in Bokhtar and Kulob districts are the first to be connected.")
+    document.save(str(path))
+    return path
+
+
+def test_a_docx_keeps_headings_lists_and_tables_in_order(tmp_path):
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    make_docx(folder / "khatlon water.docx")
+    (doc,) = load_corpus(folder).documents
+    assert doc.doc_id == "khatlon-water" and doc.title == "Khatlon Rural Water Supply Project"
+    assert doc.text == (
+        "Khatlon Rural Water Supply Project\n\n"
+        "The project brings piped drinking water to villages of the Khatlon region of Tajikistan.\n\n"
+        "Activities\n\n"
+        "- Rehabilitation of 42 kilometres of pipes\n- Training of village water committees\n"
+        "1. Survey the villages\n2. Build the intakes\n3. Hand over to the committees\n\n"
+        "Budget | USD 12,500,000\nDuration | 01.03.2021 - 28.02.2026\nProject number | TJ-KRW-0417\n\n"
+        "Households in Bokhtar and Kulob districts are the first to be connected.\n"
+    )
+
+
+def test_a_docx_is_held_to_the_same_limits_and_reports(tmp_path):
+    path = make_docx(tmp_path / "water.docx")
+    error = refusal(tmp_path, "water.docx", path.read_bytes(), limits=Limits(max_read_s=1e-9))
+    assert error.kind == "limit" and "took longer than" in str(error)
+    assert str(refusal(tmp_path, "fake.docx", EXE)) == "this file is not a Word document (it looks like a Windows program)"
+    assert str(refusal(tmp_path, "empty.docx", b"")) == "the file is empty"
+
+
+def test_a_docx_in_the_corpus_folder_is_indexed_and_searchable(settings):
+    from assistant.search.build import build_index
+    from assistant.search.index import load_index
+
+    make_docx(settings.corpus_dir / "khatlon-water.docx")
+    report = build_index(settings, FakeEmbedder())
+    assert "khatlon-water.docx" not in {s.source for s in report.skipped}
+    index = load_index(settings.index_dir)
+    assert "Project number | TJ-KRW-0417" in index.documents["khatlon-water"].text
+
+
+def test_a_docx_upload_is_indexed_and_cited(client, settings, tmp_path):
+    import time
+
+    response = upload(client, ("Khatlon water.docx", make_docx(tmp_path / "k.docx").read_bytes()))
+    assert response.status_code == 202, response.text
+    (result,) = response.json()["files"]
+    assert result["status"] == "queued" and result["doc_id"] == "uploads/Khatlon-water"
+    deadline = time.monotonic() + 60
+    while not (client.get("/health").json().get("building") is None and "uploads/Khatlon-water" in doc_ids(client)):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    body = client.post("/ask", json={"question": "How many kilometres of pipes does the Khatlon Rural Water Supply Project rehabilitate?"})
+    assert any(c["doc_id"] == "uploads/Khatlon-water" for c in body.json()["citations"])
+    full = client.get("/documents/uploads/Khatlon-water").json()
+    assert "Budget | USD 12,500,000" in full["text"]
+
+
+def doc_ids(client) -> set[str]:
+    return {d["doc_id"] for d in client.get("/documents").json()["documents"]}

@@ -1,7 +1,7 @@
 """Reading the corpus: files in, clean text with metadata out.
 
-Supported: .txt, .md (UTF-8/16 or a legacy code page), .html/.htm (main content, lxml) and .pdf
-(pypdfium2); the per-format extraction lives in ``readers.py``. A file that cannot be read, is too
+Supported: .txt, .md (UTF-8/16 or a legacy code page), .html/.htm (main content, lxml), .pdf
+(pypdfium2) and .docx (python-docx); the per-format extraction lives in ``readers.py``. A file that cannot be read, is too
 large or is a symlink leading out of the corpus folder is skipped with a reason; a file with no
 extractable text is reported as empty; what a user should know about a document it did read
 (no text layer, very little text, garbled text) is in ``Document.warnings``.
@@ -28,7 +28,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 METADATA_FILE = "metadata.json"
-SUPPORTED_SUFFIXES = {".txt", ".md", ".html", ".htm", ".pdf"}
+SUPPORTED_SUFFIXES = {".txt", ".md", ".html", ".htm", ".pdf", ".docx"}
 
 
 @dataclass(frozen=True)

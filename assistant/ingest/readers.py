@@ -1,4 +1,4 @@
-"""Per-format text extraction: plain text, HTML and PDF in, readable paragraphs out.
+"""Per-format text extraction: plain text, HTML, PDF and Word in, readable paragraphs out.
 
 Every reader returns an :class:`Extracted` whose text has one paragraph per line block and blank
 lines between paragraphs; ``documents.clean_text`` then normalises it once more, so the text the
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from assistant.ingest.docx import docx_text
 from assistant.ingest.html import html_text
 from assistant.ingest.pdf import pdf_text
 from assistant.ingest.sniff import check_kind
@@ -41,6 +42,8 @@ def read_file(path: Path, limits: Limits | int = MAX_FILE_BYTES) -> Extracted:
     check_kind(path, suffix)
     if suffix == ".pdf":
         return pdf_text(path, limits)
+    if suffix == ".docx":
+        return docx_text(path, limits)
     raw = path.read_bytes()
     if suffix in {".html", ".htm"}:
         return html_text(raw, limits.deadline())

@@ -86,6 +86,9 @@ class Extracted:
     text: str
     title: str | None = None
     warnings: list[str] = field(default_factory=list)
+    # What the file's own properties say, for the metadata: "author", "created", "modified" (datetimes or
+    # strings), "language"; the PDF reader adds "page_spans".
+    meta: dict = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------- plain text

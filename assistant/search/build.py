@@ -90,7 +90,7 @@ def build_index(settings: Settings, embedder: Embedder, progress: Progress | Non
         corpus = load_corpus(settings.corpus_dir, Limits.from_settings(settings))
         if not corpus.documents:
             skipped = "".join(f"; skipped {s.source}: {s.reason}" for s in corpus.skipped[:5])
-            raise IndexNotReady(f"no documents to index in {settings.corpus_dir} (add .txt, .md, .html or .pdf files){skipped}")
+            raise IndexNotReady(f"no documents to index in {settings.corpus_dir} (add .txt, .md, .html, .pdf or .docx files){skipped}")
         config = embedding_config(settings, embedder.name, embedder.dim)
         previous = _reusable_vectors(index_dir, config)
         chunks = [c for doc in corpus.documents for c in chunk_document(doc, settings.chunk_size, settings.chunk_overlap)]
