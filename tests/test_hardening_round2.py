@@ -352,7 +352,8 @@ def patient_server(hung_llm: FakeLLM, corpus: Path, index_dir: Path, tmp_path_fa
     """A real server whose LLM hangs and may take 60 s."""
     work = tmp_path_factory.mktemp("patient-server")
     shutil.copytree(index_dir, work / "index")
-    env = server_env(corpus, work / "index", llm_base_url=hung_llm.base_url, llm_timeout_s=60, llm_retries=0)
+    # Slots for all the questions below at once: admission control is tested in test_admission.py.
+    env = server_env(corpus, work / "index", llm_base_url=hung_llm.base_url, llm_timeout_s=60, llm_retries=0, max_answers=64)
     with uvicorn_server(env, cwd=ROOT, log_path=work / "server.log", timeout_s=120, app=APP) as server:
         yield server
 

@@ -2,8 +2,9 @@
 (``assistant serve`` adds the limits of ``uvicorn_options``).
 
 The assistant is loaded once, in the lifespan (``assistant.service``); routes only read it.
-Answering runs in worker threads; when the client goes away first, its LLM call is cancelled
-(``CancelToken``), so abandoned requests do not keep the workers busy. ``/health`` never calls
+Answers are admitted to a bounded number of slots with a short queue (``admission``, else 503) and
+run in worker threads step by step (``streaming``); when the client goes away first, its LLM call
+is cut off and no further step starts, so abandoned requests do not keep the workers busy. ``/health`` never calls
 the LLM itself: it reports the client's cached reachability.
 """
 
@@ -11,18 +12,15 @@ import json
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import aclosing, asynccontextmanager
-from typing import TypeVar
 
 import anyio
-import anyio.to_thread
 from fastapi import Depends, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import StreamingResponse
 from fastapi.routing import APIRoute
 
-from assistant.answer.llm_budget import Cancelled, CancelToken, cancellable
+from assistant.answer.llm_budget import Cancelled
 from assistant.answer.llm_client import HEALTH_TIMEOUT_S
 from assistant.answer.pipeline import Pipeline, StreamFailed
 from assistant.answer.types import Answer
@@ -30,10 +28,12 @@ from assistant.config import Settings
 from assistant.errors import NotFound
 from assistant.live import LiveService
 from assistant.search.embedders import Embedder
+from assistant.server.admission import Admission
 from assistant.server.errors import ERRORS, ApiError, error_body, install_error_handlers
 from assistant.server.middleware import Guard, key_ok, timed_h11_protocol
 from assistant.server.schemas import AskFields, AskResponse, DocumentList, DocumentText, ErrorResponse, ask_request_model
 from assistant.server.static import WebFiles, web_dir
+from assistant.server.streaming import AdmittedStream, answer_stream, run_cancellable
 from assistant.service import Service
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,7 @@ def create_app(settings: Settings | None = None, service: Service | None = None,
     (tests and benchmarks inject fakes this way); by default everything is built from ``settings``."""
     settings = settings or Settings()
     live = LiveService(settings, service, embedder)
+    admission = Admission(settings.max_answers, settings.answer_queue, settings.answer_queue_wait_s)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -59,9 +60,10 @@ def create_app(settings: Settings | None = None, service: Service | None = None,
         lifespan=lifespan,
     )
     app.state.live = live
+    app.state.admission = admission
     install_error_handlers(app, settings)
 
-    def json_body(request: Request) -> None:
+    async def json_body(request: Request) -> None:
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype != "application/json":
             raise ApiError(415, "unsupported_media_type", "Send the request body as JSON with 'Content-Type: application/json'.")
@@ -73,7 +75,7 @@ def create_app(settings: Settings | None = None, service: Service | None = None,
     async def ask(body: Ask, request: Request) -> dict:
         """Answer a question with citations, or abstain when the documents do not hold the answer."""
         pipeline = live.ready().pipeline
-        answer = await run_cancellable(request, pipeline.ask, body.question, body.top_k, body.mode, body.turns())
+        answer = await run_cancellable(request, admission, pipeline.ask, body.question, body.top_k, body.mode, body.turns())
         return answer.to_dict()
 
     @app.post(
@@ -82,7 +84,7 @@ def create_app(settings: Settings | None = None, service: Service | None = None,
         dependencies=guards,
         tags=["answers"],
     )
-    async def ask_stream(body: Ask) -> StreamingResponse:
+    async def ask_stream(body: Ask) -> AdmittedStream:
         """Stream the answer: ``delta`` events with text, then ``done`` with the full /ask response.
 
         One stream is one answer: when the LLM fails after some of its text was sent, the stream
@@ -90,7 +92,8 @@ def create_app(settings: Settings | None = None, service: Service | None = None,
         with a different answer in ``done``.
         """
         pipeline = live.ready().pipeline
-        return StreamingResponse(_sse(pipeline, body), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+        slot = await admission.acquire()
+        return AdmittedStream(_sse(pipeline, admission, body), slot)
 
     @app.head("/health", include_in_schema=False)
     @app.get("/health", tags=["service"])
@@ -121,6 +124,7 @@ def create_app(settings: Settings | None = None, service: Service | None = None,
             },
             "embedder": {"name": service.embedder.name, "dim": service.embedder.dim},
             "store": settings.store,
+            "answers": admission.status(),  # in flight and queued, of the limits (ASSISTANT_MAX_ANSWERS, ASSISTANT_ANSWER_QUEUE)
             "process": os.getpid(),  # which worker answered (assistant serve --workers N)
             "llm": llm,
         }
@@ -145,7 +149,7 @@ def create_app(settings: Settings | None = None, service: Service | None = None,
     # The OpenAI-compatible routes (/v1/chat/completions, /v1/models); imported here: they use this module's helpers.
     from assistant.server.openai_api import OpenAIErrors, openai_router
 
-    app.include_router(openai_router(live, settings))
+    app.include_router(openai_router(live, settings, admission))
     # POST /documents (uploads) and DELETE /documents/{doc_id}: added as the app's own routes (include_router keeps
     # a router's routes apart from app.routes), so that the methods listed below name them too.
     from assistant.server.uploads import uploads_router
@@ -199,38 +203,6 @@ def uvicorn_options(settings: Settings) -> dict:
     }
 
 
-T = TypeVar("T")
-
-
-def _with_token(token: CancelToken, fn: Callable[..., T], *args: object) -> T:
-    with cancellable(token):
-        return fn(*args)
-
-
-async def run_cancellable(request: Request, fn: Callable[..., T], *args: object) -> T:
-    """``fn(*args)`` in a worker thread; when the client disconnects first, its LLM call is cut
-    off at once (and ``Cancelled`` raised), so the worker is free again."""
-    token = CancelToken()
-
-    async def watch() -> None:
-        while (await request.receive())["type"] != "http.disconnect":
-            pass
-        token.cancel()
-
-    failure: Exception | None = None
-    async with anyio.create_task_group() as group:
-        group.start_soon(watch)
-        try:
-            result = await anyio.to_thread.run_sync(_with_token, token, fn, *args)
-        except Exception as exc:  # raised below, outside the group (which would wrap it in an ExceptionGroup)
-            failure = exc
-        finally:
-            group.cancel_scope.cancel()
-    if failure is not None:
-        raise failure
-    return result
-
-
 async def _llm_health(client) -> dict:
     """The LLM client's cached reachability; waits (without blocking the loop) only for the very first probe."""
     deadline = time.monotonic() + HEALTH_TIMEOUT_S + 1.0
@@ -241,38 +213,7 @@ async def _llm_health(client) -> dict:
     return info if info is not None else {"reachable": None, "error": "the first reachability check has not finished"}
 
 
-_END = object()
-
-
-async def answer_stream(pipeline: Pipeline, question: str, top_k: int | None, mode: str | None, history) -> AsyncIterator[str | Answer]:
-    """``pipeline.ask_stream``'s items (text deltas, then the ``Answer``), each step run in a worker
-    thread under a cancel token; when the consumer stops (the client went away, or it was closed),
-    the token cuts the LLM call off at once. Use it under ``contextlib.aclosing``."""
-    token = CancelToken()
-    items = pipeline.ask_stream(question, top_k, mode, history)
-    busy = False  # a worker thread is inside next(items)
-
-    def step() -> object:
-        with cancellable(token):
-            return next(items, _END)
-
-    try:
-        while True:
-            busy = True
-            item = await anyio.to_thread.run_sync(step, abandon_on_cancel=True)
-            busy = False
-            if item is _END:
-                raise RuntimeError("the answer stream ended without an answer")
-            yield item
-            if isinstance(item, Answer):
-                return
-    finally:
-        token.cancel()  # a client that went away stops the LLM call now, not at its time limit
-        if not busy:
-            items.close()
-
-
-async def _sse(pipeline: Pipeline, body: AskFields) -> AsyncIterator[str]:
+async def _sse(pipeline: Pipeline, admission: Admission, body: AskFields) -> AsyncIterator[str]:
     """The event stream of one answer (``answer_stream``); one stream is one answer: a failure after
     text was sent ends with an ``error`` event."""
 
@@ -280,7 +221,7 @@ async def _sse(pipeline: Pipeline, body: AskFields) -> AsyncIterator[str]:
         return f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
 
     try:
-        async with aclosing(answer_stream(pipeline, body.question, body.top_k, body.mode, body.turns())) as items:
+        async with aclosing(answer_stream(pipeline, admission, body.question, body.top_k, body.mode, body.turns())) as items:
             async for item in items:
                 if isinstance(item, Answer):
                     yield event("done", AskResponse.model_validate(item.to_dict()).model_dump())

@@ -46,7 +46,7 @@ ERRORS = {
     413: {"model": ErrorResponse, "description": "Request body too large"},
     415: {"model": ErrorResponse, "description": "Body is not JSON"},
     422: {"model": ErrorResponse, "description": "Invalid field values"},
-    503: {"model": ErrorResponse, "description": "Index not ready"},
+    503: {"model": ErrorResponse, "description": "Index not ready, or busy (code overloaded, with Retry-After)"},
 }
 
 

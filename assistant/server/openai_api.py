@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator
 from contextlib import aclosing
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from assistant.answer.followup import MAX_TURNS, Turn, rewrite
@@ -32,7 +32,7 @@ from assistant.answer.pipeline import Pipeline, StreamFailed
 from assistant.answer.types import Answer
 from assistant.config import Settings
 from assistant.live import LiveService
-from assistant.server.app import answer_stream, run_cancellable
+from assistant.server.admission import Admission
 from assistant.server.errors import ApiError, error_body
 from assistant.server.schemas import (
     AskFields,
@@ -45,6 +45,7 @@ from assistant.server.schemas import (
     OpenAIErrorResponse,
     ask_request_model,
 )
+from assistant.server.streaming import AdmittedStream, answer_stream, run_cancellable
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ ERRORS = {
         404: "Unknown model",
         413: "Request body too large",
         415: "Body is not JSON",
-        503: "Index not ready",
+        503: "Index not ready, or busy (code overloaded, with Retry-After)",
     }.items()
 }
 
@@ -148,13 +149,13 @@ def approx_tokens(text: str) -> int:
     return len(text.split())
 
 
-def json_body(request: Request) -> None:
+async def json_body(request: Request) -> None:
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype != "application/json":
         raise ApiError(415, "unsupported_media_type", "Send the request body as JSON with 'Content-Type: application/json'.")
 
 
-def openai_router(live: LiveService, settings: Settings) -> APIRouter:
+def openai_router(live: LiveService, settings: Settings, admission: Admission) -> APIRouter:
     """The /v1 routes (included by ``create_app``; ``OpenAIErrors`` gives their errors OpenAI's shape)."""
     router = APIRouter(prefix=PREFIX, tags=["OpenAI-compatible"], responses=ERRORS)
     Ask = ask_request_model(settings.max_question_chars)
@@ -208,9 +209,9 @@ def openai_router(live: LiveService, settings: Settings) -> APIRouter:
         prompt_tokens = sum(approx_tokens(text_of(m.content)) for m in body.messages)
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         if body.stream:
-            chunks = _chunks(pipeline, ask, body.model, prompt_tokens, include_usage)
-            return StreamingResponse(chunks, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
-        answer = await run_cancellable(request, pipeline.ask, ask.question, ask.top_k, ask.mode, ask.turns())
+            slot = await admission.acquire()
+            return AdmittedStream(_chunks(pipeline, admission, ask, body.model, prompt_tokens, include_usage), slot)
+        answer = await run_cancellable(request, admission, pipeline.ask, ask.question, ask.top_k, ask.mode, ask.turns())
         out = AskResponse.model_validate(answer.to_dict()).model_dump()
         completion = approx_tokens(out["answer"])
         return {
@@ -239,7 +240,9 @@ def _extras(out: dict) -> dict:
     return {k: out[k] for k in keys}
 
 
-async def _chunks(pipeline: Pipeline, ask: AskFields, model: str, prompt_tokens: int, include_usage: bool) -> AsyncIterator[str]:
+async def _chunks(
+    pipeline: Pipeline, admission: Admission, ask: AskFields, model: str, prompt_tokens: int, include_usage: bool
+) -> AsyncIterator[str]:
     """OpenAI's chunk stream of one answer: the role, content deltas, a final chunk with
     ``finish_reason: "stop"`` and the citations, the usage when asked for, then ``[DONE]``.
 
@@ -265,7 +268,7 @@ async def _chunks(pipeline: Pipeline, ask: AskFields, model: str, prompt_tokens:
     sent = ""
     try:
         yield chunk({"role": "assistant"})
-        async with aclosing(answer_stream(pipeline, ask.question, ask.top_k, ask.mode, ask.turns())) as items:
+        async with aclosing(answer_stream(pipeline, admission, ask.question, ask.top_k, ask.mode, ask.turns())) as items:
             async for item in items:
                 if isinstance(item, Answer):
                     out = AskResponse.model_validate(item.to_dict()).model_dump()
