@@ -367,3 +367,87 @@ def test_a_docx_upload_is_indexed_and_cited(client, settings, tmp_path):
 
 def doc_ids(client) -> set[str]:
     return {d["doc_id"] for d in client.get("/documents").json()["documents"]}
+
+
+# ---------------------------------------------------------------------------- E. metadata a person recognises
+
+
+def pdf_with_info(source: Path, target: Path, **info: str) -> Path:
+    """``source`` with its document information replaced (as other tools write it)."""
+    import pypdf
+
+    writer = pypdf.PdfWriter(clone_from=str(source))
+    writer.add_metadata({f"/{key}": value for key, value in info.items()})
+    writer.write(str(target))
+    return target
+
+
+@pytest.mark.parametrize(
+    "junk",
+    ["X Desktop Group (http://www.freedesktop.org)", "Microsoft Word - final_v3.docx", "www.example.org", "LibreOffice 7.4", "Document1"],
+)
+def test_a_pdf_whose_metadata_title_is_junk_takes_its_own_heading(tmp_path, junk):
+    pdf = pdf_with_info(PDF, tmp_path / "in.pdf", Title=junk, Author="X Desktop Group", CreationDate="D:20190612093000+05'00'")
+    doc = read(tmp_path, "report.pdf", pdf.read_bytes())
+    assert doc.title == "Appropriate Uses For SQLite"
+    assert doc.date == "2019-06-12" and doc.language == ["en"]
+
+
+def test_a_real_metadata_title_is_kept(tmp_path):
+    pdf = pdf_with_info(PDF, tmp_path / "in.pdf", Title="When to use SQLite: a guide", Author="SQLite")
+    assert read(tmp_path, "report.pdf", pdf.read_bytes()).title == "When to use SQLite: a guide"
+
+
+def test_a_title_that_is_the_author_is_not_a_title(tmp_path):
+    pdf = pdf_with_info(PDF, tmp_path / "in.pdf", Title="Ministry of Economic Development", Author="Ministry of Economic Development")
+    assert read(tmp_path, "report.pdf", pdf.read_bytes()).title == "Appropriate Uses For SQLite"
+
+
+def test_the_corpus_metadata_file_still_wins(tmp_path):
+    import json
+
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    pdf_with_info(PDF, folder / "report.pdf", Title="X Desktop Group (http://www.freedesktop.org)", CreationDate="D:20190612")
+    (folder / "metadata.json").write_text(json.dumps({"report.pdf": {"title": "Given title", "date": "2020-01", "language": ["fr"]}}))
+    (doc,) = load_corpus(folder).documents
+    assert (doc.title, doc.date, doc.language) == ("Given title", "2020-01", ["fr"])
+
+
+def test_a_french_docx_with_a_generator_title_gets_its_heading_date_and_language(tmp_path):
+    import datetime
+
+    import docx
+
+    document = docx.Document()
+    document.core_properties.title = "Microsoft Word - fiche_projet.docx"
+    document.core_properties.created = datetime.datetime(2022, 9, 1, 8, 0)
+    document.add_paragraph("Direction du développement et de la coopération")
+    document.add_heading("Projet de fondations numériques au Tadjikistan", level=1)
+    document.add_paragraph("Le projet est financé par la Suisse et mis en œuvre avec la Banque mondiale dans les régions du pays.")
+    document.save(str(tmp_path / "fiche.docx"))
+    doc = read(tmp_path, "fiche.docx", (tmp_path / "fiche.docx").read_bytes())
+    assert doc.title == "Projet de fondations numériques au Tadjikistan"
+    assert doc.date == "2022-09-01" and doc.language == ["fr"]
+
+
+def test_an_html_page_gives_its_declared_date_and_its_language(tmp_path):
+    page = (
+        '<html lang="ru"><head><title>Отчёт</title><meta name="citation_publication_date" content="2021-04-15"></head><body>'
+        "<h1>Отчёт о проекте</h1><p>Проект финансируется Швейцарией и реализуется в регионах страны для жителей сёл.</p></body></html>"
+    )
+    doc = read(tmp_path, "otchet.html", page.encode())
+    assert (doc.title, doc.date, doc.language) == ("Отчёт", "2021-04-15", ["ru"])
+
+
+def test_the_documents_list_shows_date_and_language(client, tmp_path):
+    import time
+
+    pdf = pdf_with_info(PDF, tmp_path / "in.pdf", Title="X Desktop Group (http://www.freedesktop.org)", CreationDate="D:20190612")
+    assert upload(client, ("sqlite.pdf", pdf.read_bytes())).status_code == 202
+    deadline = time.monotonic() + 60
+    while "uploads/sqlite" not in doc_ids(client) or client.get("/health").json().get("building") is not None:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    (info,) = [d for d in client.get("/documents").json()["documents"] if d["doc_id"] == "uploads/sqlite"]
+    assert (info["title"], info["date"], info["language"]) == ("Appropriate Uses For SQLite", "2019-06-12", ["en"])

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from assistant.errors import CorpusError
+from assistant.ingest.metadata import detect_language, document_date, is_junk_title
 from assistant.ingest.readers import MAX_FILE_BYTES, PREFERRED_ENCODINGS, Limits, UnreadableFile, extract_text, read_file, text_warnings
 
 __all__ = [
@@ -179,15 +180,19 @@ def load_document(path: Path, corpus_dir: Path, metadata: dict | None = None, li
     for warning in warnings:
         log.info("%s: %s", rel.as_posix(), warning)
     meta = metadata or {}
-    language = meta.get("language") or []
+    own = found.meta
+    others = (own.get("author"), own.get("creator"), own.get("producer"))
+    found_title = found.title if found.title and not is_junk_title(found.title, *others) else None
+    heading = own.get("heading") if own.get("heading") and not is_junk_title(own["heading"]) else None
+    language = meta.get("language") or detect_language(text) or own.get("language") or []
     return Document(
         doc_id=doc_id_for(rel),
         source=rel.as_posix(),
-        title=meta.get("title") or found.title or _first_line_title(text, rel.stem),
+        title=meta.get("title") or found_title or heading or _first_line_title(text, rel.stem),
         text=text,
         sha256=file_hash(path),
         publisher=meta.get("publisher"),
-        date=meta.get("date"),
+        date=meta.get("date") or document_date(own.get("created")) or document_date(own.get("modified")),
         period=meta.get("period"),
         language=[language] if isinstance(language, str) else list(language),
         description=meta.get("description"),

@@ -32,6 +32,7 @@ def docx_text(path: Path, limits: Limits | None = None) -> Extracted:
         raise UnreadableFile(f"broken Word document ({exc.__class__.__name__}: {exc})") from exc
     deadline.check("opening the Word document")
     blocks: list[str] = []
+    heading: str | None = None
     numbers: dict[str, int] = {}
     for item in document.iter_inner_content():
         deadline.check("reading the Word document")
@@ -42,9 +43,12 @@ def docx_text(path: Path, limits: Limits | None = None) -> Extracted:
             line = _paragraph_line(item, numbers)
             if line:
                 blocks.append(line)
+                if heading is None and _style_name(item).startswith(("Title", "Heading")):
+                    heading = line.replace("\n", " ")
     text = _join(blocks)
     props = document.core_properties
-    meta = {"title": props.title, "author": props.author, "created": props.created, "modified": props.modified}
+    meta = {"author": props.author, "created": props.created, "modified": props.modified, "heading": heading}
+    meta["language"] = (props.language or "").split("-")[0].lower() or None
     return Extracted(text, _clean(props.title or "") or None, [], meta)
 
 

@@ -70,6 +70,7 @@ def html_text(raw: bytes, deadline: Deadline | None = None) -> Extracted:
     deadline.check("parsing the HTML")
     _allow_depth(root)
     title = _html_title(root)
+    meta = _html_meta(root)
     visible = _visible_chars(root)
     _prune(root)
     deadline.check("finding the main content")
@@ -89,7 +90,33 @@ def html_text(raw: bytes, deadline: Deadline | None = None) -> Extracted:
         )
         log.warning(warning)
         warnings.append(warning)
-    return Extracted("\n\n".join(blocks) + "\n", title, warnings)
+    return Extracted("\n\n".join(blocks) + "\n", title, warnings, meta)
+
+
+_DATE_META = (
+    "citation_publication_date", "dc.date", "dc.date.issued", "dcterms.date", "dcterms.created", "dcterms.issued",
+    "article:published_time", "og:published_time", "date", "pubdate", "publication_date", "created", "article:modified_time",
+)  # fmt: skip
+
+
+def _html_meta(root) -> dict:
+    """The page's declared date, author and language, and its first ``<h1>``."""
+    found: dict[str, str] = {}
+    for elem in root.iter("meta"):
+        name = (elem.get("name") or elem.get("property") or elem.get("itemprop") or "").strip().lower()
+        content = (elem.get("content") or "").strip()
+        if name and content:
+            found.setdefault(name, content)
+    times = [t.get("datetime") for t in root.iter("time") if t.get("datetime")]
+    created = next((found[name] for name in _DATE_META if name in found), None) or (times[0] if times else None)
+    heading = root.xpath("//h1")
+    return {
+        "created": created,
+        "author": found.get("author") or found.get("dc.creator"),
+        "creator": found.get("generator"),
+        "language": (root.get("lang") or root.get("{http://www.w3.org/XML/1998/namespace}lang") or "").split("-")[0].lower() or None,
+        "heading": _SPACES.sub(" ", heading[0].text_content()).strip() or None if heading else None,
+    }
 
 
 MIN_GUARDED_CHARS = 400  # pages with less visible text than this are not second-guessed

@@ -55,12 +55,21 @@ def pdf_text(path: Path, limits: Limits | None = None) -> Extracted:
             raise UnreadableFile(
                 f"too many pages ({count:,} > {limits.max_pdf_pages:,} limit); ASSISTANT_MAX_PDF_PAGES sets the limit", kind="limit"
             )
-        title = _pdf_title(pdf.get_metadata_dict().get("Title") or "")
+        info = pdf.get_metadata_dict()
+        title = _pdf_title(info.get("Title") or "")
         pages, sizes, failed = _pdf_pages(pdf, deadline)
     finally:
         pdf.close()
     found = _assemble_pdf(pages, sizes, failed, title)
     deadline.check(f"after {len(pages):,} pages")
+    found.meta.update(
+        author=info.get("Author") or None,
+        creator=info.get("Creator") or None,
+        producer=info.get("Producer") or None,
+        created=info.get("CreationDate") or None,
+        modified=info.get("ModDate") or None,
+        pages=len(pages),
+    )
     return found
 
 
@@ -387,9 +396,34 @@ def _assemble_pdf(pages: list[list[_Line]], sizes: list[tuple[float, float]], fa
     pages = [[line for line in lines if not line.toc] for lines in pages]
     paragraphs = _paragraphs(pages)
     vocab = _vocabulary([line.text for lines in pages for line in lines])
-    text = "\n\n".join(_join_lines([line.text for line in para], vocab) for para in paragraphs)
-    text = unicodedata.normalize("NFKC", text).replace("\ufffe", "").replace("\x02", "")
-    return Extracted(text + "\n", title, warnings)
+    texts = [_join_lines([line.text for line in para], vocab) for para in paragraphs]
+    texts = [unicodedata.normalize("NFKC", t).replace("\ufffe", "").replace("\x02", "") for t in texts]
+    spans, offset = [], 0
+    for para, para_text in zip(paragraphs, texts, strict=True):
+        spans.append((offset, offset + len(para_text), para[0].page + 1, para[-1].page + 1))
+        offset += len(para_text) + 2
+    meta = {"page_spans": spans, "heading": _first_heading(pages)}
+    return Extracted("\n\n".join(texts) + "\n", title, warnings, meta)
+
+
+def _first_heading(pages: list[list[_Line]]) -> str | None:
+    """The title printed on the first page with text: its largest type, when larger than the body's (lines in a row joined)."""
+    lines = next((lines for lines in pages if lines), [])
+    body = Counter(line.size for page in pages for line in page).most_common(1)
+    if not lines or not body:
+        return None
+    top = lines[:15]
+    largest = max(line.size for line in top)
+    if largest < 1.15 * body[0][0]:
+        return None
+    first = next(i for i, line in enumerate(top) if line.size == largest)
+    heading = [top[first].text]
+    for line in top[first + 1 :]:
+        if line.size != largest or len(heading) >= 3:
+            break
+        heading.append(line.text)
+    text = unicodedata.normalize("NFKC", " ".join(heading)).strip()
+    return text if sum(ch.isalpha() for ch in text) >= 3 else None
 
 
 def _pdf_warnings(pages: list[list[_Line]], failed: int, chars: int) -> list[str]:
