@@ -70,3 +70,41 @@ def test_training_stops_resumes_and_exports_weights_the_reader_loads(tmp_path):
     with pytest.raises(SystemExit, match="other arguments"):
         _train([*common, "--lr", "1e-3"])
     assert (out / WEIGHTS_FILE).is_file() and (out / MANIFEST_FILE).is_file()
+
+
+@pytest.mark.slow
+def test_top_layers_trained_on_cached_inputs_export_a_reader_that_loads(tmp_path):
+    """--train-top: the lower layers' outputs are cached once, the top layers trained, and the
+    exported reader has the init reader's lower layers and the trained top ones."""
+    import torch
+    from safetensors.torch import load_file
+
+    from assistant.e5.reader import packaged_weights_dir
+
+    train_dir = tmp_path / "train"
+    train_dir.mkdir()
+    _squad(train_dir / "tiny.json")
+    work, out = tmp_path / "work", tmp_path / "out"
+    common = ["--train-dir", str(train_dir), "--work-dir", str(work), "--out", str(out), "--epochs", "2", "--batch-size", "4",
+              "--init-from", str(packaged_weights_dir()), "--train-top", "2", "--window-tokens", "128", "--lr", "1e-4"]  # fmt: skip
+
+    first = _train([*common, "--stop-at-step", "3"])
+    assert first["steps"]["trained"] == 3
+    caches = list(work.glob("hidden-*/train.bin"))
+    assert len(caches) == 1 and caches[0].with_suffix(".done").is_file()
+    final = _train(common)  # resumes, reusing the cache
+    assert final["steps"]["trained"] == final["steps"]["planned"]
+    assert [e["epoch"] for e in final["epochs"]] == [1, 2] and final["best_epoch"]["epoch"] in (1, 2)
+    assert final["spec"]["top_layers"] == 2 and final["initialised_from"]["weights_sha256"]
+
+    stored = load_file(str(out / WEIGHTS_FILE))
+    assert any(k.startswith("encoder.encoder.layer.11.") and k.endswith("query.weight") for k in stored)
+    assert not any(k.startswith("encoder.encoder.layer.11.") and "lora" in k for k in stored)
+    init = load_file(str(packaged_weights_dir() / WEIGHTS_FILE))
+    lower = [k for k in init if k.startswith("encoder.encoder.layer.0.")]
+    assert lower and all(torch.equal(stored[k], init[k]) for k in lower)
+
+    reader = Reader(out, threads=2)
+    assert reader.spec.top_layers == 2
+    reading = reader.read("When did Khorog open a new clinic?", ["The district office in Khorog opened a new clinic in 1992."])[0]
+    assert reading.best_span() is not None
