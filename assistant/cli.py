@@ -121,7 +121,8 @@ def cmd_ask(args: argparse.Namespace) -> int:
     if sources:
         print("\nClosest passages:" if answer.abstained else "\nSources:")
     for c in sources:
-        print(f"[{c.n}] {c.title} — {c.publisher or 'unknown publisher'} ({c.source}, chars {c.start}-{c.end})")
+        page = "" if c.page is None else f"p. {c.page}, " if c.page_end == c.page else f"pp. {c.page}–{c.page_end}, "
+        print(f"[{c.n}] {c.title} — {c.publisher or 'unknown publisher'} ({c.source}, {page}chars {c.start}-{c.end})")
         if c.quote:
             print(f"    “{_marked_quote(c)}” (chars {c.quote_start}-{c.quote_end})")
     for warning in answer.warnings:

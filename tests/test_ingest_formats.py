@@ -451,3 +451,65 @@ def test_the_documents_list_shows_date_and_language(client, tmp_path):
         time.sleep(0.1)
     (info,) = [d for d in client.get("/documents").json()["documents"] if d["doc_id"] == "uploads/sqlite"]
     assert (info["title"], info["date"], info["language"]) == ("Appropriate Uses For SQLite", "2019-06-12", ["en"])
+
+
+# ---------------------------------------------------------------------------- F. PDF pages in citations
+
+
+def page_words(path: Path) -> list[str]:
+    """Each page's text as pdfium gives it, letters and digits only, for finding a paragraph's page."""
+    import re
+
+    import pypdfium2 as pdfium
+
+    pdf = pdfium.PdfDocument(str(path))
+    try:
+        return [re.sub(r"[^\w]+", "", pdf[n].get_textpage().get_text_range()) for n in range(len(pdf))]
+    finally:
+        pdf.close()
+
+
+@pytest.mark.parametrize("name", ["sqlite-whentouse.pdf", "sqlite-about-latex.pdf"])
+def test_every_paragraph_of_a_pdf_knows_its_pages_exactly(tmp_path, name):
+    import re
+
+    doc = read(tmp_path, name, (DATA / name).read_bytes())
+    pages = page_words(DATA / name)
+    paragraphs = [m for m in re.finditer(r"[^\n]+(?:\n[^\n]+)*", doc.text)]
+    assert [[m.start(), m.end()] for m in paragraphs] == [s[:2] for s in doc.page_spans]  # every paragraph, offsets exact
+    for start, end, first, last in doc.page_spans:
+        words = re.sub(r"[^\w]+", "", doc.text[start:end])
+        head, tail = words[:12], words[-12:] if first == last else re.sub(r"[^\w]+", "", doc.text[start:end].split()[-1])
+        assert head in pages[first - 1] and tail in pages[last - 1], (doc.text[start:end][:60], first, last)
+    assert doc.info()["pages"] == len(pages) and doc.pages(0, 10) == (1, 1)
+    assert read(tmp_path, "note.txt", b"A text file has no pages at all, so nothing is said about them.").pages(0, 10) is None
+
+
+def test_citations_of_a_pdf_carry_their_page_in_ask_and_the_openai_response(client, settings):
+    import time
+
+    assert upload(client, ("whentouse.pdf", PDF.read_bytes())).status_code == 202
+    deadline = time.monotonic() + 60
+    while "uploads/whentouse" not in doc_ids(client) or client.get("/health").json().get("building") is not None:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    (info,) = [d for d in client.get("/documents").json()["documents"] if d["doc_id"] == "uploads/whentouse"]
+    assert info["pages"] == 6
+    text = client.get("/documents/uploads/whentouse").json()["text"]
+    doc = load_document(settings.corpus_dir / "uploads" / "whentouse.pdf", settings.corpus_dir)
+    question = "Does SQLite support an unlimited number of simultaneous readers?"
+    body = client.post("/ask", json={"question": question, "mode": "extractive"}).json()
+    cited = [c for c in body["citations"] + body["related"] if c["doc_id"] == "uploads/whentouse"]
+    assert cited, body
+    for c in cited:
+        start, end = (c["quote_start"], c["quote_end"]) if c["quote_end"] > c["quote_start"] else (c["start"], c["end"])
+        assert text[c["quote_start"] : c["quote_end"]] == c["quote"]
+        assert (c["page"], c["page_end"]) == doc.pages(start, end) and 1 <= c["page"] <= c["page_end"] <= 6
+    readers = text.index("SQLite supports an unlimited number of simultaneous readers")
+    assert doc.pages(readers, readers + 20) == (4, 4)
+    reply = client.post("/v1/chat/completions", json={"model": "assistant-extractive", "messages": [{"role": "user", "content": question}]})
+    assert reply.status_code == 200, reply.text
+    extra = [c for c in reply.json()["citations"] if c["doc_id"] == "uploads/whentouse"]
+    assert extra and all(isinstance(c["page"], int) and c["page_end"] >= c["page"] for c in extra)
+    others = [c for c in body["citations"] + body["related"] if not c["source"].endswith(".pdf")]
+    assert all(c["page"] is None and c["page_end"] is None for c in others)

@@ -32,6 +32,8 @@ class Citation:
     score: float
     answer_start: int | None = None
     answer_end: int | None = None
+    page: int | None = None  # a PDF's page of the quote (of the passage when there is no quote), from 1
+    page_end: int | None = None  # its last page: the same as page unless the quote runs over a page break
 
 
 @dataclass
@@ -92,7 +94,13 @@ def citation(
         score=passage.score,
         answer_start=answer_span[0] if answer_span else None,
         answer_end=answer_span[1] if answer_span else None,
+        **_pages(doc, (qs, qe) if qe > qs else (passage.start, passage.end)),
     )
+
+
+def _pages(doc, span: tuple[int, int]) -> dict:
+    pages = doc.pages(*span) if hasattr(doc, "pages") else None
+    return {"page": pages[0], "page_end": pages[1]} if pages else {}
 
 
 def related(passages: list[Passage], index: Store, limit: int = 3) -> list[Citation]:

@@ -47,13 +47,27 @@ class Document:
     language: list[str] = field(default_factory=list)
     description: str | None = None
     warnings: list[str] = field(default_factory=list)
+    # A PDF's pages: [start, end, first page, last page] for each paragraph, offsets into ``text``, pages from 1.
+    page_spans: list[list[int]] = field(default_factory=list)
 
     def info(self) -> dict:
-        """Metadata and warnings, without the text."""
+        """Metadata and warnings, without the text (and a PDF's page count instead of its page spans)."""
         data = asdict(self)
-        del data["text"]
+        del data["text"], data["page_spans"]
         data["chars"] = len(self.text)
+        data["pages"] = self.page_spans[-1][3] if self.page_spans else None
         return data
+
+    def pages(self, start: int, end: int) -> tuple[int, int] | None:
+        """The first and last page of the text between ``start`` and ``end``; ``None`` when not a PDF.
+
+        >>> Document("d", "d.pdf", "T", "One.\\n\\nTwo.\\n", "0", page_spans=[[0, 4, 1, 1], [6, 10, 2, 3]]).pages(2, 8)
+        (1, 3)
+        """
+        hit = [span for span in self.page_spans if span[0] < max(end, start + 1) and start < span[1]]
+        if not hit and self.page_spans:  # between two paragraphs: the page of the next one
+            hit = [next((span for span in self.page_spans if span[0] >= start), self.page_spans[-1])]
+        return (min(s[2] for s in hit), max(s[3] for s in hit)) if hit else None
 
 
 @dataclass(frozen=True)
@@ -197,7 +211,30 @@ def load_document(path: Path, corpus_dir: Path, metadata: dict | None = None, li
         language=[language] if isinstance(language, str) else list(language),
         description=meta.get("description"),
         warnings=warnings,
+        page_spans=_align_spans(found.text, own.get("page_spans") or [], text),
     )
+
+
+def _align_spans(raw: str, spans: list, text: str) -> list[list[int]]:
+    """The reader's paragraph spans (offsets into its raw text) moved onto the cleaned ``text``: each paragraph,
+    cleaned alone, is found in order where a paragraph starts; one that cleaning dropped (a repeat) is left out.
+
+    >>> _align_spans("A\\xa0one.\\n\\nA two.\\n", [(0, 6, 1, 1), (8, 14, 2, 2)], clean_text("A\\xa0one.\\n\\nA two.\\n"))
+    [[0, 6, 1, 1], [8, 14, 2, 2]]
+    """
+    out, pos = [], 0
+    for start, end, first, last in spans:
+        piece = clean_text(raw[start:end]).strip("\n")
+        if not piece:
+            continue
+        at = text.find(piece, pos)
+        while at > 0 and text[at - 2 : at] != "\n\n":
+            at = text.find(piece, at + 1)
+        if at < 0:
+            continue
+        out.append([at, at + len(piece), first, last])
+        pos = at + len(piece)
+    return out
 
 
 _LITTLE_TEXT = re.compile(r"^very little text \([\d,]+ characters")

@@ -105,6 +105,7 @@ class DocumentInfo(BaseModel):
     description: str | None
     source: str
     chars: int
+    pages: int | None = Field(default=None, description="A PDF's number of pages; null for other formats.")
     warnings: list[str] = Field(default_factory=list, description="What a reader should know about this document's text.")
 
     @computed_field(description="Added with POST /documents (its file is under uploads/): DELETE /documents/{doc_id} removes it.")
