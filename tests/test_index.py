@@ -12,7 +12,7 @@ import pytest
 from assistant.config import Settings
 from assistant.errors import IndexNotReady
 from assistant.search.build import build_index
-from assistant.search.index import current_build, index_status, load_index, make_faiss_index
+from assistant.search.index import CHUNKER_VERSION, current_build, index_status, load_index, make_faiss_index
 from assistant.search.retriever import Retriever
 from tests.fakes import FakeEmbedder
 
@@ -37,7 +37,7 @@ def test_build_writes_manifest_and_loads(settings):
         "chunk_size": settings.chunk_size,
         "chunk_overlap": settings.chunk_overlap,
         "embed_titles": True,
-        "chunker": "recursive-v1",
+        "chunker": CHUNKER_VERSION,
     }
     assert set(m["documents"]) == set(loaded.documents)
     assert all(len(d["sha256"]) == 64 for d in m["documents"].values())

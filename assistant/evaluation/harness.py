@@ -123,6 +123,7 @@ def evaluate_question(pipeline, q: Question, history: list | None = None) -> dic
         "answer": answer.answer,
         "mode": answer.mode,
         "search_question": searched,
+        "probability": (answer.check or {}).get("probability"),  # the decision's P(answerable), when it decided
     }
     if q.answerable:
         row.update(retrieval_metrics(search.passages, q.evidence))
@@ -180,7 +181,26 @@ def summarise(rows: list[dict]) -> dict:
             "false_rate": round(sum(r["abstained"] for r in ans) / len(ans), 4) if ans else None,
         },
         "latency_ms": {"p50": _pct([r["latency_ms"] for r in rows], 50), "p95": _pct([r["latency_ms"] for r in rows], 95)},
+        "risk_coverage": risk_coverage(rows),
     }
+
+
+def risk_coverage(rows: list[dict], points: tuple[float, ...] = (0.2, 0.4, 0.6, 0.8, 1.0)) -> list[dict]:
+    """Accuracy of the answers given when only the ``coverage`` share the decision is surest of is
+    answered (right: answerable and the answer holds a gold answer; a hard check counts as least sure).
+
+    >>> risk_coverage([{"probability": 0.9, "answerable": True, "contains": 1.0}, {"probability": 0.2, "answerable": False}], (0.5, 1.0))
+    [{'coverage': 0.5, 'accuracy': 1.0}, {'coverage': 1.0, 'accuracy': 0.5}]
+    """
+    if not rows:
+        return []
+    scored = sorted(rows, key=lambda r: -(r.get("probability") if r.get("probability") is not None else -1.0))
+    right = [bool(r["answerable"] and r.get("contains")) for r in scored]
+    out = []
+    for c in points:
+        n = max(1, round(c * len(right)))
+        out.append({"coverage": c, "accuracy": round(sum(right[:n]) / n, 4)})
+    return out
 
 
 def run_evaluation(pipeline, questions: list[Question], progress=None) -> dict:

@@ -236,3 +236,29 @@ def _header_table(text: str, lines: list[tuple[int, int]], i: int, header: list[
             continue
         fields.append(_field(text, label, cell, kind))
     return fields, max(stop, i + 2)
+
+
+def field_span(text: str, f: Field) -> tuple[int, int]:
+    """The span to quote for a field: label and value when one line holds both, else the value alone."""
+    if "\n" in text[f.start : f.end]:
+        return f.value_start, f.value_end
+    return f.start, f.end
+
+
+def text_units(text: str, sentences: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The units the answer step quotes: ``sentences``, with every one that holds fields replaced by
+    its fields ("Budget de la Suisse CHF 9’200’000" instead of the whole ``Budget | ... |`` row).
+
+    >>> t = "Intro line.\\nBudget | Budget de la Suisse CHF 9’200’000 Budget de l'Organisation CHF 7’000’000 |\\n"
+    >>> [t[s:e] for s, e in text_units(t, [(0, 11), (12, len(t) - 1)])]
+    ['Intro line.', 'Budget de la Suisse CHF 9’200’000', "Budget de l'Organisation CHF 7’000’000"]
+    """
+    fields = sorted({field_span(text, f) for f in find_fields(text)})
+    if not fields:
+        return list(sentences)
+    kept: list[tuple[int, int]] = []
+    for s, e in fields:  # a field inside one already kept (a header table's cell) adds nothing
+        if not kept or s >= kept[-1][1]:
+            kept.append((s, e))
+    out = [(s, e) for s, e in sentences if not any(fs < e and s < fe for fs, fe in kept)]
+    return sorted(out + kept)

@@ -24,6 +24,7 @@ from assistant.config import Settings
 from assistant.errors import IndexNotReady
 from assistant.ingest.chunking import Chunk, chunk_document
 from assistant.ingest.documents import Limits, Skipped, load_corpus
+from assistant.ingest.fields import text_units
 from assistant.ingest.sentences import split_sentences
 from assistant.search.embedders import Embedder
 from assistant.search.index import (
@@ -94,7 +95,8 @@ def build_index(settings: Settings, embedder: Embedder, progress: Progress | Non
         config = embedding_config(settings, embedder.name, embedder.dim)
         previous = _reusable_vectors(index_dir, config)
         chunks = [c for doc in corpus.documents for c in chunk_document(doc, settings.chunk_size, settings.chunk_overlap)]
-        sentences = [(number, start, end) for number, doc in enumerate(corpus.documents) for start, end in split_sentences(doc.text)]
+        sentences = [(number, start, end) for number, doc in enumerate(corpus.documents)
+                     for start, end in text_units(doc.text, split_sentences(doc.text))]  # fmt: skip
         vectors, sentence_vectors, counts = embed_chunks(settings, embedder, corpus.documents, chunks, sentences, previous, progress)
         index_type = resolve_index_type(settings.index_type, len(chunks))
         sentence_rows = np.asarray(sentences, dtype=np.int64).reshape(-1, 3)

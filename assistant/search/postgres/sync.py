@@ -23,6 +23,7 @@ import numpy as np
 
 from assistant.ingest.chunking import Chunk, chunk_document
 from assistant.ingest.documents import CorpusLoad, Document
+from assistant.ingest.fields import text_units
 from assistant.ingest.sentences import split_sentences
 from assistant.search.build import BuildProgress, BuildReport, embed_chunks, sentence_key
 from assistant.search.embedders import Embedder
@@ -165,7 +166,8 @@ def prepare(
     """Chunk, split and embed ``documents`` exactly as ``build_index`` does (vectors of unchanged text are reused);
     the prepared documents and the embedding counts."""
     chunks = [c for doc in documents for c in chunk_document(doc, config["chunk_size"], config["chunk_overlap"])]
-    sentences = [(number, start, end) for number, doc in enumerate(documents) for start, end in split_sentences(doc.text)]
+    sentences = [(number, start, end) for number, doc in enumerate(documents)
+                 for start, end in text_units(doc.text, split_sentences(doc.text))]  # fmt: skip
     previous = reusable_vectors(conn, chunks, [documents[n].text[s:e] for n, s, e in sentences])
     settings = SimpleNamespace(embed_titles=config["embed_titles"])
     vectors, sentence_vectors, counts = embed_chunks(settings, embedder, documents, chunks, sentences, previous, progress)
