@@ -298,7 +298,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="score the pipeline on the labelled questions")
     common(p)
     p.add_argument(
-        "--sets", default="test,unseen,removed,conversations", help="question sets: test, unseen, removed, conversations, calibration, all"
+        "--sets",
+        default="test,unseen,removed,near_miss,conversations",
+        help="question sets: test, unseen, removed, near_miss, conversations, calibration, all",
     )
     p.add_argument("--questions", type=Path, help="a question file of your own instead of the sets")
     p.add_argument("--folder", type=Path, default=Path("evaluation"), help="where the question sets are")
