@@ -78,6 +78,12 @@ class Settings(BaseSettings):
     # POST /documents (uploads into corpus_dir/uploads/): the largest request body, all its files together; each
     # file is also held to max_file_mb. This route's own limit: max_body_bytes does not apply to it.
     max_upload_mb: float = Field(default=100.0, gt=0)
+    # The work one document may take to read (corpus folder and uploads alike): a PDF with more pages than
+    # max_pdf_pages, or any file whose reading takes longer than max_read_s, is refused with the reason.
+    max_pdf_pages: int = Field(default=2000, ge=1)
+    max_read_s: float = Field(default=60.0, gt=0)
+    # PDF pages without a text layer are read by OCR when Tesseract is installed (tesseract-ocr, -eng, -fra, -rus).
+    ocr: bool = True
     # The trained reader (assistant/e5/trained): re-ranks sentences, finds the short answer and
     # decides when to abstain. Off, or when its weights are missing, sentence scoring works alone.
     reader: bool = True
@@ -87,10 +93,6 @@ class Settings(BaseSettings):
 
     # OpenAI-compatible LLM endpoint (used when llm_base_url is set).
     llm_base_url: str | None = None
-    # The work one document may take to read (corpus folder and uploads alike): a PDF with more pages than
-    # max_pdf_pages, or any file whose reading takes longer than max_read_s, is refused with the reason.
-    max_pdf_pages: int = Field(default=2000, ge=1)
-    max_read_s: float = Field(default=60.0, gt=0)
     llm_model: str = "default"
     llm_api_key: SecretStr | None = None
     llm_temperature: float = Field(default=0.0, ge=0.0, le=2.0)

@@ -19,18 +19,18 @@ from assistant.ingest.documents import (
     load_corpus,
     load_document,
 )
-from assistant.ingest.readers import decode_text, text_warnings
+from assistant.ingest.readers import Limits, decode_text, text_warnings
 
 DATA = Path(__file__).parent / "data" / "ingest"
 
 
-def load(tmp_path: Path, *names: str):
+def load(tmp_path: Path, *names: str, limits: Limits | None = None):
     """Copy fixtures into a fresh corpus folder and load it."""
     corpus = tmp_path / "corpus"
     corpus.mkdir(exist_ok=True)
     for name in names:
         shutil.copy(DATA / name, corpus / name)
-    return load_corpus(corpus)
+    return load_corpus(corpus, limits or Limits())
 
 
 def only_doc(tmp_path: Path, name: str) -> Document:
@@ -194,12 +194,12 @@ def test_scanned_pdf_is_skipped_and_a_partly_scanned_one_warns(tmp_path: Path):
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     mixed.save(str(corpus / "mixed.pdf"))
-    result = load(tmp_path, "sqlite-whentouse-scanned.pdf")
+    result = load(tmp_path, "sqlite-whentouse-scanned.pdf", limits=Limits(ocr=False))  # OCR: tests/test_ingest_formats.py
     assert [(s.source, s.reason) for s in result.skipped] == [
-        ("sqlite-whentouse-scanned.pdf", "no text layer: scanned PDF? (run OCR on it first)")
+        ("sqlite-whentouse-scanned.pdf", "no text layer: scanned PDF? (OCR is off: ASSISTANT_OCR=false)")
     ]
     (doc,) = result.documents
-    assert doc.warnings == ["no text layer on 1 of 7 pages (scanned pages?): page 7"]
+    assert doc.warnings == ["no text layer on 1 of 7 pages (scanned pages?): page 7; OCR is off: ASSISTANT_OCR=false"]
     assert doc.info()["warnings"] == doc.warnings
 
 

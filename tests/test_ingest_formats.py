@@ -513,3 +513,28 @@ def test_citations_of_a_pdf_carry_their_page_in_ask_and_the_openai_response(clie
     assert extra and all(isinstance(c["page"], int) and c["page_end"] >= c["page"] for c in extra)
     others = [c for c in body["citations"] + body["related"] if not c["source"].endswith(".pdf")]
     assert all(c["page"] is None and c["page_end"] is None for c in others)
+
+
+# ---------------------------------------------------------------------------- scanned PDFs (OCR)
+
+
+@pytest.mark.slow
+def test_a_scanned_page_is_read_by_ocr_when_tesseract_is_installed(tmp_path):
+    import re
+
+    from assistant.ingest.ocr import tesseract_languages
+
+    if tesseract_languages() is None:
+        pytest.skip("Tesseract is not installed (apt-get install tesseract-ocr tesseract-ocr-eng tesseract-ocr-fra tesseract-ocr-rus)")
+    doc = read(tmp_path, "scanned.pdf", (DATA / "sqlite-whentouse-scanned.pdf").read_bytes())
+    assert any(w.startswith("read by OCR (Tesseract, ") and w.endswith(": page 1") for w in doc.warnings), doc.warnings
+    # The scan is page 2 of sqlite-whentouse.pdf: most of that page's words come back.
+    import pypdfium2 as pdfium
+
+    original = pdfium.PdfDocument(str(PDF))
+    words = re.findall(r"[a-z]{4,}", original[1].get_textpage().get_text_range().lower())
+    original.close()
+    found = set(re.findall(r"[a-z]{4,}", doc.text.lower()))
+    recall = sum(w in found for w in words) / len(words)
+    assert recall >= 0.9, recall
+    assert doc.page_spans and all(span[2] == span[3] == 1 for span in doc.page_spans)

@@ -78,7 +78,7 @@ def slow_app():
 @pytest.fixture
 def local(settings: Settings) -> Settings:
     # "use" only picks the extractive answerer's thresholds for a non-e5 similarity scale (FakeEmbedder is injected).
-    return settings.model_copy(update={"reader": False, "embedder": "use"})
+    return settings.model_copy(update={"reader": False, "embedder": "use", "ocr": False})
 
 
 def wait_until(predicate, timeout: float = 60.0, what: str = "condition"):

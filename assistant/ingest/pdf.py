@@ -11,6 +11,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from assistant.ingest.ocr import HOW_TO_ENABLE, ocr_lines, tesseract_languages
 from assistant.ingest.text import LOW_TEXT_CHARS, Deadline, Extracted, Limits, UnreadableFile, _Lazy
 
 _SPACES = _Lazy(r"\s+")
@@ -57,11 +58,15 @@ def pdf_text(path: Path, limits: Limits | None = None) -> Extracted:
             )
         info = pdf.get_metadata_dict()
         title = _pdf_title(info.get("Title") or "")
-        pages, sizes, failed = _pdf_pages(pdf, deadline)
+        ocr = limits.ocr and tesseract_languages() is not None
+        pages, sizes, failed, ocred = _pdf_pages(pdf, deadline, ocr)
     finally:
         pdf.close()
-    found = _assemble_pdf(pages, sizes, failed, title)
+    found = _assemble_pdf(pages, sizes, failed, title, _ocr_hint(limits))
     deadline.check(f"after {len(pages):,} pages")
+    if ocred:
+        shown = ", ".join(map(str, ocred[:20])) + (", ..." if len(ocred) > 20 else "")
+        found.warnings.append(f"read by OCR (Tesseract, {tesseract_languages()}): page{'s' if len(ocred) > 1 else ''} {shown}")
     found.meta.update(
         author=info.get("Author") or None,
         creator=info.get("Creator") or None,
@@ -69,6 +74,7 @@ def pdf_text(path: Path, limits: Limits | None = None) -> Extracted:
         created=info.get("CreationDate") or None,
         modified=info.get("ModDate") or None,
         pages=len(pages),
+        ocr_pages=ocred,
     )
     return found
 
@@ -88,10 +94,18 @@ def _pdf_title(title: str) -> str | None:
     return title if title and not _PLACEHOLDER_TITLE.match(title) else None
 
 
-def _pdf_pages(pdf, deadline: Deadline) -> tuple[list[list[_Line]], list[tuple[float, float]], int]:
+def _ocr_hint(limits: Limits) -> str | None:
+    """What to say about a page without text: how to have it read by OCR; ``None`` when OCR already tried."""
+    if not limits.ocr:
+        return "OCR is off: ASSISTANT_OCR=false"
+    return None if tesseract_languages() else HOW_TO_ENABLE
+
+
+def _pdf_pages(pdf, deadline: Deadline, ocr: bool) -> tuple[list[list[_Line]], list[tuple[float, float]], int, list[int]]:
+    """Each page's lines and size, the number of unreadable pages, and the pages read by OCR (from 1)."""
     import pypdfium2 as pdfium
 
-    pages, sizes, failed = [], [], 0
+    pages, sizes, failed, ocred = [], [], 0, []
     for number in range(len(pdf)):
         deadline.check(f"at page {number + 1:,} of {len(pdf):,}")
         try:
@@ -99,6 +113,10 @@ def _pdf_pages(pdf, deadline: Deadline) -> tuple[list[list[_Line]], list[tuple[f
             size, textpage = page.get_size(), page.get_textpage()
             lines = _page_lines(textpage, number)
             textpage.close()
+            if not lines and ocr:
+                lines = _ocr_page(page, number, deadline)
+                if lines:
+                    ocred.append(number + 1)
             page.close()
             pages.append(lines)
             sizes.append(size)
@@ -107,7 +125,26 @@ def _pdf_pages(pdf, deadline: Deadline) -> tuple[list[list[_Line]], list[tuple[f
             pages.append([])
             sizes.append((0.0, 0.0))
             failed += 1
-    return pages, sizes, failed
+    return pages, sizes, failed, ocred
+
+
+def _ocr_page(page, number: int, deadline: Deadline) -> list[_Line]:
+    """A page without a text layer read by Tesseract; line sizes evened out so OCR's jitter breaks no paragraph."""
+    import subprocess
+
+    log.info("page %d: no text layer, reading it by OCR", number + 1)
+    try:
+        found = ocr_lines(page, deadline.remaining())
+    except subprocess.TimeoutExpired:
+        deadline.check(f"reading page {number + 1:,} by OCR")
+        raise
+    if not found:
+        return []
+    body = _median([size for *_, size in found])
+    lines = []
+    for text, x0, x1, baseline, size in found:
+        lines.append(_Line(text, x0, x1, baseline, size if size > 1.3 * body else body, number))
+    return lines
 
 
 def _page_lines(textpage, number: int) -> list[_Line]:
@@ -383,13 +420,15 @@ def _join_lines(lines: list[str], vocab: tuple[set[str], set[str]]) -> str:
     return out
 
 
-def _assemble_pdf(pages: list[list[_Line]], sizes: list[tuple[float, float]], failed: int, title: str | None) -> Extracted:
+def _assemble_pdf(
+    pages: list[list[_Line]], sizes: list[tuple[float, float]], failed: int, title: str | None, hint: str | None = None
+) -> Extracted:
     chars = sum(len(line.text) for lines in pages for line in lines)
     if not pages:
         raise UnreadableFile("PDF has no pages")
     if chars == 0:
-        raise UnreadableFile("no text layer: scanned PDF? (run OCR on it first)")
-    warnings = _pdf_warnings(pages, failed, chars)
+        raise UnreadableFile(f"no text layer: scanned PDF? ({hint or 'OCR found no text either'})")
+    warnings = _pdf_warnings(pages, failed, chars, hint)
     pages = _strip_furniture(pages, sizes)
     for lines in pages:
         _mark_contents(lines)
@@ -426,14 +465,15 @@ def _first_heading(pages: list[list[_Line]]) -> str | None:
     return text if sum(ch.isalpha() for ch in text) >= 3 else None
 
 
-def _pdf_warnings(pages: list[list[_Line]], failed: int, chars: int) -> list[str]:
+def _pdf_warnings(pages: list[list[_Line]], failed: int, chars: int, hint: str | None = None) -> list[str]:
     warnings = []
     empty = [n + 1 for n, lines in enumerate(pages) if not lines]
     if failed:
         warnings.append(f"{failed} of {len(pages)} pages could not be read")
     if empty and len(empty) < len(pages):
         shown = ", ".join(map(str, empty[:10])) + (", ..." if len(empty) > 10 else "")
-        warnings.append(f"no text layer on {len(empty)} of {len(pages)} pages (scanned pages?): page {shown}")
+        more = f"; {hint}" if hint else ""
+        warnings.append(f"no text layer on {len(empty)} of {len(pages)} pages (scanned pages?): page {shown}{more}")
     if chars / len(pages) < LOW_TEXT_CHARS:
         warnings.append(f"very little text ({chars} characters on {len(pages)} page{'s' if len(pages) > 1 else ''}): scanned PDF?")
     return warnings

@@ -43,7 +43,7 @@ class _Lazy:
 
 @dataclass(frozen=True)
 class Limits:
-    """The work one document may take: its size, a PDF's pages and the seconds its reading may run.
+    """The work one document may take: its size, a PDF's pages, the seconds its reading may run, and whether OCR may.
 
     >>> Limits(max_pdf_pages=10).max_pdf_pages, Limits().max_file_bytes == MAX_FILE_BYTES
     (10, True)
@@ -52,11 +52,12 @@ class Limits:
     max_file_bytes: int = MAX_FILE_BYTES
     max_pdf_pages: int = 2000
     max_read_s: float = 60.0
+    ocr: bool = True  # read PDF pages without a text layer by OCR when Tesseract is installed
 
     @classmethod
     def from_settings(cls, settings) -> Limits:
-        """The limits ``Settings`` configures (``max_file_mb``, ``max_pdf_pages``, ``max_read_s``)."""
-        return cls(int(settings.max_file_mb * 1024 * 1024), settings.max_pdf_pages, settings.max_read_s)
+        """The limits ``Settings`` configures (``max_file_mb``, ``max_pdf_pages``, ``max_read_s``, ``ocr``)."""
+        return cls(int(settings.max_file_mb * 1024 * 1024), settings.max_pdf_pages, settings.max_read_s, settings.ocr)
 
     def deadline(self) -> Deadline:
         return Deadline(self.max_read_s)
@@ -70,6 +71,9 @@ class Deadline:
 
         self.seconds, self._clock = seconds, time.monotonic
         self._end = self._clock() + seconds
+
+    def remaining(self) -> float:
+        return max(0.0, self._end - self._clock())
 
     def check(self, doing: str) -> None:
         if self._clock() > self._end:
