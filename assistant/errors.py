@@ -50,3 +50,10 @@ class AnswerError(AssistantError):
 class NotFound(AssistantError):
     status = 404
     code = "not_found"
+
+
+class Cancelled(AnswerError):
+    """The client that asked went away, so the work for it was stopped."""
+
+    status = 499
+    code = "client_closed_request"

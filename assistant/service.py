@@ -83,8 +83,8 @@ def build_answerers(settings: Settings, index: Store) -> tuple[Answerer, Answere
     extractive = ExtractiveAnswerer(settings, index, reader=reader, calibration=calibration)
     if not settings.llm_base_url:
         return extractive, None, None
-    from assistant.answer.llm import LLMAnswerer
-    from assistant.answer.llm_client import LLMClient
+    from assistant.answer.llm.answerer import LLMAnswerer
+    from assistant.answer.llm.client import LLMClient
 
     client = LLMClient(settings)
     return extractive, LLMAnswerer(settings, index, client), client
@@ -96,7 +96,7 @@ def assemble(settings: Settings, embedder: Embedder, index: Store, report: Build
     extractive, llm, client = build_answerers(settings, index)
     condense = None
     if client is not None:
-        from assistant.answer.prompt import Prompt
+        from assistant.answer.llm.prompt import Prompt
 
         condense = Condenser(client, Prompt.load(name="condense.md"))
     pipeline = Pipeline(settings, retriever, extractive, llm, condense)

@@ -153,7 +153,7 @@ def _synthetic_prepared(documents: int, chunks_per_doc: int, dim: int, seed: int
     """Documents with fixed-size chunks and sentences, and precomputed vectors (no embedder, no splitter)."""
     from assistant.ingest.chunking import Chunk
     from assistant.ingest.documents import Document
-    from assistant.search.pg_sync import Prepared
+    from assistant.search.postgres.sync import Prepared
 
     rng = np.random.default_rng(seed)
     mix = Mixture(dim, max(10, documents // 10), seed=7)
@@ -189,8 +189,8 @@ def ingest(
 
     Figures: chunks/s and documents/s of the writes alone (tokenising included, embedding excluded).
     """
-    from assistant.search import pg_sync
     from assistant.search.postgres import PostgresStore
+    from assistant.search.postgres import sync as pg_sync
 
     out: dict = {"documents": documents, "chunks_per_doc": chunks_per_doc, "dim": dim, "load_average_before": _load_average()}
     with _database(url) as db:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from assistant.answer.followup import Turn, rewrite
-from assistant.answer.prompt import Prompt
+from assistant.answer.llm.prompt import Prompt
 from assistant.errors import AnswerError
 
 FIRST = Turn(

@@ -39,10 +39,10 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from assistant.answer.llm_budget import CancelToken, cancellable
-from assistant.answer.llm_client import LLMClient
+from assistant.answer.llm.client import LLMClient
 from assistant.answer.pipeline import Pipeline, PlainTextStream, plain_text
 from assistant.answer.types import Answer, Citation
+from assistant.cancellation import CancelToken, cancellable
 from assistant.config import Settings
 from assistant.errors import AnswerError
 from assistant.server.app import AskResponse, create_app

@@ -13,10 +13,10 @@ import httpx
 import pytest
 
 from assistant.answer.language import NO_ANSWER, language
-from assistant.answer.llm import LLMAnswerer
-from assistant.answer.llm_client import LLMClient
+from assistant.answer.llm.answerer import LLMAnswerer
+from assistant.answer.llm.client import LLMClient
+from assistant.answer.llm.prompt import SENTINEL, Prompt
 from assistant.answer.pipeline import Pipeline
-from assistant.answer.prompt import SENTINEL, Prompt
 from assistant.answer.types import Answer, related
 from assistant.config import Settings
 from assistant.errors import AnswerError

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from assistant.answer.llm import LLMAnswerer
-from assistant.answer.llm_client import Completion, LLMClient
+from assistant.answer.llm.answerer import LLMAnswerer
+from assistant.answer.llm.client import Completion, LLMClient
 from assistant.answer.types import Answer
 from assistant.config import Settings
 from assistant.errors import AnswerError

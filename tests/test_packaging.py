@@ -52,7 +52,7 @@ def test_an_installed_copy_serves_the_page_and_uses_its_prompt(wheel: Path, tmp_
         import assistant, json
         from pathlib import Path
         from fastapi.testclient import TestClient
-        from assistant.answer.prompt import Prompt
+        from assistant.answer.llm.prompt import Prompt
         from assistant.config import Settings
         from assistant.server.app import create_app
         from assistant.server.static import web_dir

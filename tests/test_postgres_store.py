@@ -32,8 +32,8 @@ from tests.pg import pg_server, pg_url  # noqa: F401  (pytest fixtures)
 
 pytestmark = pytest.mark.slow
 psycopg = pytest.importorskip("psycopg")
-postgres = pytest.importorskip("assistant.search.postgres")
-pg_schema = pytest.importorskip("assistant.search.pg_schema")
+postgres = pytest.importorskip("assistant.search.postgres.store")
+pg_schema = pytest.importorskip("assistant.search.postgres.schema")
 
 ROOT = Path(__file__).resolve().parent.parent
 QUESTIONS = [json.loads(line)["question"] for line in (ROOT / "evaluation" / "questions.jsonl").read_text(encoding="utf-8").splitlines()]
@@ -273,7 +273,7 @@ def test_killed_sync_leaves_every_indexed_document_whole(stores, settings, tmp_p
 import sys, time
 sys.path.insert(0, {str(ROOT)!r})
 from assistant.config import Settings
-from assistant.search import pg_sync
+from assistant.search.postgres import sync as pg_sync
 from assistant.search.postgres import PostgresStore
 from tests.fakes import FakeEmbedder
 

@@ -15,10 +15,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from assistant.answer.followup import Rewrite, Turn, rewrite
-from assistant.answer.llm_budget import Cancelled, current_cancel_token
 from assistant.answer.types import Answer, Answerer
+from assistant.cancellation import check_cancelled
 from assistant.config import AnswerMode, Settings
-from assistant.errors import AnswerError
+from assistant.errors import AnswerError, Cancelled
 from assistant.search.retriever import Retriever, SearchResult
 
 log = logging.getLogger(__name__)
@@ -75,12 +75,6 @@ class StreamFailed(AnswerError):
     code = "llm_failed"
 
 
-def _check_cancelled() -> None:
-    token = current_cancel_token()
-    if token is not None and token.cancelled:
-        raise Cancelled("the request was cancelled (the client went away)")
-
-
 @dataclass(frozen=True)
 class Condenser:
     """What the LLM rewrite of follow-ups needs: the client and ``prompts/condense.md``."""
@@ -126,7 +120,7 @@ class Pipeline:
         started = time.perf_counter()
         found, search = self._search(question, top_k, history, mode)
         question = found.question
-        _check_cancelled()
+        check_cancelled()
         answerer, warnings = self._choose(mode)
         t = time.perf_counter()
         try:
@@ -151,7 +145,7 @@ class Pipeline:
         started = time.perf_counter()
         found, search = self._search(question, top_k, history, mode)
         question = found.question
-        _check_cancelled()
+        check_cancelled()
         answerer, warnings = self._choose(mode)
         t = time.perf_counter()
         plain = PlainTextStream()

@@ -20,12 +20,11 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
 
-from assistant.answer.llm_budget import Cancelled
-from assistant.answer.llm_client import HEALTH_TIMEOUT_S
+from assistant.answer.llm.client import HEALTH_TIMEOUT_S
 from assistant.answer.pipeline import Pipeline, StreamFailed
 from assistant.answer.types import Answer
 from assistant.config import Settings
-from assistant.errors import NotFound
+from assistant.errors import Cancelled, NotFound
 from assistant.live import LiveService
 from assistant.search.embedders import Embedder
 from assistant.server.admission import Admission

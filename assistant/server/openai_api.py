@@ -27,10 +27,10 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from assistant.answer.followup import MAX_TURNS, Turn, rewrite
-from assistant.answer.llm_budget import Cancelled
 from assistant.answer.pipeline import Pipeline, StreamFailed
 from assistant.answer.types import Answer
 from assistant.config import Settings
+from assistant.errors import Cancelled
 from assistant.live import LiveService
 from assistant.server.admission import Admission
 from assistant.server.errors import ApiError, error_body

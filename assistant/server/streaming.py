@@ -16,9 +16,9 @@ import anyio.to_thread
 from fastapi import Request
 from fastapi.responses import StreamingResponse
 
-from assistant.answer.llm_budget import CancelToken, cancellable
 from assistant.answer.pipeline import Pipeline
 from assistant.answer.types import Answer
+from assistant.cancellation import CancelToken, cancellable
 from assistant.server.admission import Admission, Slot
 
 T = TypeVar("T")

@@ -11,9 +11,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from assistant.answer.grounding import Checker
-from assistant.answer.llm_client import Completion, LLMClient
-from assistant.answer.prompt import Prompt
+from assistant.answer.llm.client import Completion, LLMClient
+from assistant.answer.llm.grounding import Checker
+from assistant.answer.llm.prompt import Prompt
 from assistant.answer.types import Answer
 from assistant.config import Settings
 from assistant.errors import AnswerError

@@ -1,5 +1,5 @@
-"""What bounds one LLM call: its time budget (a timer that cuts the connection at the deadline)
-and cancellation (a token the server cancels when the client that asked goes away)."""
+"""What bounds one LLM call: its time budget (a timer that cuts the connection at the deadline) and
+its cancellation (``assistant.cancellation``: the token the server cancels when the client goes away)."""
 
 from __future__ import annotations
 
@@ -7,83 +7,13 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
 
 import httpx
 
-from assistant.errors import AnswerError
+from assistant.cancellation import CancelToken
+from assistant.errors import AnswerError, Cancelled
 
 log = logging.getLogger(__name__)
-
-# ------------------------------------------------------------ cancellation
-
-
-class Cancelled(AnswerError):
-    """The client that asked went away, so the work for it was stopped."""
-
-    status = 499
-    code = "client_closed_request"
-
-
-class CancelToken:
-    """Cancelled by the server when the client that asked has gone away; LLM calls made while it is
-    current (``cancellable``) cut their connection at once and raise ``Cancelled``."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._cancelled = False
-        self._callbacks: list[Callable[[], None]] = []
-
-    @property
-    def cancelled(self) -> bool:
-        return self._cancelled
-
-    def cancel(self) -> None:
-        with self._lock:
-            if self._cancelled:
-                return
-            self._cancelled = True
-            callbacks, self._callbacks = self._callbacks, []
-        for callback in callbacks:
-            try:
-                callback()
-            except Exception:  # noqa: BLE001 - one failing callback must not stop the others
-                log.exception("cancel callback failed")
-
-    def on_cancel(self, callback: Callable[[], None]) -> Callable[[], None]:
-        """Run ``callback`` when cancelled (at once if already); returns a function that forgets it."""
-        with self._lock:
-            if not self._cancelled:
-                self._callbacks.append(callback)
-
-                def forget() -> None:
-                    with self._lock:
-                        if callback in self._callbacks:
-                            self._callbacks.remove(callback)
-
-                return forget
-        callback()
-        return lambda: None
-
-
-_CANCEL: ContextVar[CancelToken | None] = ContextVar("assistant_cancel_token", default=None)
-
-
-@contextmanager
-def cancellable(token: CancelToken | None) -> Iterator[CancelToken | None]:
-    """LLM calls started inside the block stop when ``token`` is cancelled."""
-    reset = _CANCEL.set(token)
-    try:
-        yield token
-    finally:
-        _CANCEL.reset(reset)
-
-
-def current_cancel_token() -> CancelToken | None:
-    return _CANCEL.get()
-
 
 # ------------------------------------------------------------ one call's budget
 

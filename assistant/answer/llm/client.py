@@ -22,9 +22,10 @@ from dataclasses import dataclass
 
 import httpx
 
-from assistant.answer.llm_budget import Call, Cancelled, current_cancel_token
+from assistant.answer.llm.budget import Call
+from assistant.cancellation import current_cancel_token
 from assistant.config import Settings
-from assistant.errors import AnswerError
+from assistant.errors import AnswerError, Cancelled
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ import re
 from dataclasses import dataclass
 
 from assistant.answer.language import language, languages, no_answer_text
+from assistant.answer.llm.prompt import SENTINEL
 from assistant.answer.numbers import numbers
-from assistant.answer.prompt import SENTINEL
 from assistant.answer.types import Answer, Citation, citation, related
 from assistant.ingest.sentences import split_sentences
 from assistant.search.keyword import fold, tokenize

@@ -4,22 +4,25 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager
+from typing import Any
 
 from assistant.ingest.documents import Document
-
-if TYPE_CHECKING:
-    from assistant.search.postgres import PostgresStore
 
 DOC_COLUMNS = "doc_id, source, title, text, sha256, publisher, date, period, language, description, warnings"
 
 
 class Documents(Mapping[str, Document]):
-    """The store's documents by id; texts are loaded on demand and a few are kept (cleared on a new generation)."""
+    """The store's documents by id; texts are loaded on demand and a few are kept (cleared on a new generation).
 
-    def __init__(self, store: PostgresStore, size: int):
-        self._store = store
+    ``connection`` lends a pooled connection (a context manager); ``refresh`` lets the store notice a new
+    generation first (which calls ``clear``).
+    """
+
+    def __init__(self, connection: Callable[[], AbstractContextManager[Any]], refresh: Callable[[], object], size: int):
+        self._connection = connection
+        self._refresh = refresh
         self._size = size
         self._cache: OrderedDict[str, Document] = OrderedDict()
         self._ids: list[str] | None = None
@@ -32,11 +35,11 @@ class Documents(Mapping[str, Document]):
             self._ids = self._known = None
 
     def _doc_ids(self) -> tuple[list[str], frozenset[str]]:
-        self._store.state()
+        self._refresh()
         with self._lock:
             ids, known = self._ids, self._known
         if ids is None:
-            with self._store._connection() as conn:
+            with self._connection() as conn:
                 ids = [r[0] for r in conn.execute("SELECT doc_id FROM documents ORDER BY source, doc_id")]
             known = frozenset(ids)
             with self._lock:
@@ -44,13 +47,13 @@ class Documents(Mapping[str, Document]):
         return ids, known
 
     def __getitem__(self, doc_id: str) -> Document:
-        self._store.state()
+        self._refresh()
         with self._lock:
             doc = self._cache.get(doc_id)
             if doc is not None:
                 self._cache.move_to_end(doc_id)
                 return doc
-        with self._store._connection() as conn:
+        with self._connection() as conn:
             row = conn.execute(f"SELECT {DOC_COLUMNS} FROM documents WHERE doc_id = %s", (doc_id,)).fetchone()
         if row is None:
             raise KeyError(doc_id)

@@ -6,7 +6,7 @@ formula and tokens (``keyword.tokenize``: folded, accent-insensitive, any script
 GIN-indexed ``tsvector`` of those tokens and scored from per-chunk term frequencies and the ``terms``
 table, so its ranking is the local one. Writers (``sync``, ``add_document``, ``delete_document``)
 change one document per transaction and bump ``state.generation``; readers notice within
-``refresh_s`` seconds (``generation()`` asks at once). Schema: ``pg_schema.py``; writing: ``pg_sync.py``.
+``refresh_s`` seconds (``generation()`` asks at once). Schema: ``schema.py``; writing: ``sync.py``; the documents mapping: ``documents.py``.
 
 Example (needs a server)::
 
@@ -32,12 +32,13 @@ from assistant.config import Settings
 from assistant.errors import IndexNotReady
 from assistant.ingest.chunking import Chunk
 from assistant.ingest.documents import Document, Limits, load_corpus
-from assistant.search import pg_schema, pg_sync
 from assistant.search.build import Progress
 from assistant.search.embedders import Embedder
 from assistant.search.index import HNSW_FROM, embedding_config
 from assistant.search.keyword import tokenize
-from assistant.search.pg_documents import DOC_COLUMNS, Documents
+from assistant.search.postgres import schema as pg_schema
+from assistant.search.postgres import sync as pg_sync
+from assistant.search.postgres.documents import DOC_COLUMNS, Documents
 from assistant.search.store import SentenceRow
 
 if TYPE_CHECKING:
@@ -76,7 +77,7 @@ class PostgresStore:
         self.ef_search = ef_search
         self.pool_size = pool_size
         self.refresh_s = refresh_s
-        self.documents = Documents(self, cached_documents)  # a Mapping[str, Document]
+        self.documents = Documents(self._connection, self.state, cached_documents)  # a Mapping[str, Document]
         self._pool = None
         self._lock = threading.RLock()
         self._state: dict | None = None
