@@ -9,14 +9,16 @@ Fitted, in order:
 2. the decision "do the documents answer this?": a logistic model over the quoted sentence's
    features, fitted on thousands of the answer step's own decisions on other domains — the
    development split of the reading-comprehension files, asked as is, with the paragraph removed
-   and entity-swapped (``training/selective.py``) — and its ``threshold``, chosen by
-   cross-validation grouped by question for at most ``--false-abstention`` (5%) false abstention;
+   and entity-swapped (``training/selective.py``), cross-validated by question; its ``threshold``
+   for at most ``--false-abstention`` (5%) false abstention on the calibration half's answerable
+   questions (``--operating-point calibration-half``, the default: the threshold cross-validated on
+   the other domains abstained on 14% of them) or on the other domains (``cross-validated``);
 3. ``short_answer_margin``: from which reader margin the span alone is the answer, on the
    calibration half (the lowest margin at which short answers cost at most 3 points of "the answer
    holds a gold answer" against always quoting the sentence).
 
-The calibration half then serves as a check that the decision transfers (its false abstention and
-abstention on unanswerable and answer-removed questions are recorded), not as what it is fitted on.
+The calibration half then also checks how the decision transfers (false abstention and abstention
+on its unanswerable and answer-removed questions, at both thresholds, are recorded).
 The test half, the unseen and near-miss questions and the public benchmarks are never read here.
 """
 
@@ -171,6 +173,16 @@ def transfer(cases: list[Case], calibration: Calibration) -> dict:
     }
 
 
+def in_domain_threshold(cases: list[Case], calibration: Calibration, false_abstention: float) -> float:
+    """The threshold at which the decision (fitted elsewhere) abstains on at most ``false_abstention``
+    of the calibration half's answerable questions: one number fitted in the domain."""
+    w = calibration.reader_weight
+    answerable = [c for c in cases if c.answerable]
+    blocked = sum(1 for c in answerable if c.blocked(w))
+    p = np.array([calibration.probability(c.features(w)) for c in answerable if not c.blocked(w)])
+    return selective.threshold_for(p, blocked, len(answerable), false_abstention)
+
+
 # ---------------------------------------------------------------- other domains
 
 
@@ -208,20 +220,41 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--decisions", type=Path, help="other-domain decisions: reused when the file exists, else written there")
     p.add_argument("--limit", type=int, default=0, help="only the first N calibration questions (a smoke test)")
     p.add_argument("--seed", type=int, default=13)
+    p.add_argument("--in-domain-weight", type=int, default=0, help="also fit on the calibration half, its questions counted N times")
+    p.add_argument(
+        "--operating-point",
+        choices=("calibration-half", "cross-validated"),
+        default="calibration-half",
+        help="where the threshold comes from: the calibration half's answerable questions, or the other domains' cross-validation",
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr, force=True)
     started = time.time()
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="calibrate-"))
     work.mkdir(parents=True, exist_ok=True)
-    base = Settings(_env_file=None, corpus_dir=args.corpus_dir, index_dir=work / "index", reader_dir=args.reader_dir)
+    # The services opened here answer with no calibration (the one being replaced may be for another reader).
+    base = Settings(_env_file=None, corpus_dir=args.corpus_dir, index_dir=work / "index", reader_dir=args.reader_dir,
+                    calibration_file=work / "no-calibration.json")  # fmt: skip
     embedder = create_embedder(base)
     reader = load_reader(base)
 
     cases = product_cases(args, base, embedder, work)
     weight, hits = fit_reader_weight(cases)
     decisions = other_domain_decisions(args, base, embedder, work, weight)
-    coefficients, scale, threshold, fitted = selective.fit(decisions, args.false_abstention)
+    own = [
+        selective.Decision(f"calibration/{c.question.id}", c.variant, "calibration-half", c.question.language, c.answerable,
+                           c.blocked(weight), c.features(weight) if c.cands else None, False)
+        for c in cases
+        if c.cands
+    ] * args.in_domain_weight  # fmt: skip
+    coefficients, scale, threshold, fitted = selective.fit(decisions, args.false_abstention, extra=own)
+    fitted["in_domain_weight"] = args.in_domain_weight
     probe = Calibration(weight, coefficients, threshold, 99.0, features=FEATURES, scale=scale)
+    fitted["threshold_cross_validated"] = threshold
+    fitted["calibration_half_at_that_threshold"] = transfer(cases, probe)
+    if args.operating_point == "calibration-half":
+        threshold = in_domain_threshold(cases, probe, args.false_abstention)
+        probe = Calibration(weight, coefficients, threshold, 99.0, features=FEATURES, scale=scale)
     short_margin, by_margin, sentence_contains = fit_short_margin(cases, probe)
     calibration = Calibration(
         weight,

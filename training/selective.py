@@ -167,9 +167,15 @@ def threshold_for(p_answerable: np.ndarray, blocked_answerable: int, total_answe
     return round(float(ordered[min(allowed, len(ordered) - 1)]) - 1e-6, 6) if len(ordered) else 0.5
 
 
-def fit(decisions: list[Decision], false_abstention: float, folds: int = 5, l2: float = 1.0) -> tuple[dict, dict, float, dict]:
-    """The decision (coefficients, feature scale), its threshold from out-of-fold probabilities, and a report."""
+def fit(
+    decisions: list[Decision], false_abstention: float, folds: int = 5, l2: float = 1.0, extra: list[Decision] = ()
+) -> tuple[dict, dict, float, dict]:
+    """The decision (coefficients, feature scale), its threshold from out-of-fold probabilities, and a report.
+
+    ``extra`` decisions (the product's own) join every training fold but are never scored.
+    """
     open_ = [d for d in decisions if d.features is not None and not d.blocked]
+    more = [d for d in extra if d.features is not None and not d.blocked]
     rows = [d.features for d in open_]
     labels = [int(d.answerable) for d in open_]
     fold = _folds(open_, folds)
@@ -177,13 +183,14 @@ def fit(decisions: list[Decision], false_abstention: float, folds: int = 5, l2: 
     for k in range(folds):
         train = [i for i, f in enumerate(fold) if f != k]
         test = [i for i, f in enumerate(fold) if f == k]
-        coefficients, scale = _fit([rows[i] for i in train], [labels[i] for i in train], l2)
+        coefficients, scale = _fit([rows[i] for i in train] + [d.features for d in more],
+                                   [labels[i] for i in train] + [int(d.answerable) for d in more], l2)  # fmt: skip
         oof[test] = _probabilities(coefficients, scale, [rows[i] for i in test])
     answerable = [d for d in decisions if d.answerable]
     blocked_answerable = sum(1 for d in answerable if d.blocked or d.features is None)
     is_pos = np.array(labels, dtype=bool)
     threshold = threshold_for(oof[is_pos], blocked_answerable, len(answerable), false_abstention)
-    coefficients, scale = _fit(rows, labels, l2)
+    coefficients, scale = _fit(rows + [d.features for d in more], labels + [int(d.answerable) for d in more], l2)
     report = {"decisions": len(decisions), "folds": folds, "l2": l2, "cross_validated": summarise(decisions, open_, oof, threshold)}
     return coefficients, scale, threshold, report
 

@@ -1,15 +1,20 @@
 """When to answer, and how short: the calibrated decision of the extractive answerer.
 
-A small logistic model turns the evidence for the best sentence into the probability that the
-documents answer the question: the reader's margin (its best span in the sentence against its
-"no answer here" score) and its probability that the passage holds an answer at all, the
-sentence's evidence score (similarity and word overlap with the question), whether it holds the
-kind of thing asked for, and whether the question is in another language than the sentence.
-The answerer abstains below ``threshold``.
+A small logistic model turns the evidence for the sentence to quote into the probability that the
+documents answer the question (``FEATURES``): the reader's margin (its best span in the sentence
+against its "no answer here" score) and its probability that the passage holds an answer at all,
+the sentence's evidence score, whether it holds the kind of thing asked for, whether the question
+is in another language, how much of the question the passage covers, whether names and numbers of
+the question are missing from the document, whether the span is made of the question's own words,
+how far the sentence's margin stands above the next one's, and the question's language. The
+answerer abstains below ``threshold``.
 
-The numbers are fitted by ``assistant calibrate`` (``training/calibrate.py``) on the calibration
-half of the labelled questions plus answer-removed variants of them, never on the questions the
-figures are reported on, and stored with their provenance in ``calibration.json`` beside this file.
+The coefficients are fitted by ``assistant calibrate`` (``training/calibrate.py``) on thousands of
+the answer step's own decisions over other domains (the reading-comprehension files' dev split:
+asked, paragraph removed, entity swapped); the threshold, the reader's weight in the ranking and
+the short-answer margin on the calibration half of the labelled questions — never on the questions
+the figures are reported on. ``calibration.json`` beside this file records them with the reader's
+hash and the features; a calibration that does not match the loaded reader is refused.
 """
 
 from __future__ import annotations
