@@ -30,9 +30,17 @@ CASES = [
         AKDN,
         "by 2006 the number had grown",
         "2,700",
-        marks=pytest.mark.xfail(strict=True, reason="known error of the shipped reader (step 1,800): it picks the 1997 figure, 300"),
+        marks=pytest.mark.xfail(strict=True, reason="known error of the shipped reader: it picks the 1997 figure, 300"),
     ),
-    ("What is the Swiss budget of the Digital Foundations Project?", SDC, "Budget de la Suisse CHF 9’200’000", "9’200’000"),
+    pytest.param(
+        "What is the Swiss budget of the Digital Foundations Project?",
+        SDC,
+        "Budget de la Suisse CHF 9’200’000",
+        "9’200’000",
+        marks=pytest.mark.xfail(
+            strict=True, reason="known weakness of the shipped reader: it finds the span but scores it just under 'no answer' (-0.2)"
+        ),
+    ),
     ("Combien d'organisations de la société civile étaient enregistrées en 1997 ?", AKDN, "300 CSOs formally registered", "300"),
     ("Сколько организаций гражданского общества было зарегистрировано в 1997 году?", AKDN, "300 CSOs formally registered", "300"),
 ]
