@@ -76,6 +76,8 @@ def server(real_index_dir: Path, tmp_path: Path):
     # would change what is being measured. The working folder is empty, so no .env is read.
     env = {k: v for k, v in os.environ.items() if not k.startswith("ASSISTANT_")}
     env.update(ASSISTANT_INDEX_DIR=str(real_index_dir), ASSISTANT_CORPUS_DIR=str(SEED_CORPUS))
+    # Every client's request waits in the admission queue rather than being refused: the soak measures stability.
+    env.update(ASSISTANT_ANSWER_QUEUE=str(4 * CLIENTS), ASSISTANT_ANSWER_QUEUE_WAIT_S="120")
     with uvicorn_server(env, cwd=tmp_path, log_path=tmp_path / "server.log", timeout_s=STARTUP_TIMEOUT_S) as server:
         yield server
 

@@ -86,7 +86,7 @@ def test_top_layers_trained_on_cached_inputs_export_a_reader_that_loads(tmp_path
     _squad(train_dir / "tiny.json")
     work, out = tmp_path / "work", tmp_path / "out"
     common = ["--train-dir", str(train_dir), "--work-dir", str(work), "--out", str(out), "--epochs", "2", "--batch-size", "4",
-              "--init-from", str(packaged_weights_dir()), "--train-top", "2", "--window-tokens", "128", "--lr", "1e-4"]  # fmt: skip
+              "--init-from", str(packaged_weights_dir()), "--train-top", "4", "--window-tokens", "128", "--lr", "1e-4"]  # fmt: skip
 
     first = _train([*common, "--stop-at-step", "3"])
     assert first["steps"]["trained"] == 3
@@ -95,7 +95,7 @@ def test_top_layers_trained_on_cached_inputs_export_a_reader_that_loads(tmp_path
     final = _train(common)  # resumes, reusing the cache
     assert final["steps"]["trained"] == final["steps"]["planned"]
     assert [e["epoch"] for e in final["epochs"]] == [1, 2] and final["best_epoch"]["epoch"] in (1, 2)
-    assert final["spec"]["top_layers"] == 2 and final["initialised_from"]["weights_sha256"]
+    assert final["spec"]["top_layers"] == 4 and final["initialised_from"]["weights_sha256"]
 
     stored = load_file(str(out / WEIGHTS_FILE))
     assert any(k.startswith("encoder.encoder.layer.11.") and k.endswith("query.weight") for k in stored)
@@ -105,6 +105,6 @@ def test_top_layers_trained_on_cached_inputs_export_a_reader_that_loads(tmp_path
     assert lower and all(torch.equal(stored[k], init[k]) for k in lower)
 
     reader = Reader(out, threads=2)
-    assert reader.spec.top_layers == 2
+    assert reader.spec.top_layers == 4
     reading = reader.read("When did Khorog open a new clinic?", ["The district office in Khorog opened a new clinic in 1992."])[0]
     assert reading.best_span() is not None

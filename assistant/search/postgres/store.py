@@ -344,7 +344,8 @@ class PostgresStore:
         with self._connection() as conn:
             rows = conn.execute(sql).fetchall()
         names = ["doc_id", "source", "title", "chars", "sha256", "publisher", "date", "period", "language", "description", "warnings"]
-        return [dict(zip(names, row, strict=True)) for row in rows]
+        # This store keeps no page spans yet: a PDF's page count is unknown here.
+        return [{**dict(zip(names, row, strict=True)), "pages": None} for row in rows]
 
     # ------------------------------------------------------------- writing
 
