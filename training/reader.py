@@ -374,6 +374,7 @@ class Model:
 
         self.base, self.args = base, args
         self.init_spec, self.init_state = ReaderSpec(), {}
+        self.top_prefixes: tuple[str, ...] = ()  # parameter names of the layers trained in full
         if args.init_from:
             from safetensors.torch import load_file
 
@@ -435,7 +436,7 @@ class Model:
 
     def stored(self, trainable: dict) -> dict:
         """The tensors to ship (fp16): what was trained, and the frozen layers' adapters it sits on."""
-        kept = {k: v for k, v in self.init_state.items() if not k.startswith(getattr(self, "top_prefixes", ("\0",)))}
+        kept = {k: v for k, v in self.init_state.items() if not k.startswith(self.top_prefixes)}
         return {k: v.half().contiguous() for k, v in {**kept, **trainable}.items()}
 
 
