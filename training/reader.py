@@ -406,7 +406,8 @@ class Model:
         for p in module.span.parameters():
             p.requires_grad_(True)
         self.top_prefixes = tuple(f"encoder.encoder.layer.{i}." for i in range(self.split.frozen, len(layers)))
-        key = hashlib.sha256(json.dumps([self.init_sha256, _data_fingerprint(args)], sort_keys=True).encode()).hexdigest()[:16]
+        frozen = _frozen_sha256(self.init_state, (*self.top_prefixes, "span."))
+        key = hashlib.sha256(json.dumps([frozen, _data_fingerprint(args)], sort_keys=True).encode()).hexdigest()[:16]
         cache_dir = Path(args.cache_dir or args.work_dir) / f"hidden-{key}"
         cache_dir.mkdir(parents=True, exist_ok=True)
         self.caches = {}
@@ -663,6 +664,17 @@ def benchmark(args: argparse.Namespace, base: E5Base, train_f: list[Feature], de
         print(f"{name:>20}: {per_step:.2f} s/step (batch {args.batch_size}, windows of {args.window_tokens or args.max_tokens} tokens); "
               f"set-up {setup:.1f} s for {len(sub)} windows")  # fmt: skip
     return results
+
+
+def _frozen_sha256(state: dict, trained: tuple[str, ...]) -> str:
+    """Hash of the weights that stay frozen: they alone decide the cached lower-layer outputs, so a
+    reader whose top layers were trained further (a later stage) reuses the same cache."""
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        if not name.startswith(trained):
+            digest.update(name.encode())
+            digest.update(state[name].float().contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _data_fingerprint(args: argparse.Namespace) -> dict:
