@@ -2,6 +2,25 @@
 
 The server turns any ``AssistantError`` into ``{"error": {"code", "message", "details"}}``
 with ``status``; the command line prints its message and exits with 2.
+
+The whole tree::
+
+    AssistantError                  500 internal_error
+    ├── IndexNotReady               503 not_ready
+    │   └── BuildInProgress         503 not_ready (another process is building the same index)
+    ├── CorpusError                 503 corpus_error
+    ├── ConfigError                 500 config_error
+    ├── NotFound                    404 not_found
+    ├── AnswerError                 502 answerer_failed
+    │   └── StreamFailed            502 llm_failed (after part of a streamed answer was sent)
+    ├── Cancelled                   499 client_closed_request (the client went away)
+    └── ApiError                    any status (``assistant.server.errors``: HTTP-only refusals)
+        └── Overloaded              503 overloaded (``assistant.server.admission``)
+
+``Cancelled`` is not an ``AnswerError``: the answer step's fallback to the extractive answer
+catches ``AnswerError`` only, so a cancelled request is never answered another way.
+``ApiError`` and ``Overloaded`` live beside the server code that raises them (they need the
+HTTP layer) and are not re-exported here, so that this module imports nothing.
 """
 
 from __future__ import annotations
@@ -24,6 +43,10 @@ class IndexNotReady(AssistantError):
 
     status = 503
     code = "not_ready"
+
+
+class BuildInProgress(IndexNotReady):
+    """Another process (a server worker, ``assistant index``, a store sync) is building the same index."""
 
 
 class CorpusError(AssistantError):
@@ -52,7 +75,14 @@ class NotFound(AssistantError):
     code = "not_found"
 
 
-class Cancelled(AnswerError):
+class StreamFailed(AnswerError):
+    """The LLM failed after part of its answer was already streamed: the stream ends with an error
+    event (the client may ask again extractively), never with a different answer."""
+
+    code = "llm_failed"
+
+
+class Cancelled(AssistantError):
     """The client that asked went away, so the work for it was stopped."""
 
     status = 499

@@ -18,7 +18,7 @@ from assistant.answer.followup import Rewrite, Turn, rewrite
 from assistant.answer.types import Answer, Answerer
 from assistant.cancellation import check_cancelled
 from assistant.config import AnswerMode, Settings
-from assistant.errors import AnswerError, Cancelled
+from assistant.errors import AnswerError, StreamFailed
 from assistant.search.retriever import Retriever, SearchResult
 
 log = logging.getLogger(__name__)
@@ -66,13 +66,6 @@ def _open_tag(text: str) -> int | None:
         return None
     rest = text[i + 1 : i + 2]
     return i if rest == "" or rest.isascii() and (rest.isalpha() or rest in "/!?") else None
-
-
-class StreamFailed(AnswerError):
-    """The LLM failed after part of its answer was already streamed: the stream ends with an error
-    event (the client may ask again extractively), never with a different answer."""
-
-    code = "llm_failed"
 
 
 @dataclass(frozen=True)
@@ -125,8 +118,6 @@ class Pipeline:
         t = time.perf_counter()
         try:
             answer = answerer.answer(question, search)
-        except Cancelled:
-            raise
         except AnswerError as exc:
             log.warning("LLM answer failed, falling back to extractive: %s", exc)
             warnings.append(f"The LLM endpoint failed ({exc}); answered extractively.")
@@ -162,8 +153,6 @@ class Pipeline:
                 if text:
                     sent = True
                     yield text
-        except Cancelled:
-            raise
         except AnswerError as exc:
             if sent:
                 log.warning("LLM stream failed after part of its answer was sent: %s", exc)

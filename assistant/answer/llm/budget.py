@@ -94,7 +94,7 @@ class Call:
     def timed_out(self, what: str) -> AnswerError:
         return AnswerError(f"{what} within the {self.budget_s:g} s time limit")
 
-    def failure(self, exc: BaseException, what: str, broke: str) -> AnswerError:
+    def failure(self, exc: BaseException, what: str, broke: str) -> AnswerError | Cancelled:
         """What a transport error while reading means: the cut (time limit, cancel) or a real break."""
         if self.cancelled:
             return Cancelled("the request was cancelled (the client went away)")
