@@ -29,7 +29,7 @@ from assistant.search.store import Store
 
 @dataclass(frozen=True)
 class Weights:
-    """Sentence scoring and abstention parameters (calibrated with ``assistant eval --calibrate``)."""
+    """Sentence scoring and abstention parameters (the reader's weight and the decision are fitted by ``assistant calibrate``)."""
 
     dense: float = 1.0
     lexical: float = 0.2

@@ -54,17 +54,6 @@ DATE = re.compile(
 _MONTH = re.compile(rf"{DATE.pattern}|\b(?:{_MONTHS_EN}|{_MONTHS_FR})\b", re.IGNORECASE)
 
 
-def find_dates(text: str) -> list[str]:
-    """Dates written in ``text`` in any common form (a month needs a day or a year next to it).
-
-    >>> find_dates("From 01.09.2022 to 2028-08-31; signed 1 September 2022, 1er septembre 2022, 1 сентября 2022 г.")
-    ['01.09.2022', '2028-08-31', '1 September 2022', '1er septembre 2022', '1 сентября 2022 г.']
-    >>> find_dates("в сентябре 2022 года, September 1, 2022, March 2007, в 2015 году; you may go")
-    ['сентябре 2022 года', 'September 1, 2022', 'March 2007', 'в 2015 году']
-    """
-    return [m.group(0) for m in DATE.finditer(text)]
-
-
 _NUMBER = re.compile(
     r"\d|\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|thirty|forty|fifty|hundred|"
     r"thousand|million|billion|dozen|deux|trois|quatre|cinq|sept|huit|neuf|dix|cent|mille)\b",

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import re
 
-LANGUAGES = ("en", "fr", "ru")
-
 NO_ANSWER = {
     "en": "The documents do not answer this question.",
     "fr": "Les documents ne répondent pas à cette question.",

@@ -19,7 +19,6 @@ import numpy as np
 
 from .model import E5Base, bf16_is_native, set_threads
 
-QUERY_PREFIX = "query: "
 PASSAGE_PREFIX = "passage: "
 
 
@@ -50,9 +49,6 @@ class E5Encoder:
         self._model = self.base.encoder()
         self._torch = torch
         self._lock = threading.Lock()
-
-    def count_tokens(self, texts: Sequence[str]) -> list[int]:
-        return [len(e.ids) for e in self.base.tokenizer.encode_batch(list(texts))]
 
     def encode(
         self,
