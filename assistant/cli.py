@@ -62,16 +62,12 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    from assistant.search.build import build_index
+    from assistant.search.backend import create_backend
     from assistant.search.embedders import create_embedder
-    from assistant.service import postgres_store
 
     settings = _settings(args)
     embedder = create_embedder(settings)
-    if settings.store == "postgres":
-        report = postgres_store(settings).sync(settings, embedder, _progress_bar("embedding"), rebuild=args.rebuild)
-    else:
-        report = build_index(settings, embedder, _progress_bar("embedding"))
+    report = create_backend(settings).sync(embedder, _progress_bar("embedding"), rebuild=args.rebuild)
     print(
         f"Indexed {report.documents} documents into {report.chunks} chunks "
         f"({report.embedded_chunks} embedded, {report.reused_chunks} reused) "

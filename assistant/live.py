@@ -12,24 +12,14 @@ import time
 
 from assistant.config import Settings
 from assistant.errors import AssistantError, IndexNotReady
-from assistant.search.build import build_index
+from assistant.search.backend import Backend, changed_during_build, create_backend
 from assistant.search.embedders import Embedder, create_embedder
-from assistant.search.index import build_lock, index_status, load_index
-from assistant.service import Service, assemble, open_store, postgres_store, reload_if_rebuilt
+from assistant.service import Service, assemble
 
 log = logging.getLogger(__name__)
 
 
-def changed_during_build(manifest: dict) -> list[str]:
-    """Files of the corpus that a local build fingerprinted (when it was written) but did not read as they are,
-    or read but no longer found: the folder changed while the build ran (an upload, a deletion). ``index_status``
-    cannot see this, since the fingerprint is taken after the documents were read."""
-    files = manifest.get("files", {})
-    documents = {d["source"]: d.get("sha256") for d in manifest.get("documents", {}).values()}
-    read = set(documents) | {s["source"] for s in manifest.get("skipped", [])}
-    unread = [f for f in files if f != "metadata.json" and f not in read]
-    changed = [source for source, sha in documents.items() if files.get(source) != sha]
-    return sorted(unread + changed)
+__all__ = ["LiveService", "changed_during_build"]
 
 
 class LiveService:
@@ -43,8 +33,11 @@ class LiveService:
 
     WATCH_EVERY_S = 2.0
 
-    def __init__(self, settings: Settings, service: Service | None = None, embedder: Embedder | None = None):
+    def __init__(
+        self, settings: Settings, service: Service | None = None, embedder: Embedder | None = None, backend: Backend | None = None
+    ):
         self.settings = settings
+        self.backend = backend or create_backend(settings)
         self.service = service
         self.error: str | None = None
         self.building: dict | None = None  # progress of a build running in this process
@@ -53,8 +46,8 @@ class LiveService:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._updates = threading.Lock()  # guards the queue of upload jobs below (``update``)
-        self._queued: list = []  # uploaded Documents to add (PostgreSQL store)
-        self._rebuild = False  # the corpus folder changed: rebuild (local store)
+        self._queued: list = []  # uploaded Documents to add (a store that takes writes at once)
+        self._rebuild = False  # the corpus folder changed: rebuild (a store rebuilt to take writes)
         self._updating = False
 
     def start(self, watch: bool = True) -> None:
@@ -77,28 +70,14 @@ class LiveService:
     def _open(self) -> None:
         embedder = self._embedder or create_embedder(self.settings)
         self._embedder = embedder
-        if self.settings.store == "postgres":
-            # The database may already hold what this worker serves; a sync (cheap when nothing changed,
-            # and one at a time across workers) brings it up to date with the corpus folder meanwhile.
-            self.service = self._try_open()
+        store, build, changed = self.backend.open_for_serving(embedder)
+        if store is not None:  # a stale one answers until the build is done
+            self.service = assemble(self.settings, embedder, store)
+        if changed:  # fingerprinted but not read (or the other way round): the build missed them
+            log.info("index needs a rebuild: the corpus changed while it was built (%s)", ", ".join(changed[:5]))
+            self.update()
+        if build:
             self._start_build()
-            return
-        status = index_status(self.settings, embedder.name, embedder.dim)
-        if status.ready:
-            self.service = assemble(self.settings, embedder, load_index(self.settings.index_dir))
-            changed = changed_during_build(status.manifest or {})
-            if changed:  # fingerprinted but not read (or the other way round): the build missed them
-                log.info("index needs a rebuild: the corpus changed while it was built (%s)", ", ".join(changed[:5]))
-                self.update()
-            return
-        for reason in status.reasons:
-            log.info("index needs a rebuild: %s", reason)
-        if status.manifest is not None and status.manifest.get("config", {}).get("embedder") == embedder.name:
-            try:  # a stale build answers until the new one is ready
-                self.service = assemble(self.settings, embedder, load_index(self.settings.index_dir))
-            except IndexNotReady as exc:
-                log.warning("the previous build cannot serve meanwhile: %s", exc)
-        self._start_build()
 
     def _start_build(self) -> None:
         self.building = {"started_at": time.time(), "documents_done": 0, "documents_total": None, "eta_s": None}
@@ -107,7 +86,7 @@ class LiveService:
     def _try_open(self) -> Service | None:
         """The service over the store as it is now, or None when it cannot serve yet (missing, empty, another config)."""
         try:
-            store, _ = open_store(self.settings, self._embedder, build=False)
+            store, _ = self.backend.open(self._embedder, build=False)
         except IndexNotReady as exc:
             log.info("the index cannot serve yet: %s", exc)
             return None
@@ -133,12 +112,11 @@ class LiveService:
             }
 
         try:
-            if force and self.settings.store == "local":
-                report = build_index(self.settings, self._embedder, progress)
-                store = load_index(self.settings.index_dir)
+            if force:
+                store, report = self.backend.rebuild(self._embedder, progress)
             else:
-                store, report = open_store(self.settings, self._embedder, build=True, progress=progress)
-            if self.settings.store == "postgres" and self.service is not None:
+                store, report = self.backend.open(self._embedder, build=True, progress=progress)
+            if self.backend.incremental and self.service is not None:
                 log.warning(
                     "index sync done: %d documents, %d chunks (%d embedded)", report.documents, report.chunks, report.embedded_chunks
                 )
@@ -179,41 +157,30 @@ class LiveService:
         just saved there (uploads), and files may have been removed. One job at a time, visible in ``building``;
         changes that arrive meanwhile are taken up by the next one.
 
-        Local store: a rebuild (unchanged documents reuse their vectors) that goes live when done. PostgreSQL:
-        each added document in its own transaction (``add_document``). Whatever a job has not finished when the
+        A store that is rebuilt to take writes (local): a rebuild (unchanged documents reuse their vectors) that
+        goes live when done. A store that takes writes at once (PostgreSQL): each added document in its own
+        transaction (``Backend.add_documents``). Whatever a job has not finished when the
         process stops, the next start's build or sync does, from the files.
         """
         with self._updates:
             self._queued.extend(added)
-            self._rebuild = self._rebuild or self.settings.store == "local"
+            self._rebuild = self._rebuild or not self.backend.incremental
             if self._updating:
                 return
             self._updating = True
         self._spawn(self._apply_updates, "index-builder")
 
     def forget(self, doc_id: str) -> bool:
-        """Drop a document whose file was just removed from the corpus folder: at once in PostgreSQL (True), by a
-        background rebuild of the local index (False)."""
-        if self.settings.store != "postgres":
-            self.update()
-            return False
-        store, own = self._pg_store()
-        try:
-            store.delete_document(doc_id)
-        finally:
-            if own:
-                store.close()
-        return True
-
-    def _pg_store(self):
-        """The PostgreSQL store being served, or a new one when none is yet (``own``: close it after)."""
+        """Drop a document whose file was just removed from the corpus folder: at once where the store takes
+        writes at once (True), else by a background rebuild (False)."""
         service = self.service
-        if service is not None and hasattr(service.index, "add_document"):
-            return service.index, False
-        return postgres_store(self.settings), True
+        if self.backend.delete_document(service.index if service is not None else None, doc_id):
+            return True
+        self.update()
+        return False
 
     def _apply_updates(self) -> None:
-        for thread in list(self._threads):  # a build started with the server finishes first
+        for thread in self._live_threads():  # a build started with the server finishes first
             if thread.name == "index-builder" and thread is not threading.current_thread():
                 thread.join()
         try:
@@ -235,8 +202,8 @@ class LiveService:
             try:
                 if rebuild:
                     self._build(force=True)
-                    if self._another_build_running():  # which may have read the folder before the change: build after it
-                        while self._another_build_running() and not self._stop.wait(self.WATCH_EVERY_S):
+                    if self.backend.another_build_running():  # which may have read the folder before the change: build after it
+                        while self.backend.another_build_running() and not self._stop.wait(self.WATCH_EVERY_S):
                             pass
                         with self._updates:
                             self._rebuild = True
@@ -247,37 +214,29 @@ class LiveService:
             finally:
                 self.building = None
 
-    def _another_build_running(self) -> bool:
-        """Is another process (``assistant index``, another worker) building the local index now?"""
-        try:
-            with build_lock(self.settings.index_dir):
-                return False
-        except IndexNotReady:
-            return True
-
     def _add_documents(self, documents: list) -> None:
-        store, own = self._pg_store()
-        try:
-            for n, doc in enumerate(documents):
-                path = self.settings.corpus_dir / doc.source
-                if path.exists():  # not deleted meanwhile
-                    store.add_document(doc, self._embedder, self.settings)
-                    if not path.exists():  # deleted while it was being added
-                        store.delete_document(doc.doc_id)
-                self.building = {**(self.building or {}), "documents_done": n + 1}
-            log.warning("indexed %d uploaded documents", len(documents))
-        finally:
-            if own:
-                store.close()
+        def added(n: int) -> None:
+            self.building = {**(self.building or {}), "documents_done": n}
+
+        service = self.service
+        self.backend.add_documents(service.index if service is not None else None, documents, self._embedder, added)
+        log.warning("indexed %d uploaded documents", len(documents))
         if self.service is None:
             with self._lock:
                 self.error = None
                 self.service = self._try_open()
 
+    def _live_threads(self) -> list[threading.Thread]:
+        with self._updates:
+            self._threads = [t for t in self._threads if t.is_alive()]
+            return list(self._threads)
+
     def _spawn(self, target, name: str) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)
-        thread.start()
-        self._threads.append(thread)
+        with self._updates:  # only threads still running are kept
+            self._threads = [t for t in self._threads if t.is_alive()]
+            thread.start()
+            self._threads.append(thread)
 
     def _watch(self) -> None:
         while not self._stop.wait(self.WATCH_EVERY_S):
@@ -293,12 +252,11 @@ class LiveService:
                 if self._embedder is not None and not self.error:
                     self.service = self._try_open()
                 return
-            if self.settings.store == "postgres":
-                return  # a live store: nothing to swap
-            fresh = reload_if_rebuilt(self.service)
-            if fresh is not None:
-                self.service = fresh
-                log.warning("new index build %s is live: %d documents", fresh.index.manifest["build"], len(fresh.index.documents))
+            service = self.service
+            store = self.backend.reload(service.index, service.embedder)
+            if store is not None:
+                self.service = fresh = assemble(service.settings, service.embedder, store)
+                log.warning("new index build %s is live: %d documents", self.backend.generation(store), len(fresh.index.documents))
         except IndexNotReady as exc:
             log.error("not reloading the index: %s", exc)
         finally:
@@ -323,7 +281,7 @@ class LiveService:
 
     def wait(self, timeout: float | None = None) -> None:
         """Wait for a background build (tests, benchmarks)."""
-        for thread in self._threads:
+        for thread in self._live_threads():
             if thread.name == "index-builder":
                 thread.join(timeout)
 

@@ -19,9 +19,9 @@ from assistant.answer.pipeline import Condenser, Pipeline
 from assistant.answer.types import Answerer
 from assistant.config import Settings
 from assistant.errors import ConfigError
-from assistant.search.build import BuildReport, Progress, build_index
+from assistant.search.backend import create_backend
+from assistant.search.build import BuildReport, Progress
 from assistant.search.embedders import Embedder, create_embedder
-from assistant.search.index import current_build, index_status, load_index
 from assistant.search.retriever import Retriever
 from assistant.search.store import Store
 
@@ -127,32 +127,7 @@ def open_service(
 
 def open_store(settings: Settings, embedder: Embedder, build: bool = True, progress: Progress | None = None):
     """The store the settings name, brought up to date with the corpus folder first when ``build``."""
-    if settings.store == "postgres":
-        store = postgres_store(settings)
-        report = store.sync(settings, embedder, progress) if build else None
-        store.check(embedder.name, embedder.dim, settings)
-        return store, report
-    report = None
-    status = index_status(settings, embedder.name, embedder.dim)
-    if not status.ready:
-        for reason in status.reasons:
-            log.info("index needs a rebuild: %s", reason)
-        if build:
-            report = build_index(settings, embedder, progress)
-    return load_index(settings.index_dir), report
-
-
-def postgres_store(settings: Settings):
-    """A ``PostgresStore`` for ``ASSISTANT_DATABASE_URL`` (psycopg and pgvector: ``pip install -e ".[postgres]"``)."""
-    from assistant.search.postgres import PostgresStore
-
-    if settings.database_url is None:
-        raise ConfigError("ASSISTANT_STORE=postgres needs ASSISTANT_DATABASE_URL (postgresql://user:password@host:5432/db)")
-    try:
-        url = settings.database_url
-        return PostgresStore(url.get_secret_value() if hasattr(url, "get_secret_value") else str(url), index_type=settings.index_type)
-    except ImportError as exc:
-        raise ConfigError(f"the PostgreSQL store needs its client libraries: pip install -e '.[postgres]' ({exc})") from exc
+    return create_backend(settings).open(embedder, build, progress)
 
 
 def reload_if_rebuilt(service: Service) -> Service | None:
@@ -160,12 +135,5 @@ def reload_if_rebuilt(service: Service) -> Service | None:
 
     The caller swaps it in; requests already running keep the old one until they finish.
     """
-    build = current_build(service.settings.index_dir)
-    if build is None or build.name == service.index.manifest["build"]:
-        return None
-    index = load_index(service.settings.index_dir)
-    if index.manifest["config"]["embedder"] != service.embedder.name:
-        log.warning("index %s was built with another embedder; keeping the loaded one", build.name)
-        return None
-    log.info("loaded the new index build %s", build.name)
-    return assemble(service.settings, service.embedder, index)
+    index = create_backend(service.settings).reload(service.index, service.embedder)
+    return None if index is None else assemble(service.settings, service.embedder, index)

@@ -128,10 +128,6 @@ class LoadedIndex:
             idf, unknown = self._idf
         return {t: idf[t] for t in tokens if t in idf}, unknown
 
-    def sentences_overlapping(self, doc_id: str, start: int, end: int) -> np.ndarray:
-        """Row numbers of the sentences of ``doc_id`` that overlap [start, end)."""
-        return np.array([r.row for r in self.sentences_in(doc_id, start, end)], dtype=np.int64)
-
 
 def embedding_config(settings: Settings, embedder_name: str, dim: int) -> dict:
     """What the stored vectors depend on; any change forces a full rebuild."""

@@ -247,7 +247,7 @@ def uploads_router(live: LiveService, settings: Settings) -> APIRouter:
         service = live.service
         known: dict[str, str] = {}
         if service is not None:
-            known = await anyio.to_thread.run_sync(_known_hashes, service.index, settings.corpus_dir)
+            known = await anyio.to_thread.run_sync(_known_hashes, live, service.index, settings.corpus_dir)
         outcomes = []
         for item in files:
             name = item.filename or ""
@@ -284,13 +284,10 @@ def uploads_router(live: LiveService, settings: Settings) -> APIRouter:
     return router
 
 
-def _known_hashes(index, corpus_dir: Path) -> dict[str, str]:
+def _known_hashes(live: LiveService, index, corpus_dir: Path) -> dict[str, str]:
     """sha256 of every indexed file that is still there -> its document id (a deleted one may still be indexed)."""
-    if hasattr(index, "document_infos"):
-        infos = [(d["sha256"], d["doc_id"], d["source"]) for d in index.document_infos()]
-    else:
-        infos = [(d.sha256, d.doc_id, d.source) for d in index.documents.values()]
-    return {sha: doc_id for sha, doc_id, source in infos if (corpus_dir / source).is_file()}
+    infos = live.backend.document_list(index)
+    return {d["sha256"]: d["doc_id"] for d in infos if (corpus_dir / d["source"]).is_file()}
 
 
 def _delete(live: LiveService, settings: Settings, doc_id: str) -> JSONResponse:
