@@ -31,6 +31,9 @@ def test_the_wheel_holds_the_page_the_prompts_and_the_reader(wheel: Path):
     for name in (
         "assistant/web/index.html",
         "assistant/web/app.js",
+        "assistant/web/i18n/en.js",
+        "assistant/web/i18n/fr.js",
+        "assistant/web/i18n/ru.js",
         "assistant/web/style.css",
         "assistant/prompts/answer.md",
         "assistant/answer/calibration.json",

@@ -428,7 +428,12 @@ def test_copy_answer_with_sources(browser, server):
         answer = article.locator(".answer-text").inner_text().strip()
         assert copied.startswith(answer[:20]), copied
         assert "\nSources:\n[1] " + first_title in copied
-        assert '    "' in copied  # the quote
+        head = next(line for line in copied.splitlines() if line.startswith("[1] "))
+        publisher = article.locator(".source-publisher").first
+        if publisher.count():
+            assert publisher.inner_text().strip(" ·—") in head, head
+        quote = copied.split(head + "\n", 1)[1].splitlines()[0]
+        assert quote.startswith("    “") and quote.endswith("”"), quote  # the quoted sentence
         assert not errors, errors
     finally:
         context.close()
@@ -496,8 +501,9 @@ def test_follow_up_sends_the_conversation_and_new_chat_forgets_it(page):
     assert turn["answer"] and "[1]" not in turn["answer"]  # plain text, without the markers
     searched = second.locator(".searched")
     expect(searched).to_be_visible()
-    expect(searched).to_contain_text("searched: And what is its budget?")
+    expect(searched).to_contain_text("Understood as: And what is its budget? — in the context of: ")
     expect(searched).to_contain_text("Digital Foundations Project")
+    expect(searched).not_to_contain_text("searched:")
     # A Swiss budget field of the project's page (which of its two is a known weakness: tests/test_conversation.py).
     expect(second).to_contain_text("Budget de la Suisse CHF")
 
@@ -557,7 +563,7 @@ def test_history_keeps_the_last_six_answered_turns(page):
     history = bodies[-1]["history"]
     assert [t["question"] for t in history] == [f"question {i}" for i in range(1, 7)]
     assert history[-1] == {"question": "question 6", "answer": "An answer.", "doc_ids": ["d1"], "search_question": "question 6 (searched)"}
-    expect(turns(page).last.locator(".searched")).to_have_text("searched: last question (searched)")
+    expect(turns(page).last.locator(".searched")).to_have_text("Understood as: last question — in the context of: searched")
 
 
 def test_short_answer_is_large_with_its_span_highlighted(page, server):
@@ -751,3 +757,99 @@ def test_upload_from_the_documents_tab_then_ask_about_it_and_delete_it(page):
     expect(cards).to_have_count(6, timeout=ANSWER_TIMEOUT_MS)
     expect(cards.filter(has_text="Pamir solar schools")).to_have_count(0)
     assert page.request.get(page.url.split("#")[0] + "documents/uploads/pamir-solar").status == 404
+
+
+# ---------------------------------------------------------------------------- languages
+
+
+def _labels(page):
+    return {
+        "chat": page.locator("#tab-chat").inner_text(),
+        "docs": page.locator("#tab-docs").inner_text(),
+        "new": page.locator("#new-chat").inner_text().strip(),
+        "placeholder": page.locator("#question").get_attribute("placeholder"),
+        "send": page.locator("#send").get_attribute("aria-label"),
+        "example": page.locator(".example").first.inner_text(),
+        "lang": page.evaluate("document.documentElement.lang"),
+    }
+
+
+@pytest.mark.parametrize(
+    ("locale", "expected"),
+    [
+        (
+            "fr-FR",
+            {
+                "chat": "Discussion",
+                "new": "Nouvelle discussion",
+                "placeholder": "Posez une question sur les documents…",
+                "send": "Envoyer la question",
+                "lang": "fr",
+            },
+        ),
+        ("ru-RU", {"chat": "Чат", "docs": "Документы", "new": "Новый чат", "placeholder": "Задайте вопрос о документах…", "lang": "ru"}),
+        ("de-DE", {"chat": "Chat", "new": "New chat", "lang": "en"}),
+    ],
+)
+def test_the_page_speaks_the_browsers_language(browser, server, locale, expected):
+    context, page, errors = _open_page(browser, server, viewport={"width": 1280, "height": 820}, locale=locale)
+    try:
+        labels = _labels(page)
+        assert {k: labels[k] for k in expected} == expected, labels
+        pressed = page.locator(".lang-btn[aria-pressed=true]")
+        expect(pressed).to_have_count(1)
+        expect(pressed).to_have_text(expected["lang"].upper())
+        assert not errors, errors
+    finally:
+        context.close()
+
+
+def test_the_language_switch_changes_and_remembers_the_language(browser, server):
+    context, page, errors = _open_page(browser, server, viewport={"width": 1280, "height": 820}, locale="en-US")
+    try:
+        assert _labels(page)["chat"] == "Chat"
+        page.get_by_role("button", name="RU", exact=True).click()
+        expect(page.locator("#tab-chat")).to_have_text("Чат")
+        expect(page.locator("#question")).to_have_attribute("placeholder", "Задайте вопрос о документах…")
+        page.get_by_role("button", name="FR", exact=True).click()
+        expect(page.locator("#tab-chat")).to_have_text("Discussion")
+        expect(page.locator(".empty-state h2")).to_contain_text("Tadjikistan")
+        page.reload()
+        expect(page.locator("#question")).to_be_visible()
+        expect(page.locator("#tab-chat")).to_have_text("Discussion")  # remembered
+        assert page.evaluate("localStorage.getItem('assistant.language')") == "fr"
+        page.get_by_role("tab", name="Documents").click()
+        expect(page.locator("#docs-status")).to_contain_text("documents dans la collection")
+        page.get_by_role("button", name="EN", exact=True).click()
+        expect(page.locator("#docs-status")).to_contain_text("documents in the collection")
+        assert not errors, errors
+    finally:
+        context.close()
+
+
+def test_the_answer_area_follows_the_questions_language(browser, server):
+    context, page, errors = _open_page(browser, server, viewport={"width": 1280, "height": 820}, locale="en-US")
+    try:
+        done = {
+            "answer": "The documents do not answer this.",
+            "abstained": True,
+            "mode": "extractive",
+            "citations": [],
+            "related": [],
+            "timings_ms": {},
+            "warnings": [],
+            "search_question": None,
+            "rewrite": "none",
+        }
+        page.route("**/ask/stream", lambda route: route.fulfill(status=200, content_type="text/event-stream", body=sse(("done", done))))
+        turn = ask(page, "Quelle est la population de Douchanbé en 2030 ?")
+        expect(turn.locator(".abstain-title")).to_have_text("Les documents ne le disent pas.")
+        expect(turn.locator(".copy-btn")).to_have_text("Copier")
+        turn = ask(page, "Каково население Душанбе в 2030 году?")
+        expect(turn.locator(".abstain-title")).to_have_text("В документах об этом не сказано.")
+        turn = ask(page, "What is the population of Dushanbe in 2030?")
+        expect(turn.locator(".abstain-title")).to_have_text("The documents don't answer this.")
+        expect(page.locator("#tab-chat")).to_have_text("Chat")  # the page itself keeps its language
+        assert not errors, errors
+    finally:
+        context.close()

@@ -92,7 +92,7 @@
 
   const languageNames = (() => {
     try {
-      return new Intl.DisplayNames(["en"], { type: "language" });
+      return new Intl.DisplayNames([document.documentElement.lang || "en"], { type: "language" });
     } catch {
       return null;
     }
@@ -106,6 +106,79 @@
       return c;
     }
   }
+
+  // ---------------------------------------------------------------- language
+
+  // Every word the page shows comes from the catalogues in i18n/ (one per language).
+  const CATALOGUES = window.ASSISTANT_I18N || {};
+  const LANGUAGES = ["en", "fr", "ru"];
+  const LANG_STORE = "assistant.language";
+
+  function storedLanguage() {
+    try {
+      const v = localStorage.getItem(LANG_STORE);
+      return LANGUAGES.includes(v) ? v : "";
+    } catch {
+      return "";
+    }
+  }
+
+  /** The stored choice, else the first of the browser's languages the page speaks, else English. */
+  function initialLanguage() {
+    const stored = storedLanguage();
+    if (stored) return stored;
+    const wanted = (navigator.languages && navigator.languages.length ? navigator.languages : [navigator.language || "en"]);
+    for (const tag of wanted) {
+      const base = str(tag).toLowerCase().split("-")[0];
+      if (LANGUAGES.includes(base)) return base;
+    }
+    return "en";
+  }
+
+  let pageLang = initialLanguage();
+
+  /** The message `key` in `lang` (the page's language by default), with {name} filled from `vars`. */
+  function t(key, vars, lang = pageLang) {
+    const cat = CATALOGUES[lang] || CATALOGUES.en || {};
+    let text = key in cat ? cat[key] : (CATALOGUES.en || {})[key];
+    if (text === undefined) text = key;
+    if (vars) text = text.replace(/\{(\w+)\}/g, (m, name) => (name in vars ? String(vars[name]) : m));
+    return text;
+  }
+
+  /** The language a question is written in, for the answer area's words: Cyrillic is Russian;
+   *  French by its accents and common words; otherwise English. Falls back to the page's. */
+  function questionLanguage(question) {
+    const q = str(question);
+    if (!q.trim()) return pageLang;
+    if (/[\u0400-\u04FF]/.test(q)) return "ru";
+    if (/[àâçéèêëîïôûùüÿœ]/i.test(q) || /\b(qui|quel|quelle|quels|quelles|est|sont|les|des|du|le|la|pour|comment|pourquoi|combien|quand|où)\b/i.test(q)) return "fr";
+    if (/[a-z]/i.test(q)) return "en";
+    return pageLang;
+  }
+
+  /** Put the catalogue's words into the page's fixed labels (data-i18n* attributes). */
+  function applyLanguage() {
+    document.documentElement.lang = pageLang;
+    for (const node of document.querySelectorAll("[data-i18n]")) node.textContent = t(node.dataset.i18n);
+    for (const [attr, name] of [["data-i18n-placeholder", "placeholder"], ["data-i18n-aria-label", "aria-label"], ["data-i18n-title", "title"]]) {
+      for (const node of document.querySelectorAll(`[${attr}]`)) node.setAttribute(name, t(node.getAttribute(attr)));
+    }
+    for (const button of document.querySelectorAll(".lang-btn")) button.setAttribute("aria-pressed", String(button.dataset.lang === pageLang));
+  }
+
+  function setLanguage(lang) {
+    if (!LANGUAGES.includes(lang)) return;
+    pageLang = lang;
+    try {
+      localStorage.setItem(LANG_STORE, lang);
+    } catch {
+      /* storage unavailable: the choice lasts until the page is left */
+    }
+    applyLanguage();
+    if (typeof onLanguageChange === "function") onLanguageChange();
+  }
+  let onLanguageChange = null;
 
   // ---------------------------------------------------------------- API key
 
@@ -149,7 +222,7 @@
 
   function networkError() {
     return new ApiError(
-      "The server could not be reached. Check that it is running and your connection, then try again.",
+      t("error.network"),
       { code: "network_error", network: true },
     );
   }
@@ -182,12 +255,12 @@
     }
     if (res.status === 401) {
       message = apiKey()
-        ? "The server did not accept the API key. Check it under “Key” at the top of the page, then retry."
-        : "This server needs an API key. Enter it under “Key” at the top of the page, then retry.";
+        ? t("error.keyRejected")
+        : t("error.keyNeeded");
       code = code === `http_${res.status}` ? "unauthorised" : code;
     }
     if (!message) {
-      message = `The server answered with an error (HTTP ${res.status}${res.statusText ? " " + res.statusText : ""}).`;
+      message = t("error.http", { status: res.status });
     }
     return new ApiError(message, { code, status: res.status });
   }
@@ -204,7 +277,7 @@
     try {
       return await res.json();
     } catch {
-      throw new ApiError("The server sent a response that could not be read.", { code: "bad_response", status: res.status });
+      throw new ApiError(t("error.unreadable"), { code: "bad_response", status: res.status });
     }
   }
 
@@ -250,7 +323,7 @@
     if (!res.ok) throw await errorFromResponse(res);
     const type = res.headers.get("content-type") || "";
     if (type.includes("application/json")) return res.json();
-    if (!res.body) throw new ApiError("The server's answer could not be read.", { code: "bad_response" });
+    if (!res.body) throw new ApiError(t("error.unreadable"), { code: "bad_response" });
 
     const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
     let buffer = "";
@@ -263,7 +336,7 @@
       try {
         payload = JSON.parse(data);
       } catch {
-        throw new ApiError("The server sent a malformed event.", { code: "bad_event" });
+        throw new ApiError(t("error.malformedEvent"), { code: "bad_event" });
       }
       if (event === "delta") {
         if (payload && typeof payload.text === "string") onDelta(payload.text);
@@ -273,7 +346,7 @@
         // "llm_failed": the language model broke off after part of its answer (ask() then asks
         // again extractively).
         const e = (payload && payload.error) || {};
-        throw new ApiError(str(e.message) || "The server reported an error while answering.", { code: str(e.code) || "stream_error" });
+        throw new ApiError(str(e.message) || t("error.streamError"), { code: str(e.code) || "stream_error" });
       }
     };
 
@@ -284,7 +357,7 @@
           chunk = await reader.read();
         } catch (err) {
           if (signal.aborted) throw err;
-          throw new ApiError("The connection to the server was interrupted while the answer was coming in.", {
+          throw new ApiError(t("error.interrupted"), {
             code: "stream_interrupted",
             network: true,
           });
@@ -308,7 +381,7 @@
       }
       if (buffer.trim()) handle(buffer.replace(/\r\n?/g, "\n"));
       if (result) return result;
-      throw new ApiError("The answer stream ended before the answer was complete.", { code: "incomplete_stream" });
+      throw new ApiError(t("error.streamEnded"), { code: "incomplete_stream" });
     } finally {
       reader.cancel().catch(() => {});
     }
@@ -332,7 +405,7 @@
         const chipText = [el("span", { class: "bracket", text: "[" }), String(n), el("span", { class: "bracket", text: "]" })];
         if (byN) {
           const c = byN.get(n);
-          const label = `Source ${n}: ${str(c.title) || str(c.doc_id)}`;
+          const label = t("sources.cite", { n, title: str(c.title) || str(c.doc_id) });
           frag.appendChild(
             el("button", { type: "button", class: "cite", "aria-label": label, title: label, "data-n": n, onclick: (e) => onCite(c, e.currentTarget) }, chipText),
           );
@@ -468,8 +541,8 @@
 
   function setBusy(busy) {
     form.classList.toggle("busy", busy);
-    sendButton.setAttribute("aria-label", busy ? "Stop answering" : "Send question");
-    $(".send-label", sendButton).textContent = busy ? "Stop" : "Send";
+    sendButton.setAttribute("aria-label", t(busy ? "composer.stopAria" : "composer.sendAria"));
+    $(".send-label", sendButton).textContent = t(busy ? "composer.stop" : "composer.send");
     sendButton.classList.toggle("btn-stop", busy);
   }
 
@@ -491,11 +564,11 @@
   /** One question and its answer in the conversation. */
   function createTurn(question) {
     const li = el("li", { class: "turn" });
-    const user = el("div", { class: "msg msg-user" }, el("p", { class: "visually-hidden", text: "You asked:" }), el("div", { class: "bubble", text: question }));
+    const user = el("div", { class: "msg msg-user" }, el("p", { class: "visually-hidden", text: t("msg.youAsked") }), el("div", { class: "bubble", text: question }));
     const status = el("span", { class: "answer-status" }, el("span", { class: "dots", "aria-hidden": "true" }, el("i"), el("i"), el("i")), " Searching the documents…");
     const text = el("div", { class: "answer-text" }, status);
     const extra = el("div", { class: "answer-extra" });
-    const article = el("article", { class: "msg msg-assistant", "aria-busy": "true", "aria-label": "Answer" }, text, extra);
+    const article = el("article", { class: "msg msg-assistant", "aria-busy": "true", "aria-label": t("msg.answer") }, text, extra);
     li.append(user, article);
     li.dataset.question = question;
     return { li, article, text, extra, question };
@@ -506,7 +579,7 @@
     const question = str(questionRaw).trim();
     if (!question) {
       input.focus();
-      announce("Type a question first.");
+      announce(t("composer.empty"));
       return;
     }
     // A retried question replaces its failed attempt.
@@ -514,6 +587,7 @@
     if (last && last.classList.contains("turn-failed") && last.dataset.question === question) last.remove();
 
     const turn = createTurn(question);
+    turn.lang = questionLanguage(question);
     conversation.appendChild(turn.li);
     updateEmptyState();
     if (input.value.trim() === question) {
@@ -536,12 +610,12 @@
         if (follow) scrollToBottom();
       });
       if (!result || typeof result !== "object" || typeof result.answer !== "string") {
-        throw new ApiError("The server sent an incomplete answer.", { code: "bad_response" });
+        throw new ApiError(t("error.incomplete"), { code: "bad_response" });
       }
       const follow = nearBottom();
       renderResult(turn, result);
       if (follow) scrollToBottom();
-      announce(result.abstained ? "The documents don't answer this question." : "Answer ready.");
+      announce(t(result.abstained ? "msg.noAnswer" : "msg.ready", null, turn.lang));
     } catch (err) {
       if (controller.signal.aborted) renderStopped(turn, streamed);
       else if (err instanceof ApiError && err.code === "llm_failed") await answerExtractively(turn, question, controller.signal, streamed);
@@ -557,7 +631,7 @@
   async function answerExtractively(turn, question, signal, streamed) {
     turn.text.classList.remove("streaming", "partial");
     turn.text.replaceChildren(
-      el("span", { class: "answer-status" }, el("span", { class: "dots", "aria-hidden": "true" }, el("i"), el("i"), el("i")), " The language model stopped part-way; quoting the documents instead…"),
+      el("span", { class: "answer-status" }, el("span", { class: "dots", "aria-hidden": "true" }, el("i"), el("i"), el("i")), " " + t("msg.quotingInstead", null, turn.lang)),
     );
     try {
       const result = await getJSON("ask", {
@@ -567,7 +641,7 @@
         signal,
       });
       if (!result || typeof result !== "object" || typeof result.answer !== "string") {
-        throw new ApiError("The server sent an incomplete answer.", { code: "bad_response" });
+        throw new ApiError(t("error.incomplete"), { code: "bad_response" });
       }
       const follow = nearBottom();
       renderResult(turn, result);
@@ -575,11 +649,11 @@
         "p",
         { class: "fallback-note", role: "note" },
         icon(ICONS.info, "icon fallback-icon"),
-        el("span", { text: "The language model failed part-way through its answer, so this answer is quoted from the documents instead." }),
+        el("span", { text: t("msg.llmFailed", null, turn.lang) }),
       );
       turn.article.insertBefore(note, turn.text);
       if (follow) scrollToBottom();
-      announce("The language model failed; answered with quotes from the documents.");
+      announce(t("msg.llmFailedShort", null, turn.lang));
     } catch (err) {
       if (signal.aborted) renderStopped(turn, streamed);
       else renderError(turn, err, streamed);
@@ -600,6 +674,7 @@
 
   function renderResult(turn, result) {
     finishTurn(turn);
+    const L = turn.lang || pageLang; // the answer area speaks the question's language
     const citations = (Array.isArray(result.citations) ? result.citations : []).filter((c) => c && typeof c === "object");
     const related = (Array.isArray(result.related) ? result.related : []).filter((c) => c && typeof c === "object");
     const extra = [];
@@ -614,18 +689,18 @@
         el(
           "div",
           null,
-          el("p", { class: "abstain-title", text: "The documents don't answer this." }),
+          el("p", { class: "abstain-title", text: t("abstain.title", null, L) }),
           answer && !GENERIC_ABSTENTION.test(answer) ? el("p", { class: "abstain-server", text: answer }) : null,
           el("p", {
             class: "abstain-body",
             text: related.length
-              ? "Nothing in the collection supports an answer. The closest passages are below, in case they help."
-              : "Nothing in the collection supports an answer, so the assistant doesn't guess.",
+              ? t("abstain.related", null, L)
+              : t("abstain.none", null, L),
           }),
         ),
       );
       turn.text.replaceChildren(note);
-      if (related.length) extra.push(sourceList(related, "Closest passages", true));
+      if (related.length) extra.push(sourceList(related, t("sources.related", null, L), true));
     } else {
       const byN = new Map(citations.map((c) => [Number(c.n), c]));
       renderAnswerText(turn.text, str(result.answer), byN, (c, trigger) => showCitation(c, trigger, false));
@@ -635,28 +710,39 @@
       const short = Boolean(answerInQuote(first)) && Boolean(str(first.quote));
       turn.text.classList.toggle("short-answer", short);
       if (short) extra.push(quoteWithAnswer(first, "short-quote"));
-      const searched = searchedLine(result);
+      const searched = searchedLine(result, L, str(turn.li.dataset.question));
       if (searched) extra.push(searched);
-      if (citations.length) extra.push(sourceList(citations, "Sources", false));
+      if (citations.length) extra.push(sourceList(citations, t("sources.heading", null, L), false));
     }
     if (result.abstained) {
-      const searched = searchedLine(result);
+      const searched = searchedLine(result, L, str(turn.li.dataset.question));
       if (searched) extra.unshift(searched);
     }
     rememberTurn(turn, result);
 
     extra.push(metaLine(result));
-    extra.push(actions(result));
+    extra.push(actions(result, L));
     turn.extra.replaceChildren(...extra);
   }
 
-  /** "searched: …" when the server rewrote a follow-up into a standalone question (so a wrong
-   *  rewrite can be seen); nothing when it searched the question as asked. */
-  function searchedLine(result) {
+  /** "Understood as: …" when the server rewrote a follow-up into a standalone question (so a
+   *  wrong reading can be seen); nothing when it used the question as asked. A rewrite that is
+   *  the question plus the conversation's key words in brackets reads as the question and
+   *  "in the context of: …". */
+  function searchedLine(result, lang = pageLang, asked = "") {
     const rewrite = str(result.rewrite);
     const searched = str(result.search_question).trim();
-    if (!searched || !rewrite || rewrite === "none") return null;
-    return el("p", { class: "searched", title: `Rewritten (${rewrite}) from the conversation` }, el("span", { class: "searched-label", text: "searched: " }), searched);
+    if (!searched || !rewrite || rewrite === "none" || searched === asked.trim()) return null;
+    const parts = /^(.*\S)\s*\(([^()]+)\)$/.exec(searched);
+    const question = parts ? parts[1] : searched;
+    const context = parts ? parts[2].trim() : "";
+    return el(
+      "p",
+      { class: "searched", title: t("understood.title", null, lang) },
+      el("span", { class: "searched-label", text: t("understood.label", null, lang) }),
+      el("q", { class: "searched-question", text: question }),
+      context ? el("span", { class: "searched-context", text: " " + t("understood.context", { words: context }, lang) }) : null,
+    );
   }
 
   function sourceList(items, heading, related) {
@@ -698,7 +784,7 @@
   function metaLine(result) {
     const parts = [];
     const mode = str(result.mode);
-    if (mode) parts.push(el("span", { class: "meta-mode", text: `Mode: ${mode}` }));
+    if (mode) parts.push(el("span", { class: "meta-mode", text: t("meta.mode", { mode }) }));
     const total = totalTime(result.timings_ms);
     if (total !== null) {
       const detail = Object.entries(result.timings_ms || {})
@@ -714,39 +800,47 @@
     });
     const warnings = (Array.isArray(result.warnings) ? result.warnings : []).map(str).filter(Boolean);
     if (warnings.length) {
-      line.appendChild(el("ul", { class: "warnings", "aria-label": "Warnings" }, warnings.map((w) => el("li", { text: w }))));
+      line.appendChild(el("ul", { class: "warnings", "aria-label": t("meta.warnings") }, warnings.map((w) => el("li", { text: w }))));
     }
     return line;
   }
 
-  function actions(result) {
-    const label = el("span", { text: "Copy" });
-    const button = el("button", { type: "button", class: "btn btn-quiet btn-small copy-btn", "aria-label": "Copy answer with sources" }, icon(ICONS.copy), label);
+  function actions(result, lang = pageLang) {
+    const label = el("span", { text: t("copy.label", null, lang) });
+    const button = el("button", { type: "button", class: "btn btn-quiet btn-small copy-btn", "aria-label": t("copy.aria", null, lang) }, icon(ICONS.copy), label);
     button.addEventListener("click", async () => {
-      const ok = await copyText(clipboardText(result));
+      const ok = await copyText(clipboardText(result, lang));
       button.classList.toggle("copied", ok);
-      label.textContent = ok ? "Copied" : "Copy failed";
-      announce(ok ? "Answer and sources copied." : "Could not copy to the clipboard.");
+      label.textContent = t(ok ? "copy.done" : "copy.failed", null, lang);
+      announce(t(ok ? "copy.announceDone" : "copy.announceFailed", null, lang));
       clearTimeout(button._reset);
       button._reset = setTimeout(() => {
-        label.textContent = "Copy";
+        label.textContent = t("copy.label", null, lang);
         button.classList.remove("copied");
       }, 2000);
     });
     return el("div", { class: "answer-actions" }, button);
   }
 
-  function clipboardText(result) {
+  /** The answer as plain text, followed by its citations written out: title, publisher, date
+   *  (from the document list when the page has it), page where known, and the quoted sentence. */
+  function clipboardText(result, lang = pageLang) {
     const items = result.abstained ? result.related : result.citations;
-    const lines = [result.abstained ? `The documents don't answer this. ${str(result.answer).trim()}`.trim() : str(result.answer).trim()];
+    const answer = str(result.answer).trim();
+    const lines = [result.abstained ? `${t("abstain.title", null, lang)} ${GENERIC_ABSTENTION.test(answer) ? "" : answer}`.trim() : answer];
     const list = (Array.isArray(items) ? items : []).filter((c) => c && typeof c === "object");
     if (list.length) {
-      lines.push("", result.abstained ? "Closest passages:" : "Sources:");
+      lines.push("", t(result.abstained ? "copy.related" : "copy.sources", null, lang));
       for (const c of list) {
-        const head = `[${str(c.n)}] ${str(c.title) || str(c.doc_id)}${c.publisher ? ` — ${str(c.publisher)}` : ""}`;
-        lines.push(head);
+        const doc = typeof docsById !== "undefined" && docsById ? docsById.get(str(c.doc_id)) : null;
+        const date = str(c.date) || (doc ? str(doc.date) || str(doc.period) : "");
+        const page = Number.isInteger(c.page)
+          ? t("copy.page", { page: Number.isInteger(c.page_end) && c.page_end !== c.page ? `${c.page}–${c.page_end}` : c.page }, lang)
+          : "";
+        const facts = [str(c.publisher), date, page].filter(Boolean);
+        lines.push(`[${str(c.n)}] ${str(c.title) || str(c.doc_id)}${facts.length ? `. ${facts.join(", ")}` : ""}`);
         const quote = str(c.quote).trim() || str(c.text).trim();
-        if (quote) lines.push(`    "${quote.replace(/\s+/g, " ")}"`);
+        if (quote) lines.push(`    “${quote.replace(/\s+/g, " ")}”`);
       }
     }
     return lines.join("\n") + "\n";
@@ -800,7 +894,7 @@
         },
       },
       icon(ICONS.retry),
-      "Retry",
+      t("retry"),
     );
   }
 
@@ -808,7 +902,7 @@
     finishTurn(turn);
     turn.li.classList.add("turn-failed");
     turn.article.classList.add("errored");
-    const apiError = err instanceof ApiError ? err : new ApiError(str(err && err.message) || "Something went wrong.");
+    const apiError = err instanceof ApiError ? err : new ApiError(str(err && err.message) || t("error.generic"));
     if (streamed) {
       renderAnswerText(turn.text, streamed, null);
       turn.text.classList.add("partial");
@@ -816,7 +910,7 @@
       turn.text.replaceChildren();
       turn.text.hidden = true;
     }
-    const title = apiError.network ? "Can't reach the server" : "Couldn't get an answer";
+    const title = t(apiError.network ? "error.networkTitle" : "error.answerTitle");
     const code = apiError.status ? `${apiError.code} · HTTP ${apiError.status}` : apiError.code;
     const box = el(
       "div",
@@ -827,8 +921,8 @@
         { class: "error-main" },
         el("p", { class: "error-title", text: title }),
         el("p", { class: "error-message", text: apiError.message }),
-        el("p", { class: "error-code", text: `Error: ${code}` }),
-        el("div", { class: "error-actions" }, retryButton(turn), el("span", { class: "error-hint", text: "Your question is back in the box below." })),
+        el("p", { class: "error-code", text: t("error.code", { code }) }),
+        el("div", { class: "error-actions" }, retryButton(turn), el("span", { class: "error-hint", text: t("error.questionBack") })),
       ),
     );
     turn.extra.replaceChildren(box);
@@ -847,8 +941,8 @@
       turn.text.replaceChildren();
       turn.text.hidden = true;
     }
-    turn.extra.replaceChildren(el("div", { class: "stopped-note" }, el("span", { text: "Stopped." }), retryButton(turn)));
-    announce("Stopped.");
+    turn.extra.replaceChildren(el("div", { class: "stopped-note" }, el("span", { text: t("stopped") }), retryButton(turn)));
+    announce(t("stopped"));
   }
 
   function newChat() {
@@ -858,7 +952,7 @@
     closePanel();
     selectTab("chat");
     input.focus();
-    announce("New chat started.");
+    announce(t("chat.started"));
   }
 
   form.addEventListener("submit", (e) => {
@@ -964,21 +1058,21 @@
     const answer = related ? null : shiftInto(range, answerInQuote(c), quote);
     const passage = el("blockquote", { class: "passage" }, highlighted(text, null, range, { answer }));
     const notes = [];
-    if (quote && !range) notes.push(el("p", { class: "panel-note", text: "The exact supporting words could not be located in this passage." }));
-    if (!quote && related) notes.push(el("p", { class: "panel-note", text: "A nearby passage; it does not answer the question." }));
+    if (quote && !range) notes.push(el("p", { class: "panel-note", text: t("panel.notLocated") }));
+    if (!quote && related) notes.push(el("p", { class: "panel-note", text: t("panel.nearby") }));
     const score = Number(c.score);
     setPanel(
-      related ? `Closest passage ${str(c.n)}` : `Source ${str(c.n)}`,
+      t(related ? "panel.closest" : "panel.source", { n: str(c.n) }),
       str(c.title) || str(c.doc_id),
       metaText(c) ? el("p", { class: "panel-meta", text: metaText(c) }) : null,
-      el("h3", { class: "panel-subhead", text: quote ? (answer ? "Cited passage (supporting words highlighted, the answer in bold)" : "Cited passage (supporting words highlighted)") : "Passage" }),
+      el("h3", { class: "panel-subhead", text: t(quote ? (answer ? "panel.citedAnswer" : "panel.cited") : "panel.passage") }),
       passage,
       ...notes,
       el(
         "div",
         { class: "panel-actions" },
-        el("button", { type: "button", class: "btn btn-primary btn-small read-doc", onclick: () => showDocument(c.doc_id, { citation: c, related }) }, icon(ICONS.doc), "Read whole document"),
-        Number.isFinite(score) ? el("span", { class: "panel-score", text: `Relevance ${score.toFixed(2)}` }) : null,
+        el("button", { type: "button", class: "btn btn-primary btn-small read-doc", onclick: () => showDocument(c.doc_id, { citation: c, related }) }, icon(ICONS.doc), t("panel.readDoc")),
+        Number.isFinite(score) ? el("span", { class: "panel-score", text: t("panel.relevance", { score: score.toFixed(2) }) }) : null,
       ),
     );
     panelTitle.setAttribute("tabindex", "-1");
@@ -1003,7 +1097,7 @@
     panelBack.hidden = !citation;
     const info = docsById.get(docId);
     const knownTitle = (citation && str(citation.title)) || (info && str(info.title)) || str(docId);
-    setPanel("Document", knownTitle, el("p", { class: "panel-loading", role: "status", text: "Loading the document…" }));
+    setPanel(t("panel.document"), knownTitle, el("p", { class: "panel-loading", role: "status", text: t("panel.loading") }));
     panelTitle.setAttribute("tabindex", "-1");
     panelTitle.focus({ preventScroll: true });
 
@@ -1013,7 +1107,7 @@
     } catch (err) {
       if (token !== panelToken) return;
       setPanel(
-        "Document",
+        t("panel.document"),
         knownTitle,
         el(
           "div",
@@ -1022,9 +1116,9 @@
           el(
             "div",
             { class: "error-main" },
-            el("p", { class: "error-title", text: "Couldn't open the document" }),
+            el("p", { class: "error-title", text: t("panel.docError") }),
             el("p", { class: "error-message", text: str(err && err.message) }),
-            el("div", { class: "error-actions" }, el("button", { type: "button", class: "btn btn-small retry-btn", onclick: () => showDocument(docId, { citation, related }) }, icon(ICONS.retry), "Retry")),
+            el("div", { class: "error-actions" }, el("button", { type: "button", class: "btn btn-small retry-btn", onclick: () => showDocument(docId, { citation, related }) }, icon(ICONS.retry), t("retry"))),
           ),
         ),
       );
@@ -1041,7 +1135,7 @@
       if (!related) answer = shiftInto(inner, answerInQuote(citation), str(citation.quote));
     }
     const body = el("div", { class: "doc-text" }, highlighted(text, outer, inner, { markOuter: true, answer }));
-    setPanel("Document", str(doc.title) || knownTitle, docMeta(doc), body);
+    setPanel(t("panel.document"), str(doc.title) || knownTitle, docMeta(doc), body);
     const target = $("mark", body);
     if (target) {
       // Centre the highlighted place in the panel's scroll area.
@@ -1054,12 +1148,12 @@
     const add = (label, value) => {
       if (value) rows.push(el("dt", { text: label }), el("dd", { text: value }));
     };
-    add("Publisher", str(d.publisher));
-    add("Date", str(d.date));
-    add("Period", str(d.period));
+    add(t("field.publisher"), str(d.publisher));
+    add(t("field.date"), str(d.date));
+    add(t("field.period"), str(d.period));
     const langs = Array.isArray(d.language) ? d.language.map(languageName).join(", ") : str(d.language);
-    add("Language", langs);
-    add("Source file", str(d.source));
+    add(t("field.language"), langs);
+    add(t("field.source"), str(d.source));
     const wrap = el("div", { class: "doc-meta-block" }, rows.length ? el("dl", { class: "doc-meta" }, rows) : null);
     if (d.description) wrap.appendChild(el("p", { class: "doc-desc", text: str(d.description) }));
     return wrap;
@@ -1086,7 +1180,7 @@
   }
 
   async function fetchDocuments() {
-    if (!docs) docsStatus.replaceChildren(document.createTextNode("Loading documents…"));
+    if (!docs) docsStatus.replaceChildren(document.createTextNode(t("docs.loading")));
     try {
       const data = await getJSON("documents");
       docs = (data && Array.isArray(data.documents) ? data.documents : []).filter((d) => d && typeof d === "object");
@@ -1099,9 +1193,9 @@
       docs = null;
       if (err instanceof ApiError && err.status === 401) askForKey();
       docsStatus.replaceChildren(
-        el("span", { class: "docs-error", text: `Couldn't load the documents: ${str(err && err.message)}` }),
+        el("span", { class: "docs-error", text: t("docs.loadError", { message: str(err && err.message) }) }),
         " ",
-        el("button", { type: "button", class: "btn btn-small retry-btn", onclick: loadDocuments }, icon(ICONS.retry), "Retry"),
+        el("button", { type: "button", class: "btn btn-small retry-btn", onclick: loadDocuments }, icon(ICONS.retry), t("retry")),
       );
     }
   }
@@ -1112,9 +1206,11 @@
     const shown = docs.filter((d) => !q || [d.title, d.publisher, d.description, d.doc_id].some((v) => str(v).toLowerCase().includes(q)));
     docsStatus.textContent = docs.length
       ? q
-        ? `${shown.length} of ${docs.length} documents`
-        : `${docs.length} document${docs.length === 1 ? "" : "s"} in the collection`
-      : "The collection is empty.";
+        ? t("docs.shown", { shown: shown.length, total: docs.length })
+        : docs.length === 1
+          ? t("docs.countOne")
+          : t("docs.countMany", { count: docs.length })
+      : t("docs.empty");
     docsList.replaceChildren(...shown.map(docCard));
     skippedBox.hidden = skipped.length === 0;
     skippedList.replaceChildren(
@@ -1129,9 +1225,9 @@
     const fact = (label, value) => {
       if (value) facts.push(el("div", null, el("dt", { text: label }), el("dd", { text: value })));
     };
-    fact(d.date ? "Date" : "Period", when);
-    fact("Language", langs);
-    if (Number.isFinite(d.chars)) fact("Length", `${d.chars.toLocaleString("en")} characters`);
+    fact(t(d.date ? "field.date" : "field.period"), when);
+    fact(t("field.language"), langs);
+    if (Number.isFinite(d.chars)) fact(t("field.length"), t("field.chars", { count: d.chars.toLocaleString(pageLang) }));
     const warnings = (Array.isArray(d.warnings) ? d.warnings : []).map(str).filter(Boolean);
     const gone = removing.has(d.doc_id);
     const card = el(
@@ -1146,7 +1242,7 @@
       facts.length ? el("dl", { class: "doc-facts" }, facts) : null,
       d.description ? el("p", { class: "doc-desc", text: str(d.description) }) : null,
       warnings.length
-        ? el("ul", { class: "doc-warnings", "aria-label": "Warnings" }, warnings.map((w) => el("li", null, icon(ICONS.alert, "icon warn-icon"), el("span", { text: w }))))
+        ? el("ul", { class: "doc-warnings", "aria-label": t("meta.warnings") }, warnings.map((w) => el("li", null, icon(ICONS.alert, "icon warn-icon"), el("span", { text: w }))))
         : null,
       el("p", { class: "doc-source", text: str(d.source) }),
     );
@@ -1160,20 +1256,20 @@
     const box = el("div", { class: "doc-actions" });
     const note = el("p", { class: "doc-action-note", role: "status" });
     const ask = () => {
-      const yes = el("button", { type: "button", class: "btn btn-small btn-danger doc-delete-confirm", onclick: () => remove() }, "Yes, delete");
-      const no = el("button", { type: "button", class: "btn btn-small doc-delete-cancel", onclick: () => { idle(); box.querySelector(".doc-delete").focus(); } }, "Cancel");
-      box.replaceChildren(el("span", { class: "doc-confirm-text", text: "Delete this uploaded document?" }), yes, no, note);
+      const yes = el("button", { type: "button", class: "btn btn-small btn-danger doc-delete-confirm", onclick: () => remove() }, t("docs.deleteYes"));
+      const no = el("button", { type: "button", class: "btn btn-small doc-delete-cancel", onclick: () => { idle(); box.querySelector(".doc-delete").focus(); } }, t("docs.cancel"));
+      box.replaceChildren(el("span", { class: "doc-confirm-text", text: t("docs.deleteConfirm") }), yes, no, note);
       yes.focus();
     };
     const idle = () => {
       box.replaceChildren(
-        el("button", { type: "button", class: "btn btn-small doc-delete", "aria-label": `Delete ${title}`, onclick: ask }, "Delete"),
+        el("button", { type: "button", class: "btn btn-small doc-delete", "aria-label": t("docs.deleteAria", { title }), onclick: ask }, t("docs.delete")),
         note,
       );
     };
     const remove = async () => {
       box.replaceChildren(note);
-      note.textContent = "Deleting…";
+      note.textContent = t("docs.deleting");
       let res;
       try {
         res = await fetch(docPath(d.doc_id), { method: "DELETE", headers: withKey({ Accept: "application/json" }) });
@@ -1186,12 +1282,12 @@
         const err = await errorFromResponse(res);
         if (res.status === 401) askForKey();
         idle();
-        note.textContent = `Couldn't delete it: ${err.message}`;
+        note.textContent = t("docs.deleteError", { message: err.message });
         return;
       }
       docCache.delete(d.doc_id);
       freshIds.delete(d.doc_id);
-      announce(`${title} deleted.`);
+      announce(t("docs.deleted", { title }));
       if (res.status === 202) {
         removing.add(d.doc_id); // still in the index until the rebuild without it goes live
         renderDocuments();
@@ -1206,7 +1302,7 @@
         await loadDocuments();
       }
     };
-    if (gone) box.appendChild(el("p", { class: "doc-action-note", role: "status", text: "Removing from the index…" }));
+    if (gone) box.appendChild(el("p", { class: "doc-action-note", role: "status", text: t("docs.removing") }));
     else idle();
     return box;
   }
@@ -1223,15 +1319,15 @@
 
   /** One row per file: its name, a progress bar and what is happening to it. */
   function uploadRow(file) {
-    const bar = el("progress", { class: "upload-bar", max: "100", value: "0", "aria-label": `Upload of ${file.name}` });
-    const state = el("span", { class: "upload-state", text: "Waiting…" });
+    const bar = el("progress", { class: "upload-bar", max: "100", value: "0", "aria-label": t("upload.bar", { name: file.name }) });
+    const state = el("span", { class: "upload-state", text: t("upload.waiting") });
     const li = el("li", { class: "upload-item" }, el("span", { class: "upload-name", text: file.name }), bar, state);
     uploadList.appendChild(li);
     return {
       li,
       progress(fraction) {
         bar.value = Math.round(fraction * 100);
-        state.textContent = `Uploading ${Math.round(fraction * 100)}%`;
+        state.textContent = t("upload.progress", { percent: Math.round(fraction * 100) });
       },
       set(kind, text, { keepBar = false } = {}) {
         li.dataset.state = kind; // uploading, indexing, added, skipped, failed
@@ -1280,9 +1376,9 @@
     if (status === 0) return { status: "failed", reason: networkError().message };
     if (status === 401) {
       askForKey();
-      return { status: "failed", reason: apiKey() ? "The server did not accept the API key." : "This server needs an API key (under “Key” at the top)." };
+      return { status: "failed", reason: t(apiKey() ? "upload.keyRejected" : "upload.keyNeeded") };
     }
-    return { status: "failed", reason: (error && str(error.message)) || `The server answered with HTTP ${status}.` };
+    return { status: "failed", reason: (error && str(error.message)) || t("upload.http", { status }) };
   }
 
   /** Poll /health until no build runs; `onProgress` gets its message meanwhile. */
@@ -1296,7 +1392,7 @@
         /* the server may restart: keep asking */
       }
       const building = health && health.building;
-      if (building && typeof building === "object") onProgress(str(building.message) || "Indexing…");
+      if (building && typeof building === "object") onProgress(str(building.message) || t("upload.indexing"));
       else if (health && (health.status === "ok" || health.status === "unavailable")) return health;
       await sleep(POLL_MS);
     }
@@ -1314,20 +1410,20 @@
       const result = fileResult(status, body);
       if (result.status === "queued" && result.doc_id) {
         queued.push([str(result.doc_id), row]);
-        row.set("indexing", "Uploaded · indexing…", { keepBar: true });
+        row.set("indexing", t("upload.uploadedIndexing"), { keepBar: true });
       } else if (result.status === "skipped") {
-        row.set("skipped", `Skipped: ${str(result.reason) || "refused by the server"}`);
+        row.set("skipped", t("upload.skipped", { reason: str(result.reason) || t("upload.refused") }));
       } else {
-        row.set("failed", `Failed: ${str(result.reason)}`);
+        row.set("failed", t("upload.failed", { reason: str(result.reason) }));
       }
     }
     if (!queued.length) return;
-    announce(`${queued.length} file${queued.length === 1 ? "" : "s"} uploaded; indexing.`);
+    announce(queued.length === 1 ? t("upload.announceOne") : t("upload.announceMany", { count: queued.length }));
     const deadline = Date.now() + 60 * 1000;
     let missing = queued;
     for (;;) {
       await waitForIndex((message) => {
-        for (const [, row] of missing) row.set("indexing", `Indexing: ${message}`, { keepBar: true });
+        for (const [, row] of missing) row.set("indexing", t("upload.indexingMessage", { message }), { keepBar: true });
       });
       await loadDocuments();
       missing = missing.filter(([id]) => !docsById.has(id));
@@ -1337,14 +1433,14 @@
     for (const [id, row] of queued) {
       if (docsById.has(id)) {
         freshIds.add(id);
-        row.set("added", "Added to the collection");
+        row.set("added", t("upload.added"));
       } else {
-        row.set("failed", "Saved, but not in the index yet: it is indexed when the server next builds (see the server log).");
+        row.set("failed", t("upload.notIndexed"));
       }
     }
     renderDocuments();
     const added = queued.filter(([id]) => docsById.has(id)).length;
-    if (added) announce(`${added} document${added === 1 ? "" : "s"} added.`);
+    if (added) announce(added === 1 ? t("upload.addedOne") : t("upload.addedMany", { count: added }));
   }
 
   $("#upload-btn").addEventListener("click", () => uploadInput.click());
@@ -1417,7 +1513,6 @@
   const keyMenu = $("#key-menu");
   const keyInput = $("#api-key");
   const keyNote = $("#api-key-note");
-  const KEY_NOTE = keyNote.textContent;
 
   function saveKey() {
     const key = keyInput.value.trim();
@@ -1426,10 +1521,10 @@
     if (valid) keyInput.removeAttribute("aria-invalid");
     else keyInput.setAttribute("aria-invalid", "true");
     keyNote.textContent = !valid
-      ? "A key has only printable ASCII characters and no spaces; it was not saved."
+      ? t("key.invalid")
       : key
-        ? "Saved for this browser tab; sent with every request."
-        : KEY_NOTE;
+        ? t("key.saved")
+        : t("key.note");
     keyMenu.classList.toggle("has-key", valid && Boolean(key));
   }
 
@@ -1450,8 +1545,19 @@
     }
   });
 
+  // ---------------------------------------------------------------- language switch
+
+  for (const button of document.querySelectorAll(".lang-btn")) {
+    button.addEventListener("click", () => setLanguage(button.dataset.lang));
+  }
+  onLanguageChange = () => {
+    saveKey();
+    if (docs) renderDocuments();
+  };
+
   // ---------------------------------------------------------------- start
 
+  applyLanguage();
   selectTab(location.hash === "#documents" ? "docs" : "chat");
   updateEmptyState();
   autosize();
