@@ -49,6 +49,13 @@ class BuildInProgress(IndexNotReady):
     """Another process (a server worker, ``assistant index``, a store sync) is building the same index."""
 
 
+class StoreUnavailable(AssistantError):
+    """The store's database cannot be reached, or did not answer in time (503 store_unavailable)."""
+
+    status = 503
+    code = "store_unavailable"
+
+
 class CorpusError(AssistantError):
     """The documents folder is missing or holds nothing that can be indexed."""
 

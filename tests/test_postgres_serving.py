@@ -143,3 +143,54 @@ def test_every_evaluation_question_gets_the_same_answer_on_both_stores_with_e5_a
     baseline = json.loads((ROOT / "evaluation" / "baseline.json").read_text())["sets"]["test"]["headline"]
     report = ev.run_evaluation(shared.pipeline, ev.load_set("test", texts))
     assert not ev.regressions(report["overall"], baseline, 0.03)
+
+
+@pytest.mark.slow
+def test_a_stopped_database_answers_503_store_unavailable_fast_and_recovers(settings):
+    """The database goes down while the server answers: /ask says so within 3 s (no hang, no 500); /health is
+    not 'ok'; once the database is back, the pool's stale connections are replaced and answers come again."""
+    pytest.importorskip("psycopg")
+    from benchmarks.pg_server import MissingServer, _run, binaries, postgres_server
+
+    try:
+        context = postgres_server()
+        server = context.__enter__()
+    except MissingServer as exc:
+        pytest.skip(str(exc))
+    try:
+        # pg_ctl start without options must find the server where the URL points: the socket folder, no TCP.
+        with (server.data / "postgresql.conf").open("a") as conf:
+            conf.write(f"\nlisten_addresses = ''\nunix_socket_directories = '{server.socket_dir}'\nfsync = off\n")
+        pg_ctl = str(binaries() / "pg_ctl")
+        shared = settings.model_copy(
+            update={"store": "postgres", "database_url": server.create_database("faults"), "index_dir": settings.index_dir / "unused"}
+        )
+        question = {"question": "Who finances the Digital Foundations Project?"}
+        with TestClient(create_app(shared, embedder=FakeEmbedder()), raise_server_exceptions=False) as client:
+            _wait_ready(client)
+            deadline = time.monotonic() + 120
+            while client.get("/health").json()["building"] is not None:
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+            assert client.post("/ask", json=question).status_code == 200
+
+            _run([pg_ctl, "-D", str(server.data), "-m", "immediate", "-w", "stop"], server.user, timeout=60)
+            for _ in range(2):  # the pool's connections are broken now: none may reach a request
+                started = time.monotonic()
+                response = client.post("/ask", json=question)
+                assert time.monotonic() - started < 3.0
+                assert response.status_code == 503, response.text
+                error = response.json()["error"]
+                assert error["code"] == "store_unavailable" and "PostgreSQL store" in error["message"]
+                assert "password" not in error["message"] and "postgresql://" not in error["message"]
+            health = client.get("/health")
+            assert health.status_code != 500 and health.json().get("status") != "ok"
+
+            _run([pg_ctl, "-D", str(server.data), "-l", str(server.root / "server.log"), "-w", "-t", "60", "start"], server.user)
+            deadline = time.monotonic() + 10
+            while (response := client.post("/ask", json=question)).status_code != 200:
+                assert response.status_code == 503 and time.monotonic() < deadline, response.text
+                time.sleep(0.2)
+            assert client.get("/health").json()["status"] == "ok"
+    finally:
+        context.__exit__(None, None, None)

@@ -23,13 +23,14 @@ import math
 import threading
 import time
 from collections import Counter, OrderedDict
+from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from assistant.config import Settings
-from assistant.errors import IndexNotReady
+from assistant.errors import IndexNotReady, StoreUnavailable
 from assistant.ingest.chunking import Chunk
 from assistant.ingest.documents import Document, Limits, load_corpus
 from assistant.search.build import Progress
@@ -49,6 +50,8 @@ log = logging.getLogger(__name__)
 K1, B = 1.5, 0.75  # bm25s' defaults, as KeywordIndex uses them (Lucene variant)
 PHASE_ONE_CANDIDATES = 20_000  # keyword search scores the chunks of the rarest words first (see keyword_search)
 CHUNK_CACHE = 20_000
+CONNECT_TIMEOUT_S = 2  # a database that does not answer a connection in this long is down (libpq's minimum is 2 s)
+STATEMENT_TIMEOUT_MS = 5_000  # a serving query (search, a document, the state row) that runs longer is cancelled
 
 _CHUNK_COLUMNS = 'c.id, d.doc_id, c.ordinal, c.start, c."end", c.text'
 
@@ -92,24 +95,62 @@ class PostgresStore:
         import psycopg
         from pgvector.psycopg import register_vector
 
-        conn = psycopg.connect(self.url, autocommit=True)
+        try:
+            conn = psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
+        except psycopg.OperationalError as exc:
+            raise StoreUnavailable(_unreachable(exc)) from exc
         register_vector(conn)
         return conn
 
+    def _plain_connection(self) -> psycopg.Connection:
+        """A new autocommit connection without the vector type (it may not exist yet)."""
+        import psycopg
+
+        try:
+            return psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
+        except psycopg.OperationalError as exc:
+            raise StoreUnavailable(_unreachable(exc)) from exc
+
+    @contextmanager
     def _connection(self):
+        """A pooled serving connection (checked before it is handed out, statements limited to
+        ``STATEMENT_TIMEOUT_MS``); ``StoreUnavailable`` when the database cannot be reached or does not answer."""
+        import psycopg
+        from psycopg_pool import PoolTimeout
+
+        try:
+            with self._pool_now().connection(timeout=CONNECT_TIMEOUT_S) as conn:
+                yield conn
+        except PoolTimeout as exc:
+            raise StoreUnavailable(f"the PostgreSQL store cannot be reached (no connection within {CONNECT_TIMEOUT_S} s)") from exc
+        except psycopg.errors.QueryCanceled as exc:
+            raise StoreUnavailable(f"the PostgreSQL store did not answer within {STATEMENT_TIMEOUT_MS / 1000:.0f} s") from exc
+        except psycopg.OperationalError as exc:
+            raise StoreUnavailable(_unreachable(exc)) from exc
+
+    def _pool_now(self):
         with self._lock:
             if self._pool is None:
-                import psycopg
                 from pgvector.psycopg import register_vector
                 from psycopg_pool import ConnectionPool
 
-                with psycopg.connect(self.url, autocommit=True) as conn:
+                with self._plain_connection() as conn:
                     pg_schema.check_schema(conn)
+                kwargs = {
+                    "autocommit": True,
+                    "connect_timeout": CONNECT_TIMEOUT_S,
+                    "options": f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
+                }
                 self._pool = ConnectionPool(
-                    self.url, min_size=1, max_size=self.pool_size, kwargs={"autocommit": True}, configure=register_vector, open=True
+                    self.url,
+                    min_size=1,
+                    max_size=self.pool_size,
+                    kwargs=kwargs,
+                    configure=register_vector,
+                    check=ConnectionPool.check_connection,  # a connection broken by a database restart is replaced, not handed out
+                    open=True,
                 )
-            pool = self._pool
-        return pool.connection()
+            return self._pool
 
     def close(self) -> None:
         """Close the connection pool (the store can be used again: it reopens)."""
@@ -351,9 +392,8 @@ class PostgresStore:
 
     def migrate(self, dim: int) -> int:
         """Create or update the schema (``dim`` is used only when creating it); the schema version."""
-        import psycopg
 
-        with psycopg.connect(self.url, autocommit=True) as conn:
+        with self._plain_connection() as conn:
             return pg_schema.migrate(conn, dim)
 
     def sync(self, settings: Settings, embedder: Embedder, progress: Progress | None = None, rebuild: bool = False) -> pg_sync.SyncReport:
@@ -362,11 +402,10 @@ class PostgresStore:
         A store built with another embedder or chunking is refused unless ``rebuild`` (which empties it
         first; with another dimension the tables are recreated).
         """
-        import psycopg
 
         config = embedding_config(settings, embedder.name, embedder.dim)
         self.migrate(embedder.dim)
-        with psycopg.connect(self.url, autocommit=True) as probe:
+        with self._plain_connection() as probe:
             if not probe.execute("SELECT pg_try_advisory_lock(%s)", (pg_schema.LOCK_SYNC,)).fetchone()[0]:
                 raise IndexNotReady("another sync of this PostgreSQL store is running")
             try:
@@ -422,3 +461,9 @@ class PostgresStore:
             deleted = pg_sync.delete(conn, doc_id)
         self.state(fresh=True)
         return deleted
+
+
+def _unreachable(exc: Exception) -> str:
+    """What a failed connection says, without the URL (which may hold a password)."""
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return f"the PostgreSQL store cannot be reached: {reason}"
