@@ -31,7 +31,7 @@ from assistant.server.admission import Admission
 from assistant.server.errors import ERRORS, ApiError, error_body, install_error_handlers
 from assistant.server.middleware import Guard, key_ok, timed_h11_protocol
 from assistant.server.schemas import AskFields, AskResponse, DocumentList, DocumentText, ErrorResponse, ask_request_model
-from assistant.server.static import WebFiles, web_dir
+from assistant.server.static import WebFiles, page_paths, web_dir
 from assistant.server.streaming import AdmittedStream, answer_stream, run_cancellable
 from assistant.service import Service
 
@@ -161,7 +161,7 @@ def create_app(settings: Settings | None = None, service: Service | None = None,
             api_methods.setdefault(route.path, set()).update(route.methods)
     app.mount("/", WebFiles(api_methods, directory=str(web_dir()), html=True), name="web")
     # With an API key, everything but the chat page's own files and /health needs it.
-    page = {"/"} | {f"/{f.name}" for f in web_dir().iterdir() if f.is_file() and not f.name.endswith((".py", ".pyc"))}
+    page = page_paths()
     # Added last, so CORS is outermost and error answers carry its headers too.
     app.add_middleware(Guard, settings=settings, open_paths=frozenset(page | {"/health"}))
     app.add_middleware(OpenAIErrors)  # outside Guard: its 401 and 413 under /v1/ get OpenAI's error shape too

@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.formparsers import MultiPartException
 
 from assistant.config import Settings
 from assistant.errors import AssistantError
@@ -50,6 +51,23 @@ ERRORS = {
 }
 
 
+def multipart_problem(exc: StarletteHTTPException) -> tuple[int, str, str] | None:
+    """(status, code, message) naming what is wrong with a multipart form body, when that is what
+    failed to parse (the form parser's own error is the exception's cause); else None."""
+    cause = exc.__cause__ or exc.__context__
+    if not isinstance(cause, MultiPartException) and not (isinstance(exc.detail, str) and "multipart" in exc.detail.lower()):
+        return None
+    detail = str(getattr(cause, "message", None) or cause or exc.detail)
+    lowered = detail.lower()
+    if "too many files" in lowered or "too many fields" in lowered:
+        return 413, "too_many_parts", f"The form has too many parts: {detail.rstrip('.')}."
+    if "exceeded maximum size" in lowered:
+        return 413, "part_too_large", f"A form field that is not a file is too large: {detail.rstrip('.')}."
+    if "boundary" in lowered:
+        return 400, "invalid_multipart", "The multipart/form-data body has no boundary (set Content-Type: multipart/form-data; boundary=…)."
+    return 400, "invalid_multipart", f"The multipart/form-data body could not be read: {detail.rstrip('.')}."
+
+
 def install_error_handlers(app: FastAPI, settings: Settings) -> None:
     """Every error leaves as ``{"error": {"code", "message", "details"}}`` with a 4xx/5xx status."""
 
@@ -62,17 +80,27 @@ def install_error_handlers(app: FastAPI, settings: Settings) -> None:
         errors = exc.errors()
         if any(e.get("type") == "json_invalid" for e in errors):
             return error_response(400, "invalid_json", "The request body is not valid JSON.")
-        max_chars = settings.max_question_chars
         friendly = {
             "string_too_short": "must not be empty",
             "string_pattern_mismatch": "must hold some text and no control characters",
-            "string_too_long": f"is longer than {max_chars} characters",
             "string_unicode": "must be valid Unicode text",
         }
+
+        def explain(e: dict) -> str:
+            """A field's problem in words, quoting the field's own limit (pydantic's error ctx)."""
+            kind, ctx = e.get("type"), e.get("ctx") or {}
+            if kind == "string_too_long":
+                return f"is longer than {ctx.get('max_length', settings.max_question_chars)} characters"
+            if kind == "too_long" and "max_length" in ctx:
+                return f"has more than {ctx['max_length']} items"
+            if kind == "too_short" and "min_length" in ctx:
+                return f"needs at least {ctx['min_length']} items"
+            return friendly.get(kind, str(e.get("msg", "")).removeprefix("Value error, ").removeprefix("question "))
+
         details = [
             {
                 "field": ".".join(str(p) for p in e.get("loc", ()) if p != "body"),
-                "message": friendly.get(e.get("type"), str(e.get("msg", "")).removeprefix("Value error, ").removeprefix("question ")),
+                "message": explain(e),
                 "type": e.get("type", ""),
             }
             for e in errors
@@ -87,6 +115,9 @@ def install_error_handlers(app: FastAPI, settings: Settings) -> None:
             400: "The request body is not valid JSON.",
             413: f"The request body is too large (limit {settings.max_body_bytes} bytes).",
         }
+        form = multipart_problem(exc)
+        if form is not None:
+            return error_response(*form)
         message = messages.get(exc.status_code, str(exc.detail))
         return error_response(exc.status_code, codes.get(exc.status_code, "http_error"), message, None, getattr(exc, "headers", None))
 
