@@ -21,19 +21,20 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import aclosing
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from assistant.answer.followup import MAX_TURNS, Turn, rewrite
-from assistant.answer.pipeline import Pipeline, StreamFailed
+from assistant.answer.pipeline import Pipeline
 from assistant.answer.types import Answer
 from assistant.config import Settings
-from assistant.errors import Cancelled
-from assistant.live import LiveService
+from assistant.errors import Cancelled, StreamFailed
 from assistant.server.admission import Admission
-from assistant.server.errors import ApiError, error_body
+from assistant.server.errors import error_body
+from assistant.server.routes.state import AppState, app_state, json_body
 from assistant.server.schemas import (
     AskFields,
     AskResponse,
@@ -43,11 +44,12 @@ from assistant.server.schemas import (
     ModelCard,
     ModelList,
     OpenAIErrorResponse,
-    ask_request_model,
 )
 from assistant.server.streaming import AdmittedStream, answer_stream, run_cancellable
 
 log = logging.getLogger(__name__)
+
+State = Annotated[AppState, Depends(app_state)]
 
 PREFIX = "/v1"
 # Model id -> answer mode (None: the server's configured default, "auto" unless changed).
@@ -149,34 +151,29 @@ def approx_tokens(text: str) -> int:
     return len(text.split())
 
 
-async def json_body(request: Request) -> None:
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if ctype != "application/json":
-        raise ApiError(415, "unsupported_media_type", "Send the request body as JSON with 'Content-Type: application/json'.")
-
-
-def openai_router(live: LiveService, settings: Settings, admission: Admission) -> APIRouter:
-    """The /v1 routes (included by ``create_app``; ``OpenAIErrors`` gives their errors OpenAI's shape)."""
+def openai_router(Ask: type[AskFields]) -> APIRouter:
+    """The /v1 routes for the app's request model ``Ask`` (included by ``create_app``; ``OpenAIErrors``
+    gives their errors OpenAI's shape)."""
     router = APIRouter(prefix=PREFIX, tags=["OpenAI-compatible"], responses=ERRORS)
-    Ask = ask_request_model(settings.max_question_chars)
     started = int(time.time())
 
-    def models() -> list[str]:
+    def models(settings: Settings) -> list[str]:
         return [m for m, mode in MODES.items() if mode != "llm" or settings.llm_base_url]
 
     def card(model: str) -> dict:
         return {"id": model, "object": "model", "created": started, "owned_by": OWNER}
 
     @router.get("/models", response_model=ModelList)
-    async def list_models() -> dict:
+    async def list_models(state: State) -> dict:
         """The model ids, one per answer mode: ``assistant`` (the server's default, auto: the LLM
         when one is configured), ``assistant-extractive`` and, with an LLM, ``assistant-llm``."""
-        return {"object": "list", "data": [card(m) for m in models()]}
+        return {"object": "list", "data": [card(m) for m in models(state.settings)]}
 
     @router.get("/models/{model_id:path}", response_model=ModelCard)
-    async def get_model(model_id: str):
+    async def get_model(model_id: str, state: State):
         """One model id (404 ``model_not_found`` for another)."""
-        return card(model_id) if model_id in models() else _model_not_found(model_id, models())
+        known = models(state.settings)
+        return card(model_id) if model_id in known else _model_not_found(model_id, known)
 
     @router.post(
         "/chat/completions",
@@ -184,11 +181,13 @@ def openai_router(live: LiveService, settings: Settings, admission: Admission) -
         responses={200: {"content": {"text/event-stream": {}}, "description": "JSON, or with stream: true OpenAI's chunks"}},
         dependencies=[Depends(json_body)],
     )
-    async def chat_completions(body: ChatCompletionRequest, request: Request):
+    async def chat_completions(body: ChatCompletionRequest, request: Request, state: State):
         """OpenAI's chat completion over the documents: the answer with "[n]" markers in
         ``content`` and its sources in the extra ``citations`` field."""
-        if body.model not in models():
-            return _model_not_found(body.model, models())
+        settings, admission = state.settings, state.admission
+        known = models(settings)
+        if body.model not in known:
+            return _model_not_found(body.model, known)
         found = conversation(body.messages)
         if found is None:
             return openai_error(400, "The messages hold no user message: the last one is the question.", None, "messages")
@@ -205,7 +204,7 @@ def openai_router(live: LiveService, settings: Settings, admission: Admission) -
             else:
                 message = f"The conversation could not be read: {problems}."
             return openai_error(400, message, None, "messages")
-        pipeline = live.ready().pipeline
+        pipeline = state.live.ready().pipeline
         prompt_tokens = sum(approx_tokens(text_of(m.content)) for m in body.messages)
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         if body.stream:
