@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -9,7 +11,23 @@ import pytest
 from assistant.config import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
-SEED_CORPUS = ROOT / "corpus"
+LIVE_CORPUS = ROOT / "corpus"
+
+
+def _seed_corpus_copy() -> Path:
+    """A read-only-by-convention copy of the repository's corpus, without what a running server leaves there.
+
+    Tests never read or write the live ``corpus/`` (a server started on it may have added ``uploads/`` and its
+    ``.lock``); they use this copy, or ``corpus_dir`` for a writable one.
+    """
+    folder = Path(tempfile.mkdtemp(prefix="seed-corpus-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    target = folder / "corpus"
+    shutil.copytree(LIVE_CORPUS, target, ignore=shutil.ignore_patterns("uploads", ".lock", "*.lock", ".*"))
+    return target
+
+
+SEED_CORPUS = _seed_corpus_copy()
 
 # In CI (CI=true) a skip is a failure: the real paths (PostgreSQL server, LLM server, browser, Tesseract OCR) are installed
 # there, so a test that skips has not checked what it exists to check. A test whose skip is expected everywhere carries

@@ -26,11 +26,11 @@ from assistant.search.build import build_index
 from assistant.search.index import current_build
 from assistant.server.app import create_app
 from assistant.server.uploads import free_name, safe_file_name
+from tests.conftest import ROOT, SEED_CORPUS
 from tests.fakes import FakeEmbedder
 from tests.pg import pg_server, pg_url  # noqa: F401  (pytest fixtures)
 from tests.servers import uvicorn_server
 
-ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data" / "ingest"
 SDC_DOC = "sdc-tajikistan-digital-foundations-project"
 
@@ -488,7 +488,7 @@ def test_upload_benchmark_smoke(tmp_path):
 
     corpus = tmp_path / "corpus"
     corpus.mkdir()
-    shutil.copy(ROOT / "corpus" / f"{SDC_DOC}.txt", corpus)
+    shutil.copy(SEED_CORPUS / f"{SDC_DOC}.txt", corpus)
     note = tmp_path / "zarafshan.txt"
     note.write_bytes(NOTE)
     result = upload_vs_folder(note, QUESTION, corpus_dir=corpus, workdir=tmp_path / "bench", env={"ASSISTANT_EMBEDDER": "minilm"})
