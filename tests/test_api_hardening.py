@@ -578,7 +578,7 @@ def test_a_413_is_readable_cross_origin(fake_service):
 # ---------------------------------------------------------------------------- start-up without an index
 
 
-# bm25s warns (numpy RuntimeWarnings) while it fails on the empty corpus: see the xfail below.
+# bm25s warns (numpy RuntimeWarnings) while it fails on the empty corpus; the app explains the failure (the tests below).
 quiet_bm25s = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 
 
