@@ -21,9 +21,9 @@ import httpx
 import pytest
 
 from tests.admission_app import APP
+from tests.conftest import ROOT
 from tests.servers import Server, uvicorn_server
 
-ROOT = Path(__file__).resolve().parent.parent
 QUESTION = "Who finances the Digital Foundations Project in Tajikistan?"
 SLOTS, QUEUE = 2, 2
 

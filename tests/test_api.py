@@ -2,7 +2,6 @@
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -14,8 +13,8 @@ from assistant.config import Settings
 from assistant.errors import AnswerError
 from assistant.server.app import create_app
 from assistant.service import open_service
+from tests.conftest import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
 
 

@@ -24,9 +24,9 @@ from assistant.answer.pipeline import Pipeline
 from assistant.config import Settings
 from assistant.server.app import AskResponse, ErrorResponse, create_app
 from assistant.service import Service, open_service
+from tests.conftest import ROOT
 from tests.fakes import FakeEmbedder
 
-ROOT = Path(__file__).resolve().parent.parent
 SEED_CORPUS = ROOT / "corpus"
 JSON = {"content-type": "application/json"}
 QUESTION = "Who finances the Digital Foundations Project in Tajikistan?"

@@ -5,7 +5,6 @@ first question's topic, and a complete question is searched as asked."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -13,8 +12,8 @@ from fastapi.testclient import TestClient
 from assistant.config import Settings
 from assistant.server.app import create_app
 from assistant.service import open_service
+from tests.conftest import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
 
 FIRST = "Who funds the Digital Foundations Project?"

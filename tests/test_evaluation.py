@@ -1,5 +1,4 @@
 import json
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -9,8 +8,8 @@ from assistant.evaluation import harness as ev
 from assistant.evaluation import metrics
 from assistant.ingest.documents import load_corpus
 from assistant.service import open_service
+from tests.conftest import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 QUESTIONS = ROOT / "evaluation" / "questions.jsonl"
 TOLERANCE = 0.03
 

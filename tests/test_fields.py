@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from assistant.ingest.fields import find_fields
+from tests.conftest import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 FACT_SHEET = ROOT / "corpus" / "sdc-tajikistan-digital-foundations-project.txt"
 
 

@@ -44,15 +44,15 @@ from assistant.answer.pipeline import Pipeline, PlainTextStream, plain_text
 from assistant.answer.types import Answer, Citation
 from assistant.cancellation import CancelToken, cancellable
 from assistant.config import Settings
-from assistant.errors import AnswerError
+from assistant.errors import AnswerError, Cancelled
 from assistant.server.app import AskResponse, create_app
 from assistant.service import Service, open_service
+from tests.conftest import ROOT
 from tests.fake_llm import FakeLLM
 from tests.fakes import FakeEmbedder, Scripted
 from tests.hardening_app import APP
 from tests.servers import free_port, stop, uvicorn_server
 
-ROOT = Path(__file__).resolve().parent.parent
 SEED_CORPUS = ROOT / "corpus"
 QUESTION = "Who finances the Digital Foundations Project in Tajikistan?"
 HELLO = [{"role": "user", "content": "Hello"}]
@@ -335,7 +335,7 @@ def test_a_cancelled_token_cuts_the_llm_call_at_once(fake_llm):
         with cancellable(token):
             return client.chat(HELLO)
 
-    with pytest.raises(AnswerError, match="cancelled"):
+    with pytest.raises(Cancelled, match="cancelled"):
         within(10, call)
     assert time.monotonic() - started < 2
     assert fake_llm.wait_for_no_connections(2)
@@ -544,7 +544,7 @@ def test_a_cancelled_question_is_not_answered_extractively(corpus, index_dir):
     token = CancelToken()
     token.cancel()
     pipeline = Pipeline(service.settings, service.retriever, service.pipeline.extractive, Scripted(Answer("x", False, "llm")))
-    with cancellable(token), pytest.raises(AnswerError, match="cancelled"):
+    with cancellable(token), pytest.raises(Cancelled, match="cancelled"):
         pipeline.ask(QUESTION, mode="llm")
 
 

@@ -4,7 +4,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,9 +13,8 @@ from assistant.errors import IndexNotReady
 from assistant.search.build import build_index
 from assistant.search.index import CHUNKER_VERSION, current_build, index_status, load_index, make_faiss_index
 from assistant.search.retriever import Retriever
+from tests.conftest import ROOT
 from tests.fakes import FakeEmbedder
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def status(settings: Settings, embedder: FakeEmbedder):

@@ -16,9 +16,9 @@ from fastapi.testclient import TestClient
 from assistant.config import Settings
 from assistant.ingest.documents import Limits, UnreadableFile, load_corpus, load_document
 from assistant.server.app import create_app
+from tests.conftest import ROOT
 from tests.fakes import FakeEmbedder
 
-ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data" / "ingest"
 PDF = DATA / "sqlite-whentouse.pdf"
 ENCRYPTED = DATA / "sqlite-whentouse-encrypted.pdf"

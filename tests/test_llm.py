@@ -7,7 +7,6 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from pathlib import Path
 
 import httpx
 import pytest
@@ -23,10 +22,10 @@ from assistant.errors import AnswerError
 from assistant.search.build import build_index
 from assistant.search.index import LoadedIndex, load_index
 from assistant.search.retriever import Passage, Retriever, SearchResult
+from tests.conftest import ROOT
 from tests.fakes import FakeEmbedder
 from tests.llm_server import check_answer_contract
 
-ROOT = Path(__file__).resolve().parent.parent
 BASE = "http://llm.test"
 KEY = "sk-test-secret-4242"
 

@@ -18,7 +18,6 @@ import json
 import os
 import shutil
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -33,12 +32,12 @@ from assistant.server.app import create_app
 from assistant.server.openai_api import conversation, plain_answer
 from assistant.server.schemas import ChatMessage
 from assistant.service import open_service
+from tests.conftest import ROOT
 from tests.fake_llm import FakeLLM
 from tests.fakes import FakeEmbedder, Scripted
 from tests.hardening_app import APP as FAKE_EMBEDDER_APP
 from tests.servers import uvicorn_server
 
-ROOT = Path(__file__).resolve().parent.parent
 SEED_CORPUS = ROOT / "corpus"
 KEY = "openai-test-Key_0123456789"
 FIRST = "Who funds the Digital Foundations Project?"

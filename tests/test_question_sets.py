@@ -2,13 +2,12 @@
 
 import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
 from assistant.evaluation import harness as ev
+from tests.conftest import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 EVALUATION = ROOT / "evaluation"
 DOCUMENTS = {p.stem: p.read_text(encoding="utf-8") for p in (ROOT / "corpus").glob("*.txt")}
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import ROOT
+
 SDC = (ROOT / "corpus" / "sdc-tajikistan-digital-foundations-project.txt").read_text(encoding="utf-8")
 AKDN = (ROOT / "corpus" / "akdn-civil-society-activities-tajikistan.txt").read_text(encoding="utf-8")
 

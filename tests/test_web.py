@@ -853,3 +853,31 @@ def test_the_answer_area_follows_the_questions_language(browser, server):
         assert not errors, errors
     finally:
         context.close()
+
+
+def _box(page, selector: str) -> dict:
+    return page.locator(selector).first.bounding_box()
+
+
+@pytest.mark.parametrize("locale", ["en-US", "fr-FR", "ru-RU"])
+@pytest.mark.parametrize(("width", "height"), [(375, 740), (1280, 800)])
+def test_the_header_keeps_its_controls_on_one_row_in_every_language(browser, server, locale, width, height):
+    context, page, errors = _open_page(browser, server, viewport={"width": width, "height": height}, locale=locale)
+    try:
+        assert page.evaluate("document.documentElement.scrollWidth") <= width  # nothing sticks out sideways
+        tabs, new, key, lang = (_box(page, s) for s in (".tabs", "#new-chat", "#key-menu > summary", ".lang-switch"))
+        header = _box(page, ".topbar")
+        middles = [b["y"] + b["height"] / 2 for b in (tabs, new, key)]
+        assert max(middles) - min(middles) < 6, (tabs, new, key)  # the views, New chat and Key share a row
+        for b in (tabs, new, key, lang):
+            assert b["x"] >= 0 and b["x"] + b["width"] <= width and b["y"] + b["height"] <= header["y"] + header["height"]
+        if width >= 1280:
+            assert abs((lang["y"] + lang["height"] / 2) - middles[0]) < 6  # one header row on a desktop
+            assert header["height"] < 80, header
+        else:
+            assert header["height"] < 150, header
+        composer = _box(page, "#ask-form")
+        assert composer["y"] >= header["y"] + header["height"]  # the question box covers none of the header
+        assert not errors, errors
+    finally:
+        context.close()
