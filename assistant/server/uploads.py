@@ -216,7 +216,7 @@ def uploads_router(live: LiveService, settings: Settings) -> APIRouter:
     """``POST /documents`` and ``DELETE /documents/{doc_id}``; include it in the app."""
     router = APIRouter(tags=["documents"])
 
-    def multipart(request: Request) -> None:
+    async def multipart(request: Request) -> None:
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype != "multipart/form-data":
             raise ApiError(415, "unsupported_media_type", "Send the files as multipart/form-data, in a field named 'files'.")

@@ -19,8 +19,11 @@ class AppState:
     admission: Admission
 
 
-def app_state(request: Request) -> AppState:
-    """The state ``create_app`` stored on the app (use as ``Depends(app_state)``)."""
+async def app_state(request: Request) -> AppState:
+    """The state ``create_app`` stored on the app (use as ``Depends(app_state)``).
+
+    ``async`` on purpose: FastAPI runs a plain ``def`` dependency in a worker thread, and every
+    request would then take a thread before admission control sees it."""
     return request.app.state.assistant
 
 
