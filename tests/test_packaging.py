@@ -25,6 +25,18 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return next(out.glob("assistant-*.whl"))
 
 
+def test_every_python_package_is_listed_for_the_wheel():
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]["packages"])
+    found = {
+        ".".join(init.parent.relative_to(ROOT).parts)
+        for top in ("assistant", "benchmarks", "training")
+        for init in (ROOT / top).rglob("__init__.py")
+    }
+    assert found - listed == set(), "packages missing from [tool.setuptools] packages in pyproject.toml"
+
+
 @pytest.mark.slow
 def test_the_wheel_holds_the_page_the_prompts_and_the_reader(wheel: Path):
     names = set(zipfile.ZipFile(wheel).namelist())
@@ -68,7 +80,7 @@ def test_an_installed_copy_serves_the_page_and_uses_its_prompt(wheel: Path, tmp_
             page = client.get("/")
             script = client.get("/app.js")
             source = client.get("/__init__.py")
-        print(json.dumps({{"page": page.status_code, "title": "<title>" in page.text, "js": script.status_code,
+        print(json.dumps({{"page": page.status_code, "title": "Programmes Assistant</title>" in page.text, "js": script.status_code,
                           "source": source.status_code, "system": prompt.system[:60]}}))
         """
     )
