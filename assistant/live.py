@@ -11,7 +11,7 @@ import threading
 import time
 
 from assistant.config import Settings
-from assistant.errors import AssistantError, IndexNotReady
+from assistant.errors import AssistantError, BuildInProgress, IndexNotReady
 from assistant.search.backend import Backend, changed_during_build, create_backend
 from assistant.search.embedders import Embedder, create_embedder
 from assistant.service import Service, assemble
@@ -135,12 +135,8 @@ class LiveService:
             )
             if old is not None and old.llm_client is not fresh.llm_client:
                 old.close()
-        except IndexNotReady as exc:
-            if "another" in str(exc):  # another worker or `assistant index` is building: the watcher picks its result up
-                log.info("%s; waiting for it", exc)
-            else:
-                log.error("index build failed: %s", exc)
-                self.error = str(exc)
+        except BuildInProgress as exc:  # another worker or `assistant index` is building: the watcher picks its result up
+            log.info("%s; waiting for it", exc)
         except AssistantError as exc:
             log.error("index build failed: %s", exc)
             self.error = str(exc)

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from assistant.config import Settings
-from assistant.errors import IndexNotReady
+from assistant.errors import BuildInProgress, IndexNotReady
 from assistant.ingest.chunking import Chunk
 from assistant.ingest.documents import METADATA_FILE, Document, corpus_files, file_hash
 from assistant.search.store import SentenceRow
@@ -224,7 +224,7 @@ def build_lock(index_dir: Path) -> Iterator[None]:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise IndexNotReady(f"another build of {index_dir} is running") from None
+            raise BuildInProgress(f"another build of {index_dir} is running") from None
         try:
             yield
         finally:

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from assistant.config import Settings
-from assistant.errors import IndexNotReady, StoreUnavailable
+from assistant.errors import BuildInProgress, IndexNotReady, StoreUnavailable
 from assistant.ingest.chunking import Chunk
 from assistant.ingest.documents import Document, Limits, load_corpus
 from assistant.search.build import Progress
@@ -407,7 +407,7 @@ class PostgresStore:
         self.migrate(embedder.dim)
         with self._plain_connection() as probe:
             if not probe.execute("SELECT pg_try_advisory_lock(%s)", (pg_schema.LOCK_SYNC,)).fetchone()[0]:
-                raise IndexNotReady("another sync of this PostgreSQL store is running")
+                raise BuildInProgress("another sync of this PostgreSQL store is running")
             try:
                 problem = pg_sync.config_problem(pg_sync.read_state(probe), config)
                 if problem and not rebuild:
