@@ -84,3 +84,15 @@ def real_index_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     settings = Settings(_env_file=None, corpus_dir=SEED_CORPUS, index_dir=index_dir)
     build_index(settings, create_embedder(settings))
     return index_dir
+
+
+@pytest.fixture(scope="module")
+def fake_index(tmp_path_factory: pytest.TempPathFactory):
+    """The seed corpus indexed once per test module with the deterministic ``FakeEmbedder`` (a ``LoadedIndex``)."""
+    from assistant.search.build import build_index
+    from assistant.search.index import load_index
+    from tests.fakes import FakeEmbedder
+
+    index_dir = tmp_path_factory.mktemp("fake-index")
+    build_index(Settings(_env_file=None, corpus_dir=SEED_CORPUS, index_dir=index_dir), FakeEmbedder())
+    return load_index(index_dir)

@@ -19,8 +19,7 @@ from assistant.answer.pipeline import Pipeline
 from assistant.answer.types import Answer, related
 from assistant.config import Settings
 from assistant.errors import AnswerError
-from assistant.search.build import build_index
-from assistant.search.index import LoadedIndex, load_index
+from assistant.search.index import LoadedIndex
 from assistant.search.retriever import Passage, Retriever, SearchResult
 from tests.conftest import ROOT
 from tests.fakes import FakeEmbedder
@@ -36,12 +35,9 @@ Handler = Callable[[httpx.Request], httpx.Response]
 
 
 @pytest.fixture(scope="module")
-def index(tmp_path_factory: pytest.TempPathFactory) -> LoadedIndex:
-    """The seed corpus indexed with the deterministic fake embedder."""
-    index_dir = tmp_path_factory.mktemp("llm-index")
-    settings = Settings(_env_file=None, corpus_dir=ROOT / "corpus", index_dir=index_dir)
-    build_index(settings, FakeEmbedder())
-    return load_index(index_dir)
+def index(fake_index: LoadedIndex) -> LoadedIndex:
+    """The seed corpus indexed with the deterministic fake embedder (``fake_index``, tests/conftest.py)."""
+    return fake_index
 
 
 def passage(index: LoadedIndex, needle: str) -> Passage:

@@ -16,8 +16,7 @@ from assistant.answer.llm.client import Completion, LLMClient
 from assistant.answer.types import Answer
 from assistant.config import Settings
 from assistant.errors import AnswerError
-from assistant.search.build import build_index
-from assistant.search.index import LoadedIndex, load_index
+from assistant.search.index import LoadedIndex
 from assistant.search.retriever import Retriever
 from tests.fakes import FakeEmbedder
 from tests.llm_server import LLMServer, check_answer_contract, llm_server
@@ -35,10 +34,9 @@ def server(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(scope="module")
-def index(tmp_path_factory: pytest.TempPathFactory) -> LoadedIndex:
-    index_dir = tmp_path_factory.mktemp("llm-server-index")
-    build_index(Settings(_env_file=None, corpus_dir=ROOT / "corpus", index_dir=index_dir), FakeEmbedder())
-    return load_index(index_dir)
+def index(fake_index: LoadedIndex) -> LoadedIndex:
+    """The seed corpus indexed with the deterministic fake embedder (``fake_index``, tests/conftest.py)."""
+    return fake_index
 
 
 def settings_for(server: LLMServer, **overrides) -> Settings:
