@@ -553,10 +553,12 @@ def score_answers(service, questions: list[XQuADQuestion], remove_gold: bool = F
     With ``remove_gold`` each question's own paragraph is left out of the search, as if it were not
     in the corpus: the right behaviour is then to abstain.
     """
+    from assistant.evaluation.harness import short_answer_text
     from assistant.evaluation.metrics import contains_answer, exact_match, token_f1
 
     answerer = service.pipeline.extractive
     quote_contains, answer_contains, f1, em, abstained, gold_doc, times, words, short = [], [], [], [], [], [], [], [], []
+    short_f1: list[float] = []
     reasons: Counter[str] = Counter()
     examples = []
     for q in questions:
@@ -576,6 +578,7 @@ def score_answers(service, questions: list[XQuADQuestion], remove_gold: bool = F
         answer_contains.append(float(bool(text) and contains_answer(text, q.answers)))
         f1.append(token_f1(text, q.answers) if text else 0.0)
         em.append(float(bool(text) and exact_match(text, q.answers)))
+        short_f1.append(token_f1(short_answer_text(answer), q.answers) if text else 0.0)
         if cite:
             gold_doc.append(float(cite.doc_id == q.doc_id))
             words.append(len(text.split()))
@@ -596,6 +599,7 @@ def score_answers(service, questions: list[XQuADQuestion], remove_gold: bool = F
                 "f1": _mean(f1),
                 "em": _mean(em),
                 "short_answers": _mean(short) if short else None,
+                "short_f1": _mean(short_f1),
                 "cited_gold_paragraph": _mean(gold_doc) if gold_doc else None,
                 "answer_words_median": float(statistics.median(words)) if words else None,
                 "examples": examples,
@@ -757,6 +761,7 @@ def render(report: dict, markdown: bool = False) -> str:
                         a["f1"],
                         a["em"],
                         a["short_answers"],
+                        a.get("short_f1"),
                         a["abstained"],
                         removed.get("abstained"),
                         a["cited_gold_paragraph"],
@@ -775,6 +780,7 @@ def render(report: dict, markdown: bool = False) -> str:
                         "answer F1",
                         "answer EM",
                         "short answers",
+                        "short-answer F1",
                         "false abstention",
                         "abstention, gold paragraph removed",
                         "cited gold paragraph",

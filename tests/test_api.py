@@ -36,6 +36,8 @@ def check_citations(answer: dict, client: TestClient) -> None:
         assert doc["text"][c["quote_start"] : c["quote_end"]] == c["quote"]
         assert c["start"] <= c["quote_start"] <= c["quote_end"] <= c["end"]
         assert c["title"] == doc["title"] and c["publisher"] == doc["publisher"]
+        if c.get("answer_start") is not None:
+            assert c["quote_start"] <= c["answer_start"] < c["answer_end"] <= c["quote_end"]
 
 
 @pytest.mark.parametrize(
@@ -66,6 +68,16 @@ def test_ask_quotes_the_supporting_span(client, question, doc_id, expected):
     assert shown and (expected in shown or shown in expected), shown
     check_citations(body, client)
     assert {"embed_query", "dense_search", "keyword_search", "fusion", "answer", "total"} <= set(body["timings_ms"])
+
+
+def test_the_readers_words_are_marked_inside_the_quoted_sentence(client):
+    body = client.post("/ask", json={"question": "When did Tajikistan become an IOM Member State?"}).json()
+    cite = body["citations"][0]
+    assert body["answer"] == f"{cite['quote']} [1]"  # the answer is the whole sentence ...
+    assert cite["answer_start"] is not None  # ... with the reader's span marked in it
+    doc = client.get(f"/documents/{cite['doc_id']}").json()
+    assert "1994" in doc["text"][cite["answer_start"] : cite["answer_end"]]
+    check_citations(body, client)
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import replace
 
 import pytest
 
@@ -61,6 +62,27 @@ def test_the_calibration_round_trips_with_its_scale_and_reader():
     back = Calibration.from_json(cal.to_json())
     assert back == cal
     assert back.probability({"margin": 1.0}) == pytest.approx(1 / (1 + 2.718281828459045**-0.2))
+
+
+def test_the_span_is_marked_from_a_lower_margin_than_it_answers_alone():
+    from types import SimpleNamespace
+
+    from assistant.answer.extractive import ExtractiveAnswerer
+
+    cal = Calibration(0.1, {"bias": 0.0}, 0.5, 6.0, highlight_margin=-1.0)
+    owner = SimpleNamespace(calibration=cal)
+    confident, unsure, weak = (replace(_cand(1.0, m), span=(2, 5)) for m in (7.0, 0.5, -3.0))
+    question = "When did the project start?"
+    assert ExtractiveAnswerer.reader_span(owner, question, confident) == (2, 5)
+    assert ExtractiveAnswerer.reader_span(owner, question, unsure) is None
+    assert ExtractiveAnswerer.reader_span(owner, question, unsure, highlight=True) == (2, 5)
+    assert ExtractiveAnswerer.reader_span(owner, question, weak, highlight=True) is None
+    # An explanation is never cut down to a span.
+    assert ExtractiveAnswerer.reader_span(owner, "Why did the project start?", confident, highlight=True) is None
+    # A calibration written before the highlight margin existed marks only what it answers with.
+    old = json.loads(cal.to_json())
+    del old["highlight_margin"]
+    assert Calibration.from_json(json.dumps(old)).highlight_margin == 6.0
 
 
 def test_the_shipped_calibration_matches_the_shipped_reader():

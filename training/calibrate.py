@@ -15,7 +15,10 @@ Fitted, in order:
    the other domains abstained on 14% of them) or on the other domains (``cross-validated``);
 3. ``short_answer_margin``: from which reader margin the span alone is the answer, on the
    calibration half (the lowest margin at which short answers cost at most 3 points of "the answer
-   holds a gold answer" against always quoting the sentence).
+   holds a gold answer" against always quoting the sentence);
+4. ``highlight_margin``: from which reader margin the span is marked inside the quoted sentence
+   (the lowest margin at which the marked span holds a gold answer for at least 4 in 5 of the
+   calibration half's answered questions).
 
 The calibration half then also checks how the decision transfers (false abstention and abstention
 on its unanswerable and answer-removed questions, at both thresholds, are recorded).
@@ -25,12 +28,14 @@ The test half, the unseen and near-miss questions and the public benchmarks are 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
+import random
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -45,6 +50,7 @@ from assistant.evaluation.metrics import contains_answer, token_f1
 from assistant.search.embedders import create_embedder
 from assistant.service import assemble, load_reader, open_service
 from training import selective
+from training.swaps import Pools, swap
 
 log = logging.getLogger("training.calibrate")
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,6 +58,7 @@ WEIGHT_GRID = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.8, 1.2, 2.0, 3.0)
 MARGIN_GRID = tuple(np.round(np.arange(-2.0, 8.01, 0.5), 2))
 MIN_SHORT = 10  # a margin is judged on at least this many short answers
 SHORT_TOLERANCE = 0.03  # how much "answer holds a gold answer" short answers may cost, against sentences only
+HIGHLIGHT_PRECISION = 0.8  # how often a marked span must hold a gold answer
 
 
 @dataclass
@@ -92,7 +99,9 @@ def neutral_answerer(service) -> ExtractiveAnswerer:
 
 
 def product_cases(args, base: Settings, embedder, work: Path) -> list[Case]:
-    """The calibration half, asked as is and with each answerable question's evidence removed."""
+    """The calibration half, asked as is, with each answerable question's evidence removed, and
+    (``--in-domain-swaps``) with one name, year or number swapped for one its evidence document
+    does not hold (``training/swaps.py``)."""
     ids = set(json.loads(args.split.read_text(encoding="utf-8"))["calibration"])
     service = open_service(base, embedder)
     questions = load_questions(args.questions, {d: doc.text for d, doc in service.index.documents.items()}, ids)
@@ -112,7 +121,27 @@ def product_cases(args, base: Settings, embedder, work: Path) -> list[Case]:
         cases.append(Case(q, "answer-removed", False, v_answerer.candidates(q.question, variant.retriever.search(q.question)), v_answerer))
         if n % 10 == 0:
             log.info("answer-removed variants: %d", n)
+    if args.in_domain_swaps:
+        cases += swapped_cases(questions, service, answerer, args.seed)
     return cases
+
+
+def swapped_cases(questions: list[Question], service, answerer: ExtractiveAnswerer, seed: int) -> list[Case]:
+    """Each answerable question with one of its names, years or numbers replaced by one of the
+    collection's (its questions' and documents') that the evidence document does not hold."""
+    documents = {d: doc.text for d, doc in service.index.documents.items()}
+    pools = Pools.gather([q.question for q in questions] + list(documents.values()))
+    rng = random.Random(seed)
+    out = []
+    for q in questions:
+        if not q.answerable or not q.evidence:
+            continue
+        text = swap(q.question, " ".join(documents[ev.doc_id] for ev in q.evidence), pools, rng)
+        if text:
+            asked = replace(q, question=text, answerable=False, answers=[])
+            out.append(Case(asked, "swapped", False, answerer.candidates(text, service.retriever.search(text)), answerer))
+    log.info("entity-swapped variants: %d", len(out))
+    return out
 
 
 def fit_reader_weight(cases: list[Case]) -> tuple[float, dict]:
@@ -151,6 +180,12 @@ def fit_short_margin(cases: list[Case], calibration: Calibration) -> tuple[float
     return (float(min(eligible)) if eligible else 99.0), scored, sentence_contains
 
 
+def fit_highlight_margin(scored: dict) -> float:
+    """The lowest margin from which the marked span holds a gold answer often enough (``fit_short_margin``'s table)."""
+    eligible = [m for m in MARGIN_GRID if scored[m][4] >= MIN_SHORT and scored[m][2] >= HIGHLIGHT_PRECISION]
+    return float(min(eligible)) if eligible else 99.0
+
+
 def transfer(cases: list[Case], calibration: Calibration) -> dict:
     """How the decision fitted elsewhere does on the calibration half."""
     w = calibration.reader_weight
@@ -166,10 +201,12 @@ def transfer(cases: list[Case], calibration: Calibration) -> dict:
             "answerable": sum(c.answerable for c in cases),
             "unanswerable": sum(not c.answerable and c.variant == "original" for c in cases),
             "answer_removed": sum(c.variant == "answer-removed" for c in cases),
+            "swapped": sum(c.variant == "swapped" for c in cases),
         },
         "false_abstention": share([c for c in cases if c.answerable]),
         "abstention_on_unanswerable": share([c for c in cases if not c.answerable and c.variant == "original"]),
         "abstention_on_answer_removed": share([c for c in cases if c.variant == "answer-removed"]),
+        "abstention_on_swapped": share([c for c in cases if c.variant == "swapped"]),
     }
 
 
@@ -181,6 +218,43 @@ def in_domain_threshold(cases: list[Case], calibration: Calibration, false_abste
     blocked = sum(1 for c in answerable if c.blocked(w))
     p = np.array([calibration.probability(c.features(w)) for c in answerable if not c.blocked(w)])
     return selective.threshold_for(p, blocked, len(answerable), false_abstention)
+
+
+def in_domain_cross_validation(cases: list[Case], decisions: list[selective.Decision], weight: float, in_domain_weight: int,
+                               false_abstention: float, folds: int = 5) -> dict:  # fmt: skip
+    """How a decision fitted this way does on calibration questions it was not fitted on: folds
+    grouped by evidence (a question's variants and translations stay together), each fold scored by
+    a model fitted on the other domains plus the other folds; one threshold for ``false_abstention``
+    on the out-of-fold answerable questions. Chooses between fitting options without the test half."""
+    other = [d for d in decisions if d.features is not None and not d.blocked]
+    group = [c.question.evidence[0].quote if c.question.evidence else c.question.id for c in cases]
+    fold = [int(hashlib.sha256(g.encode()).hexdigest(), 16) % folds for g in group]
+    blocked = [bool(c.blocked(weight)) or not c.cands for c in cases]
+    feats = [c.features(weight) if c.cands else None for c in cases]
+    p = np.zeros(len(cases))
+    for k in range(folds):
+        own = [i for i in range(len(cases)) if fold[i] != k and not blocked[i]] * in_domain_weight
+        coefficients, scale = selective._fit([d.features for d in other] + [feats[i] for i in own],
+                                             [int(d.answerable) for d in other] + [int(cases[i].answerable) for i in own], 1.0)  # fmt: skip
+        test = [i for i in range(len(cases)) if fold[i] == k and not blocked[i]]
+        if test:
+            p[test] = selective._probabilities(coefficients, scale, [feats[i] for i in test])
+    answerable = [i for i, c in enumerate(cases) if c.answerable]
+    threshold = selective.threshold_for(p[[i for i in answerable if not blocked[i]]], sum(blocked[i] for i in answerable),
+                                        len(answerable), false_abstention)  # fmt: skip
+
+    def share(keep) -> float | None:
+        idx = [i for i, c in enumerate(cases) if keep(c)]
+        return round(float(np.mean([blocked[i] or p[i] < threshold for i in idx])), 4) if idx else None
+
+    return {
+        "in_domain_weight": in_domain_weight,
+        "false_abstention": share(lambda c: c.answerable),
+        "abstention_on_unanswerable": share(lambda c: not c.answerable and c.variant == "original"),
+        "abstention_on_answer_removed": share(lambda c: c.variant == "answer-removed"),
+        "abstention_on_swapped": share(lambda c: c.variant == "swapped"),
+        "abstention_on_all_unanswerable": share(lambda c: not c.answerable),
+    }
 
 
 # ---------------------------------------------------------------- other domains
@@ -220,6 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--decisions", type=Path, help="other-domain decisions: reused when the file exists, else written there")
     p.add_argument("--limit", type=int, default=0, help="only the first N calibration questions (a smoke test)")
     p.add_argument("--seed", type=int, default=13)
+    p.add_argument("--in-domain-swaps", action="store_true", help="also ask the calibration half with a name, year or number swapped")
     p.add_argument("--in-domain-weight", type=int, default=0, help="also fit on the calibration half, its questions counted N times")
     p.add_argument(
         "--operating-point",
@@ -249,6 +324,11 @@ def main(argv: list[str] | None = None) -> int:
     ] * args.in_domain_weight  # fmt: skip
     coefficients, scale, threshold, fitted = selective.fit(decisions, args.false_abstention, extra=own)
     fitted["in_domain_weight"] = args.in_domain_weight
+    fitted["calibration_half_cross_validated"] = [
+        in_domain_cross_validation(cases, decisions, weight, w, args.false_abstention)
+        for w in sorted({0, 3, 10, 30, args.in_domain_weight})
+    ]
+    log.info("calibration half, cross-validated by in-domain weight: %s", json.dumps(fitted["calibration_half_cross_validated"]))
     probe = Calibration(weight, coefficients, threshold, 99.0, features=FEATURES, scale=scale)
     fitted["threshold_cross_validated"] = threshold
     fitted["calibration_half_at_that_threshold"] = transfer(cases, probe)
@@ -265,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
             "fitted_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "command": "assistant calibrate " + " ".join(sys.argv[1:] if argv is None else argv),
             "data": {
-                "reader_weight_and_short_answer": "calibration half of evaluation/questions.jsonl (evaluation/split.json)",
+                "reader_weight_short_answer_and_highlight": "calibration half of evaluation/questions.jsonl (evaluation/split.json)",
                 "decision": "the answer step's decisions on the dev split of the reading-comprehension files "
                 "(asked, paragraph removed, entity swapped), cross-validated by question",
             },
@@ -290,6 +370,7 @@ def main(argv: list[str] | None = None) -> int:
         FEATURES,
         reader.info.weights_sha256 if reader else None,
         scale,
+        fit_highlight_margin(by_margin),
     )
     calibration.provenance["calibration_half"] = transfer(cases, calibration)
     args.out.write_text(calibration.to_json(), encoding="utf-8")

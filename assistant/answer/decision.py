@@ -111,6 +111,7 @@ class Calibration:
     features: tuple[str, ...] = ()  # the inputs the coefficients were fitted on (empty: those of ``coefficients``)
     reader_sha256: str | None = None  # the reader weights the numbers were fitted with
     scale: dict[str, tuple[float, float]] = field(default_factory=dict)  # (mean, std) per feature, applied before the coefficients
+    highlight_margin: float = 99.0  # from this reader margin the span is marked inside the quoted sentence
 
     def probability(self, features: dict[str, float]) -> float:
         """P(the documents answer the question); every fitted feature must be given.
@@ -155,6 +156,7 @@ class Calibration:
             tuple(data.get("features", ())),
             data.get("reader_sha256") or provenance.get("reader_weights_sha256"),
             {k: tuple(v) for k, v in data.get("scale", {}).items()},
+            data.get("highlight_margin", data["short_answer_margin"]),
         )
 
     @classmethod

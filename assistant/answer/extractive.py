@@ -287,11 +287,13 @@ class ExtractiveAnswerer:
                 return cand
         return None
 
-    def short_answer(self, question: str, best: Candidate) -> tuple[int, int] | None:
-        """The reader's span, when it is confident and the question wants a fact, not an explanation."""
+    def reader_span(self, question: str, best: Candidate, highlight: bool = False) -> tuple[int, int] | None:
+        """The reader's span, when the question wants a fact, not an explanation, and the reader's
+        margin reaches the calibration's ``short_answer_margin`` (the span alone is the answer) or,
+        with ``highlight``, its ``highlight_margin`` (the span is marked inside the quoted sentence)."""
         if self.calibration is None or best.span is None or best.margin is None or wants_explanation(question):
             return None
-        if best.margin < self.calibration.short_answer_margin:
+        if best.margin < (self.calibration.highlight_margin if highlight else self.calibration.short_answer_margin):
             return None
         return best.span
 
@@ -301,12 +303,12 @@ class ExtractiveAnswerer:
         best = choice.best
         if best is None:
             return self.abstain(question, search, choice)
-        span = self.short_answer(question, best)
+        span = self.reader_span(question, best)
         if span is None and self.calibration is None:
             extra = self.neighbour(best, cands)
             if extra is not None:
                 best = replace(best, start=min(best.start, extra.start), end=max(best.end, extra.end))
-        cite = self._cite(1, best, span)
+        cite = self._cite(1, best, span or self.reader_span(question, best, highlight=True))
         text = self._text(span, best) if span else cite.quote
         return Answer(answer=f"{text} [1]", abstained=False, mode="extractive", citations=[cite], check=_check(choice))
 

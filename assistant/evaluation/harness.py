@@ -27,6 +27,7 @@ HEADLINE = {
     "abstention.false_rate": -1,
     "answer.f1": 1,
     "answer.exact_match": 1,
+    "answer.short_f1": 1,  # the marked span (else the answer) against the gold answers
     "abstention.removed": 1,  # the answer-removed variants
 }
 
@@ -60,10 +61,20 @@ def evaluate_question(pipeline, q: Question, history: list | None = None) -> dic
         row["short"] = float(bool(answer.citations) and answer.citations[0].answer_start is not None and not answer.abstained)
         row["exact"] = float(exact_match(re.sub(r"\s*\[\d+\]", "", text), q.answers))
         row["f1"] = token_f1(re.sub(r"\s*\[\d+\]", "", text), q.answers)
+        row["short_f1"] = token_f1(short_answer_text(answer), q.answers) if text else 0.0
         row["citation_precision"] = (sum(any(supports(c, ev) for ev in q.evidence) for c in cited) / len(cited)) if cited else None
         row["citation_recall"] = sum(any(supports(c, ev) for c in cited) for ev in q.evidence) / len(q.evidence)
         row["evidence_cited"] = float(any(supports(c, ev) for c in cited for ev in q.evidence))
     return row
+
+
+def short_answer_text(answer) -> str:
+    """The words a reader takes as the answer: those marked inside the first citation's quote when
+    the reader found a span, else the answer without its citation marks."""
+    cite = answer.citations[0] if answer.citations and not answer.abstained else None
+    if cite is not None and cite.answer_start is not None and cite.answer_end is not None:
+        return cite.quote[cite.answer_start - cite.quote_start : cite.answer_end - cite.quote_start]
+    return "" if answer.abstained else re.sub(r"\s*\[\d+\]", "", answer.answer)
 
 
 def _mean(values: list) -> float | None:
@@ -94,6 +105,7 @@ def summarise(rows: list[dict]) -> dict:
             "f1": _mean([r["f1"] for r in ans]),
             "quote_contains": _mean([r.get("quote_contains") for r in ans]),
             "short_answers": _mean([r.get("short") for r in answered]),
+            "short_f1": _mean([r.get("short_f1") for r in ans]),
         },
         "citations": {
             "precision": _mean([r["citation_precision"] for r in ans]),
@@ -182,6 +194,7 @@ COLUMNS = [
     ("F1", lambda s: s["answer"]["f1"]),
     ("quote", lambda s: s["answer"]["quote_contains"]),
     ("short", lambda s: s["answer"]["short_answers"]),
+    ("short F1", lambda s: s["answer"].get("short_f1")),
     ("cite P", lambda s: s["citations"]["precision"]),
     ("cite R", lambda s: s["citations"]["recall"]),
     ("evid.", lambda s: s["citations"]["evidence_cited"]),
