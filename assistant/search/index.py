@@ -29,6 +29,7 @@ import numpy as np
 
 from assistant.config import Settings
 from assistant.errors import BuildInProgress, IndexNotReady
+from assistant.fsutil import fsync_dir as _fsync_dir
 from assistant.ingest.chunking import Chunk
 from assistant.ingest.documents import METADATA_FILE, Document, corpus_files, file_hash
 from assistant.search.store import SentenceRow
@@ -196,14 +197,6 @@ def _write_jsonl(path: Path, rows: list[dict]) -> None:
 def _read_jsonl(path: Path) -> list[dict]:
     with path.open(encoding="utf-8") as fh:
         return [json.loads(line) for line in fh if line.strip()]
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _atomic_write_text(path: Path, text: str) -> None:

@@ -17,6 +17,7 @@ import hashlib
 import logging
 import os
 import re
+import threading
 import time
 import unicodedata
 import uuid
@@ -31,6 +32,7 @@ from fastapi.responses import JSONResponse
 
 from assistant.config import Settings
 from assistant.errors import NotFound
+from assistant.fsutil import fsync_dir
 from assistant.ingest.documents import SUPPORTED_SUFFIXES, Document, Limits, UnreadableFile, doc_id_for, load_document
 from assistant.ingest.readers import human_size
 from assistant.live import LiveService
@@ -81,14 +83,6 @@ def _folder_lock(folder: Path):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _taken(folder: Path) -> set[str]:
     """The document ids (case-folded) of the files in the uploads folder, whatever their type."""
     return {doc_id_for(Path(p.name)).casefold() for p in folder.iterdir() if not p.name.startswith(".")}
@@ -120,9 +114,51 @@ class Outcome:
         return {"file": self.file, "status": self.status, "doc_id": self.doc_id, "source": self.source, "reason": self.reason}
 
 
-def save_upload(settings: Settings, filename: str, data: BinaryIO, size: int | None, known: dict[str, str]) -> Outcome:
-    """Check, save and read one uploaded file; ``known`` maps the sha256 of documents already there to their ids
-    (and learns this one). Blocking: run it in a worker thread."""
+class Claims:
+    """The files this process saved, by content: sha256 -> (source, doc id), or None while a request is saving it.
+    The duplicate check sees uploads in flight: a request whose bytes another one is saving waits for it and is
+    answered as a duplicate of its document, so that N concurrent identical uploads make one document."""
+
+    def __init__(self, corpus_dir: Path):
+        self.corpus_dir = corpus_dir
+        self._files: dict[str, tuple[str, str] | None] = {}
+        self._changed = threading.Condition()
+
+    def claim(self, sha: str, known: dict[str, str]) -> str | None:
+        """None: the caller saves this file and then calls ``saved`` or ``release``; else the id it duplicates."""
+        with self._changed:
+            while True:
+                if sha in known:
+                    return known[sha]
+                if sha not in self._files:
+                    self._files[sha] = None
+                    return None
+                entry = self._files[sha]
+                if entry is None:  # being saved by another request
+                    self._changed.wait()
+                elif (self.corpus_dir / entry[0]).is_file():
+                    return entry[1]
+                else:  # deleted since
+                    del self._files[sha]
+
+    def saved(self, sha: str, source: str, doc_id: str) -> None:
+        with self._changed:
+            self._files[sha] = (source, doc_id)
+            self._changed.notify_all()
+
+    def release(self, sha: str) -> None:
+        with self._changed:
+            if self._files.get(sha) is None:
+                self._files.pop(sha, None)
+            self._changed.notify_all()
+
+
+def save_upload(
+    settings: Settings, filename: str, data: BinaryIO, size: int | None, known: dict[str, str], claims: Claims | None = None
+) -> Outcome:
+    """Check, save and read one uploaded file; ``known`` maps the sha256 of documents already there to their ids,
+    ``claims`` the files saved or being saved by this process. Blocking: run it in a worker thread."""
+    claims = claims if claims is not None else Claims(settings.corpus_dir)
     name = safe_file_name(filename)
     suffix = Path(name).suffix
     limit = int(settings.max_file_mb * 1024 * 1024)
@@ -134,6 +170,7 @@ def save_upload(settings: Settings, filename: str, data: BinaryIO, size: int | N
     folder.mkdir(parents=True, exist_ok=True)
     _remove_stale_temporaries(folder)
     tmp = folder / f".upload-{uuid.uuid4().hex}{suffix}"  # hidden: never read as part of the corpus
+    sha = None
     try:
         digest = hashlib.sha256()
         with tmp.open("xb") as out:
@@ -142,9 +179,9 @@ def save_upload(settings: Settings, filename: str, data: BinaryIO, size: int | N
                 out.write(block)
             out.flush()
             os.fsync(out.fileno())
+        if (twin := claims.claim(digest.hexdigest(), known)) is not None:
+            return Outcome(filename, "skipped", "duplicate", f"the same file is already there as {twin}", doc_id=twin)
         sha = digest.hexdigest()
-        if sha in known:
-            return Outcome(filename, "skipped", "duplicate", f"the same file is already there as {known[sha]}", doc_id=known[sha])
         try:
             document = load_document(tmp, settings.corpus_dir, None, Limits.from_settings(settings))
         except UnreadableFile as exc:
@@ -153,13 +190,15 @@ def save_upload(settings: Settings, filename: str, data: BinaryIO, size: int | N
             return Outcome(filename, "skipped", "unreadable", f"cannot read file: {exc.strerror or exc}")
         with _folder_lock(folder):
             final = _place(tmp, folder, name)
-            _fsync_dir(folder)
+            fsync_dir(folder)
+        rel = final.relative_to(settings.corpus_dir)
+        # As ``load_corpus`` will read it: the id and source of its place (nothing else depends on the file name).
+        document = replace(document, doc_id=doc_id_for(rel), source=rel.as_posix())
+        claims.saved(sha, document.source, document.doc_id)
     finally:
         tmp.unlink(missing_ok=True)
-    rel = final.relative_to(settings.corpus_dir)
-    # As ``load_corpus`` will read it: the id and source of its place (nothing else depends on the file name).
-    document = replace(document, doc_id=doc_id_for(rel), source=rel.as_posix())
-    known[sha] = document.doc_id
+        if sha is not None:
+            claims.release(sha)  # unless saved: refused, or the save failed
     log.info("saved upload %r as %s", filename, document.source)
     return Outcome(filename, "queued", doc_id=document.doc_id, source=document.source, document=document)
 
@@ -215,6 +254,7 @@ def _refusal(outcomes: list[Outcome]) -> JSONResponse:
 def uploads_router(live: LiveService, settings: Settings) -> APIRouter:
     """``POST /documents`` and ``DELETE /documents/{doc_id}``; include it in the app."""
     router = APIRouter(tags=["documents"])
+    claims = Claims(settings.corpus_dir)
 
     async def multipart(request: Request) -> None:
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -252,7 +292,7 @@ def uploads_router(live: LiveService, settings: Settings) -> APIRouter:
         for item in files:
             name = item.filename or ""
             try:
-                outcome = await anyio.to_thread.run_sync(save_upload, settings, name, item.file, item.size, known)
+                outcome = await anyio.to_thread.run_sync(save_upload, settings, name, item.file, item.size, known, claims)
             except OSError as exc:  # the others still count
                 log.error("cannot save the upload %r into %s: %s", name, uploads_dir(settings), exc)
                 outcome = Outcome(name, "skipped", "storage", f"the server could not save it ({exc.strerror or exc})")
@@ -317,7 +357,7 @@ def _delete(live: LiveService, settings: Settings, doc_id: str) -> JSONResponse:
         raise ApiError(409, "not_an_upload", f"{doc_id!r} is not in the uploads folder.")
     with _folder_lock(folder):
         path.unlink(missing_ok=True)
-        _fsync_dir(folder)
+        fsync_dir(folder)
     log.info("deleted upload %s", source)
     gone = live.forget(doc.doc_id if doc is not None else doc_id)
     return JSONResponse({"doc_id": doc_id, "status": "deleted" if gone else "queued"}, status_code=200 if gone else 202)
