@@ -7,6 +7,7 @@ watcher swaps in builds made by other processes; uploads are indexed in the back
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 
@@ -32,6 +33,8 @@ class LiveService:
     """
 
     WATCH_EVERY_S = 2.0
+    RETRY_S = 2.0  # a failed upload is retried after 2, 4, 8 ... s (at most RETRY_MAX_S), and with the next upload
+    RETRY_MAX_S = 300.0
 
     def __init__(
         self, settings: Settings, service: Service | None = None, embedder: Embedder | None = None, backend: Backend | None = None
@@ -49,6 +52,9 @@ class LiveService:
         self._queued: list = []  # uploaded Documents to add (a store that takes writes at once)
         self._rebuild = False  # the corpus folder changed: rebuild (a store rebuilt to take writes)
         self._updating = False
+        self._failed: dict[str, dict] = {}  # source -> the upload whose indexing failed: document, error, attempts, retry_at
+        self._failure: str | None = None  # why the last build failed
+        self._retry: threading.Timer | None = None
 
     def start(self, watch: bool = True) -> None:
         """Load (or start building) the index; failures are kept to explain later, never raised."""
@@ -94,8 +100,9 @@ class LiveService:
         service.warm_up()
         return service
 
-    def _build(self, force: bool = False) -> None:
-        """Bring the index up to date (``force``: rebuild the local index even when it looks current) and make it live."""
+    def _build(self, force: bool = False) -> bool:
+        """Bring the index up to date (``force``: rebuild the local index even when it looks current) and make it
+        live; False when it failed (``_failure`` says why)."""
         started = time.monotonic()
 
         def progress(state) -> None:
@@ -120,7 +127,7 @@ class LiveService:
                 log.warning(
                     "index sync done: %d documents, %d chunks (%d embedded)", report.documents, report.chunks, report.embedded_chunks
                 )
-                return  # the store is live: the workers see the new data as it is written
+                return True  # the store is live: the workers see the new data as it is written
             fresh = assemble(self.settings, self._embedder, store, report)
             fresh.warm_up()
             with self._lock:
@@ -135,16 +142,19 @@ class LiveService:
             )
             if old is not None and old.llm_client is not fresh.llm_client:
                 old.close()
+            return True
         except BuildInProgress as exc:  # another worker or `assistant index` is building: the watcher picks its result up
             log.info("%s; waiting for it", exc)
         except AssistantError as exc:
             log.error("index build failed: %s", exc)
-            self.error = str(exc)
-        except Exception:
+            self.error = self._failure = str(exc)
+        except Exception as exc:
             log.exception("index build failed")
             self.error = "the index build failed (see the server log)"
+            self._failure = describe_failure(exc)
         finally:
             self.building = None
+        return False
 
     # ------------------------------------------------------------- uploads (assistant/server/uploads.py)
 
@@ -160,6 +170,7 @@ class LiveService:
         """
         with self._updates:
             self._queued.extend(added)
+            self._queued.extend(f["document"] for f in self._failed.values())  # retried with any new job
             self._rebuild = self._rebuild or not self.backend.incremental
             if self._updating:
                 return
@@ -194,24 +205,73 @@ class LiveService:
                 if not documents and not rebuild:
                     self._updating = False
                     return
+            documents = list({d.doc_id: d for d in documents}.values())
             self.building = {"started_at": time.time(), "documents_done": 0, "documents_total": len(documents) or None, "eta_s": None}
+            done: list[int] = [0]
             try:
                 if rebuild:
-                    self._build(force=True)
+                    if not self._build(force=True):
+                        self._failed_uploads(documents, self._failure or "the index build failed")
+                        continue
+                    self._stored(None)  # the rebuild read every file there
                     if self.backend.another_build_running():  # which may have read the folder before the change: build after it
                         while self.backend.another_build_running() and not self._stop.wait(self.WATCH_EVERY_S):
                             pass
                         with self._updates:
                             self._rebuild = True
                 else:
-                    self._add_documents(documents)
-            except Exception:  # the files are saved: the next start's sync indexes them
+                    self._add_documents(documents, done)
+                    self._stored(documents)
+            except Exception as exc:  # the files are saved: retried later, and the next start's sync indexes them
                 log.exception("indexing the uploads failed")
+                self._stored(documents[: done[0]])
+                self._failed_uploads(documents[done[0] :], describe_failure(exc))
             finally:
                 self.building = None
 
-    def _add_documents(self, documents: list) -> None:
+    def failures(self) -> list[dict]:
+        """The uploads whose indexing failed and that are still there (``/health``, ``GET /documents``)."""
+        now = time.time()
+        with self._updates:
+            for source in [s for s in self._failed if not (self.settings.corpus_dir / s).is_file()]:
+                del self._failed[source]  # deleted since
+            failed = list(self._failed.values())
+        return [
+            {
+                "file": f["document"].source,
+                "doc_id": f["document"].doc_id,
+                "error": f["error"],
+                "attempts": f["attempts"],
+                "retry_in_s": max(0.0, round(f["retry_at"] - now, 1)),
+            }
+            for f in failed
+        ]
+
+    def _failed_uploads(self, documents: list, error: str) -> None:
+        with self._updates:
+            for doc in documents:
+                attempts = self._failed.get(doc.source, {}).get("attempts", 0) + 1
+                delay = min(self.RETRY_MAX_S, self.RETRY_S * 2 ** (attempts - 1))
+                self._failed[doc.source] = {"document": doc, "error": error, "attempts": attempts, "retry_at": time.time() + delay}
+            if not self._failed or self._stop.is_set():
+                return
+            delay = max(0.0, min(f["retry_at"] for f in self._failed.values()) - time.time())
+            if self._retry is not None:
+                self._retry.cancel()
+            self._retry = threading.Timer(delay, self.update)
+            self._retry.daemon = True
+            self._retry.start()
+        log.warning("indexing %d upload(s) failed (%s); retried in %.0f s", len(documents), error, delay)
+
+    def _stored(self, documents: list | None) -> None:
+        """These uploads (None: every one) are in the store now."""
+        with self._updates:
+            for source in list(self._failed) if documents is None else [d.source for d in documents]:
+                self._failed.pop(source, None)
+
+    def _add_documents(self, documents: list, done: list[int]) -> None:
         def added(n: int) -> None:
+            done[0] = n
             self.building = {**(self.building or {}), "documents_done": n}
 
         service = self.service
@@ -283,5 +343,14 @@ class LiveService:
 
     def close(self) -> None:
         self._stop.set()
+        if self._retry is not None:
+            self._retry.cancel()
         if self.service is not None:
             self.service.close()
+
+
+def describe_failure(exc: BaseException) -> str:
+    """What a failure says, fit for ``/health``: the message without addresses or passwords."""
+    text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    text = re.sub(r"\b\w+://\S+", "<address>", text or type(exc).__name__)
+    return re.sub(r"(?i)(password\s*[=:]\s*)\S+", r"\1***", text)[:300]

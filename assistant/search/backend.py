@@ -18,7 +18,7 @@ from typing import Protocol, runtime_checkable
 from pydantic import SecretStr
 
 from assistant.config import Settings
-from assistant.errors import ConfigError, IndexNotReady
+from assistant.errors import ConfigError, IndexNotReady, StoreUnavailable
 from assistant.ingest.documents import Document
 from assistant.search.build import BuildReport, Progress, build_index
 from assistant.search.embedders import Embedder
@@ -225,9 +225,13 @@ class PostgresBackend:
                 store.close()
 
     def delete_document(self, store, doc_id: str) -> bool:
+        import psycopg
+
         store, own = self._writer(store)
         try:
             store.delete_document(doc_id)
+        except psycopg.OperationalError as exc:  # the connection broke mid-way: nothing was committed
+            raise StoreUnavailable(f"the PostgreSQL store failed while deleting {doc_id!r}: {str(exc).strip().splitlines()[0]}") from exc
         finally:
             if own:
                 store.close()

@@ -31,7 +31,7 @@ from fastapi import APIRouter, Depends, File, Request, UploadFile
 from fastapi.responses import JSONResponse
 
 from assistant.config import Settings
-from assistant.errors import NotFound
+from assistant.errors import NotFound, StoreUnavailable
 from assistant.fsutil import fsync_dir
 from assistant.ingest.documents import SUPPORTED_SUFFIXES, Document, Limits, UnreadableFile, doc_id_for, load_document
 from assistant.ingest.readers import human_size
@@ -355,9 +355,19 @@ def _delete(live: LiveService, settings: Settings, doc_id: str) -> JSONResponse:
     path = settings.corpus_dir / source
     if not path.parent.resolve().is_relative_to(folder.resolve()):
         raise ApiError(409, "not_an_upload", f"{doc_id!r} is not in the uploads folder.")
+    key = doc.doc_id if doc is not None else doc_id
+    # A store that takes writes at once loses the document first (StoreUnavailable: 503, the file kept, the DELETE
+    # can be repeated); a rebuilt one only after the file is gone, since the rebuild reads the folder.
+    gone = live.forget(key) if live.backend.incremental else False
     with _folder_lock(folder):
         path.unlink(missing_ok=True)
         fsync_dir(folder)
     log.info("deleted upload %s", source)
-    gone = live.forget(doc.doc_id if doc is not None else doc_id)
+    if not live.backend.incremental:
+        gone = live.forget(key)
+    elif doc is None:  # it was being added: an add that ran meanwhile is undone (a failed one finds no file)
+        try:
+            live.forget(key)
+        except StoreUnavailable as exc:
+            log.warning("deleted %s; the store could not be asked again (%s)", source, exc)
     return JSONResponse({"doc_id": doc_id, "status": "deleted" if gone else "queued"}, status_code=200 if gone else 202)

@@ -28,27 +28,31 @@ class Documents(Mapping[str, Document]):
         self._ids: list[str] | None = None
         self._known: frozenset[str] | None = None
         self._lock = threading.Lock()
+        self._epoch = 0  # counts the clears: what was read before one is not kept after it
 
     def clear(self) -> None:
         with self._lock:
+            self._epoch += 1
             self._cache.clear()
             self._ids = self._known = None
 
     def _doc_ids(self) -> tuple[list[str], frozenset[str]]:
         self._refresh()
         with self._lock:
-            ids, known = self._ids, self._known
+            ids, known, epoch = self._ids, self._known, self._epoch
         if ids is None:
             with self._connection() as conn:
                 ids = [r[0] for r in conn.execute("SELECT doc_id FROM documents ORDER BY source, doc_id")]
             known = frozenset(ids)
             with self._lock:
-                self._ids, self._known = ids, known
+                if self._epoch == epoch:
+                    self._ids, self._known = ids, known
         return ids, known
 
     def __getitem__(self, doc_id: str) -> Document:
         self._refresh()
         with self._lock:
+            epoch = self._epoch
             doc = self._cache.get(doc_id)
             if doc is not None:
                 self._cache.move_to_end(doc_id)
@@ -59,7 +63,8 @@ class Documents(Mapping[str, Document]):
             raise KeyError(doc_id)
         doc = Document(*row[:8], language=list(row[8]), description=row[9], warnings=list(row[10]))
         with self._lock:
-            self._cache[doc_id] = doc
+            if self._epoch == epoch:
+                self._cache[doc_id] = doc
             while len(self._cache) > self._size:
                 self._cache.popitem(last=False)
         return doc

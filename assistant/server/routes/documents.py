@@ -16,9 +16,14 @@ State = Annotated[AppState, Depends(app_state)]
 
 @router.get("/documents", response_model=DocumentList, responses=ERRORS)
 async def documents(state: State) -> dict:
-    """The corpus with its metadata and warnings, and the files that could not be indexed (with why)."""
+    """The corpus with its metadata and warnings, and the files that could not be indexed (with why): among them
+    uploads whose indexing failed, which are retried."""
     index = state.live.ready().index
-    return {"documents": [d.info() for d in index.documents.values()], "skipped": index.manifest.get("skipped", [])}
+    failed = [
+        {"source": f["file"], "reason": f"indexing failed ({f['error']}); retried in {f['retry_in_s']:.0f} s"}
+        for f in state.live.failures()
+    ]
+    return {"documents": [d.info() for d in index.documents.values()], "skipped": index.manifest.get("skipped", []) + failed}
 
 
 @router.get("/documents/{doc_id:path}", response_model=DocumentText, responses={**ERRORS, 404: {"model": ErrorResponse}})

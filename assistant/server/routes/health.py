@@ -19,22 +19,25 @@ router = APIRouter(tags=["service"])
 @router.get("/health")
 async def health(request: Request, state: Annotated[AppState, Depends(app_state)]) -> dict:
     """Index, embedder and LLM status. With an API key configured, a request without the key
-    gets only ``{"status"}`` (a liveness probe)."""
+    gets only ``{"status"}`` (a liveness probe). ``degraded``: it answers, but uploads whose indexing failed
+    (``failed``: file, error, attempts, when the next retry is) are not searchable yet."""
     live, settings = state.live, state.settings
     service = live.service
     building = {**live.building, "message": live.describe_progress()} if live.building is not None else None
-    status = "ok" if service is not None else "building" if building else "unavailable"
+    failed = live.failures()
+    status = ("degraded" if failed else "ok") if service is not None else "building" if building else "unavailable"
     if settings.api_key is not None and not key_ok(request.headers.get("authorization", ""), settings):
         return {"status": status}
     llm = {"configured": bool(settings.llm_base_url)}
     if service is not None and service.llm_client is not None:
         llm.update(await _llm_health(service.llm_client))
     if service is None:
-        return {"status": status, "error": live.error, "building": building, "llm": llm}
+        return {"status": status, "error": live.error, "building": building, "failed": failed, "llm": llm}
     m = service.index.manifest
     return {
-        "status": "ok",
+        "status": status,
         "building": building,
+        "failed": failed,  # uploads saved but not indexed (retried): [{"file", "doc_id", "error", "attempts", "retry_in_s"}]
         "index": {
             "documents": len(service.index.documents),
             "chunks": service.index.chunk_count,
