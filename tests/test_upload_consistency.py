@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from assistant.config import Settings
 from assistant.server.app import create_app
+from assistant.server.uploads import Claims, save_upload
 from tests.fakes import FakeEmbedder
 from tests.test_uploads import NOTE, QUESTION, GatedEmbedder, cites, doc_ids, indexed, upload, wait_until
 
@@ -119,6 +120,18 @@ def test_a_failed_background_write_is_retried_with_backoff(local, monkeypatch):
 
 
 BAKERY = b"The Khatlon bakery trained 17 apprentices in 2022 and sold bread to 40 schools.\n"
+
+
+def test_two_worker_processes_saving_the_same_bytes_make_one_file(local):
+    """Each worker has its own claims: the check under the folder lock (across processes) sees the other's file."""
+    import io
+
+    first = save_upload(local, "a.txt", io.BytesIO(NOTE), len(NOTE), {}, Claims(local.corpus_dir))
+    second = save_upload(local, "b.txt", io.BytesIO(NOTE), len(NOTE), {}, Claims(local.corpus_dir))
+    assert first.status == "queued" and (second.status, second.kind, second.doc_id) == ("skipped", "duplicate", first.doc_id)
+    assert [p.name for p in (local.corpus_dir / "uploads").iterdir() if not p.name.startswith(".")] == ["a.txt"]
+    other = save_upload(local, "c.txt", io.BytesIO(NOTE + b"More."), None, {}, Claims(local.corpus_dir))
+    assert other.status == "queued"
 
 
 @pytest.fixture

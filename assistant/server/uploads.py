@@ -33,7 +33,7 @@ from fastapi.responses import JSONResponse
 from assistant.config import Settings
 from assistant.errors import NotFound, StoreUnavailable
 from assistant.fsutil import fsync_dir
-from assistant.ingest.documents import SUPPORTED_SUFFIXES, Document, Limits, UnreadableFile, doc_id_for, load_document
+from assistant.ingest.documents import SUPPORTED_SUFFIXES, Document, Limits, UnreadableFile, doc_id_for, file_hash, load_document
 from assistant.ingest.readers import human_size
 from assistant.live import LiveService
 from assistant.server.errors import ERRORS, ApiError, error_response
@@ -189,6 +189,10 @@ def save_upload(
         except OSError as exc:  # as load_corpus words it
             return Outcome(filename, "skipped", "unreadable", f"cannot read file: {exc.strerror or exc}")
         with _folder_lock(folder):
+            if (twin := _twin(folder, tmp, sha)) is not None:  # another worker process saved the same bytes meanwhile
+                rel = twin.relative_to(settings.corpus_dir)
+                claims.saved(sha, rel.as_posix(), doc_id_for(rel))
+                return Outcome(filename, "skipped", "duplicate", f"the same file is already there as {doc_id_for(rel)}", doc_id_for(rel))
             final = _place(tmp, folder, name)
             fsync_dir(folder)
         rel = final.relative_to(settings.corpus_dir)
@@ -201,6 +205,18 @@ def save_upload(
             claims.release(sha)  # unless saved: refused, or the save failed
     log.info("saved upload %r as %s", filename, document.source)
     return Outcome(filename, "queued", doc_id=document.doc_id, source=document.source, document=document)
+
+
+def _twin(folder: Path, tmp: Path, sha: str) -> Path | None:
+    """A file of the uploads folder with the same bytes as ``tmp`` (call it under the folder lock)."""
+    size = tmp.stat().st_size
+    for path in folder.iterdir():
+        try:
+            if not path.name.startswith(".") and path.is_file() and path.stat().st_size == size and file_hash(path) == sha:
+                return path
+        except OSError:
+            continue
+    return None
 
 
 def _place(tmp: Path, folder: Path, name: str) -> Path:
