@@ -102,8 +102,9 @@ class LiveService:
 
     def _build(self, force: bool = False) -> bool:
         """Bring the index up to date (``force``: rebuild the local index even when it looks current) and make it
-        live; False when it failed (``_failure`` says why)."""
+        live; False when it did not (``_failure`` says why, None when another process is building it)."""
         started = time.monotonic()
+        self._failure = None
 
         def progress(state) -> None:
             elapsed = time.monotonic() - started
@@ -210,10 +211,11 @@ class LiveService:
             done: list[int] = [0]
             try:
                 if rebuild:
-                    if not self._build(force=True):
-                        self._failed_uploads(documents, self._failure or "the index build failed")
+                    if self._build(force=True):
+                        self._stored(None)  # the rebuild read every file there
+                    elif self._failure is not None:
+                        self._failed_uploads(documents, self._failure)
                         continue
-                    self._stored(None)  # the rebuild read every file there
                     if self.backend.another_build_running():  # which may have read the folder before the change: build after it
                         while self.backend.another_build_running() and not self._stop.wait(self.WATCH_EVERY_S):
                             pass
