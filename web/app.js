@@ -72,6 +72,12 @@
     setTimeout(() => { region.textContent = message; }, 30);
   }
 
+  /** The text of an element as one line for a screen reader, cut at about 1,000 characters. */
+  function spoken(node) {
+    const text = str(node && node.textContent).replace(/\s+/g, " ").trim();
+    return text.length > 1000 ? `${text.slice(0, 1000)}…` : text;
+  }
+
   function isNarrow() {
     return window.matchMedia("(max-width: 760px)").matches;
   }
@@ -615,7 +621,8 @@
       const follow = nearBottom();
       renderResult(turn, result);
       if (follow) scrollToBottom();
-      announce(t(result.abstained ? "msg.noAnswer" : "msg.ready", null, turn.lang));
+      // The answer itself is announced (the live region #sr-status), not only that it is ready.
+      announce(result.abstained ? t("msg.noAnswer", null, turn.lang) : `${t("msg.ready", null, turn.lang)} ${spoken(turn.text)}`);
     } catch (err) {
       if (controller.signal.aborted) renderStopped(turn, streamed);
       else if (err instanceof ApiError && err.code === "llm_failed") await answerExtractively(turn, question, controller.signal, streamed);
@@ -986,8 +993,16 @@
   let panelToken = 0;
   let backTarget = null;
 
+  // The side panel starts below the header, so opening it neither covers nor moves the header's controls.
+  function placePanel() {
+    const bar = document.querySelector(".topbar");
+    const bottom = bar ? Math.max(0, Math.round(bar.getBoundingClientRect().bottom)) : 0;
+    panel.style.setProperty("--panel-top", `${bottom}px`);
+  }
+
   function openPanel(trigger) {
     if (trigger && !panel.contains(trigger)) panelReturn = trigger;
+    placePanel();
     if (!panel.open) {
       if (isNarrow()) panel.showModal();
       else panel.show();
@@ -1024,6 +1039,7 @@
   });
 
   window.addEventListener("resize", () => {
+    if (panel.open) placePanel();
     // Switching between side panel and full-screen dialog needs a reopen.
     if (panel.open && panel.classList.contains("as-sheet") !== isNarrow()) {
       const keep = panelReturn;
