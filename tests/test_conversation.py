@@ -91,14 +91,12 @@ def test_a_follow_up_is_answered_from_the_projects_document(client, first_turn, 
     assert "9’200’000" in body["citations"][0]["quote"], body["answer"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known weakness: the project's end date is a field ('Phase 1 01.09.2022 - 31.08.2028') the reader does not "
-    "link to 'when does it end'; the calibrated decision abstains (the hand-tuned rules answered it)",
-)
 def test_a_follow_up_about_a_date_in_a_table_is_answered(client, first_turn):
     body = client.post("/ask", json={"question": "And when does it end?", "history": [first_turn]}).json()
     assert "2028" in body["answer"], body["answer"]
+    cite = body["citations"][0]
+    marked = cite["quote"][cite["answer_start"] - cite["quote_start"] : cite["answer_end"] - cite["quote_start"]]
+    assert cite["doc_id"] == SDC_DOC and marked == "31.08.2028"
 
 
 def test_without_the_history_the_follow_up_is_searched_as_asked(client):

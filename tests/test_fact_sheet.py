@@ -12,9 +12,6 @@ from assistant.search.index import load_index
 from tests.fakes import FakeEmbedder
 
 SDC = "sdc-tajikistan-digital-foundations-project"
-WEAK_DATES = pytest.mark.xfail(
-    strict=True, reason="known weakness: the 'Phase 1 01.09.2022 - 31.08.2028' field is found but the decision abstains (p ~0.03)"
-)
 
 
 def test_the_fact_sheet_rows_are_indexed_as_fields(settings):
@@ -46,13 +43,11 @@ def client(real_index_dir):
     [
         ("What is the Swiss budget of the Digital Foundations Project?", "9’200’000"),
         ("What is the total budget of the Digital Foundations Project including partners?", "37’000’000"),
-        pytest.param("When does the Digital Foundations Project end?", "31.08.2028", marks=WEAK_DATES),
-        pytest.param("When did the Digital Foundations Project start?", "01.09.2022", marks=WEAK_DATES),
-        pytest.param(
-            "What is the project number of the Digital Foundations Project?",
-            "7F09822",
-            marks=pytest.mark.xfail(strict=True, reason="known weakness: the field ranks below an 'Outcome 1' sentence for this question"),
-        ),
+        ("When does the Digital Foundations Project end?", "31.08.2028"),
+        ("When did the Digital Foundations Project start?", "01.09.2022"),
+        ("What is the project number of the Digital Foundations Project?", "7F09822"),
+        ("Quel est le numéro du projet Digital Foundations ?", "7F09822"),
+        ("Когда заканчивается проект Digital Foundations?", "31.08.2028"),
     ],
 )
 def test_fact_sheet_questions_are_answered_with_the_field(client, question, value):
@@ -61,3 +56,33 @@ def test_fact_sheet_questions_are_answered_with_the_field(client, question, valu
     assert value in body["answer"]
     quote = body["citations"][0]["quote"]
     assert value in quote and "|" not in quote and len(quote) < 80, quote
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("question", "value"),
+    [
+        ("When does the Digital Foundations Project end?", "31.08.2028"),
+        ("When did the Digital Foundations Project start?", "01.09.2022"),
+        ("What is the project number of the Digital Foundations Project?", "7F09822"),
+    ],
+)
+def test_a_start_end_or_number_marks_the_fields_value(client, question, value):
+    body = client.post("/ask", json={"question": question}).json()
+    cite = body["citations"][0]
+    assert cite["doc_id"] == SDC and body["answer"] == f"{cite['quote']} [1]"
+    assert cite["quote"][cite["answer_start"] - cite["quote_start"] : cite["answer_end"] - cite["quote_start"]] == value
+    assert body["check"]["reason"].startswith("fact-sheet field")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "question",
+    [
+        "When does the MSDSP Local Governance Programme end?",  # another document's project: not the SDC phase
+        "When does the Digital Foundations Project in Kyrgyzstan end?",  # a name the fact sheet does not hold
+    ],
+)
+def test_a_fact_sheet_answers_only_for_its_own_project(client, question):
+    body = client.post("/ask", json={"question": question}).json()
+    assert "31.08.2028" not in body["answer"], body["answer"]

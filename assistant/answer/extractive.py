@@ -17,11 +17,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 from assistant.answer.decision import Calibration, decision_features, scaled_margin
-from assistant.answer.kinds import counted_words, counts_noun, has_kind, question_kind, wants_explanation
+from assistant.answer.fact_sheet import asked_fact, find_fact
+from assistant.answer.kinds import counted_words, counts_noun, has_kind, joined_digits, question_kind, question_names, wants_explanation
 from assistant.answer.language import languages, no_answer_text, question_language
 from assistant.answer.safety import has_content, is_instruction
 from assistant.answer.types import Answer, Citation, citation, related
 from assistant.config import Settings
+from assistant.ingest.fields import find_fields
 from assistant.search.keyword import tokenize
 from assistant.search.retriever import Passage, SearchResult
 from assistant.search.store import Store
@@ -108,6 +110,7 @@ class ExtractiveAnswerer:
         self.weights = weights or weights_for(settings.embedder)
         self.reader = reader
         self.calibration = calibration if reader is not None else None
+        self._fields: dict[str, list] = {}  # each document's fact-sheet fields, found on first use
 
     # ------------------------------------------------------------------ scoring
 
@@ -201,7 +204,7 @@ class ExtractiveAnswerer:
         passage_tokens = set(tokenize(f"{best.passage.text} {self.index.documents[best.passage.doc_id].title}"))
         total = sum(idf.get(t, unknown) for t in q_tokens)
         overlap = sum(idf.get(t, unknown) for t in q_tokens & passage_tokens) / total if total else 1.0
-        names = _names(question)
+        names = question_names(question)
         folded = about.casefold()
         missing = sum(1 for n in names if n.casefold() not in folded) / len(names) if names else 0.0
         span_words = tokenize(self._text(best.span, best), drop_stopwords=False) if best.span else []
@@ -249,8 +252,8 @@ class ExtractiveAnswerer:
             absent = [a for a in re.findall(r"\b[A-Z]{2,}\b", question) if a.casefold() not in seen]
             if absent:
                 return f"{', '.join(absent)} not in the evidence"
-        passages = " ".join(_digits(c.passage.text) for c in cands[:1])
-        missing = [n for n in re.findall(r"\d+", _digits(question)) if n not in passages]
+        passages = " ".join(joined_digits(c.passage.text) for c in cands[:1])
+        missing = [n for n in re.findall(r"\d+", joined_digits(question)) if n not in passages]
         return f"{', '.join(missing)} not found in the evidence" if missing else ""
 
     def _choose_by_rules(self, question: str, cands: list[Candidate]) -> Choice:
@@ -270,7 +273,7 @@ class ExtractiveAnswerer:
                 return Choice(None, f"the closest sentence with a {kind} is a weak match")
             best = typed[0]
         # The typed sentence's own passage must hold the question's numbers too.
-        missing = [n for n in re.findall(r"\d+", _digits(question)) if n not in _digits(best.passage.text)]
+        missing = [n for n in re.findall(r"\d+", joined_digits(question)) if n not in joined_digits(best.passage.text)]
         if missing:
             return Choice(None, f"{', '.join(missing)} not found in the evidence")
         threshold = w.abstain_below if english else w.abstain_below_translated
@@ -297,8 +300,32 @@ class ExtractiveAnswerer:
             return None
         return best.span
 
+    def fact_sheet(self, question: str, cands: list[Candidate]) -> Answer | None:
+        """The field that states the start, end or number asked for, in the document ranked first
+        when its title and publisher name all that the question names (``fact_sheet``); else None."""
+        asked = asked_fact(question)
+        if asked is None or not cands or not question_names(question) or self.hard_check(question, cands):
+            return None
+        top, doc = cands[0].passage, self.index.documents[cands[0].passage.doc_id]
+        if any(n.casefold() not in f"{doc.title} {doc.publisher or ''}".casefold() for n in question_names(question)):
+            return None  # a fact sheet is about the project its title names
+        text = doc.text
+        if top.doc_id not in self._fields:
+            self._fields[top.doc_id] = find_fields(text)
+        found = find_fact(asked, text, self._fields[top.doc_id])
+        if found is None:
+            return None
+        a, b = found.quote
+        unit = Passage(f"{top.doc_id}#field", top.doc_id, top.title, top.source, text[a:b], a, b, top.score)
+        cite = citation(1, unit, self.index, a, b, found.marked)
+        return Answer(answer=f"{cite.quote} [1]", abstained=False, mode="extractive", citations=[cite],
+                      check={"decision": "answer", "reason": f"fact-sheet field ({asked}): {found.field.label}"})  # fmt: skip
+
     def answer(self, question: str, search: SearchResult) -> Answer:
         cands = self.candidates(question, search)
+        fact = self.fact_sheet(question, cands)
+        if fact is not None:
+            return fact
         choice = self.choose(question, cands)
         best = choice.best
         if best is None:
@@ -346,18 +373,6 @@ def ranked(cands: list[Candidate], reader_weight: float) -> list[Candidate]:
     return sorted(cands, key=lambda c: -c.score)
 
 
-_NAME = re.compile(r"(?<=[\s(«\"'])[A-ZÀ-ÖØ-ÞА-ЯЁ][\w\-]+|\b\d[\d’',.]*\d\b|\b\d\b")
-
-
-def _names(question: str) -> list[str]:
-    """The question's names (capitalised words after its first) and numbers.
-
-    >>> _names("When did Kyrgyzstan become an IOM Member State in 1994?")
-    ['Kyrgyzstan', 'IOM', 'Member', 'State', '1994']
-    """
-    return _NAME.findall(question)
-
-
 def _only_question_words(span: str, q_words: set[str]) -> bool:
     """Is ``span`` made only of words the question already says?
 
@@ -378,8 +393,3 @@ def _check(choice: Choice) -> dict:
     if choice.best is not None and choice.best.margin is not None:
         out["reader_margin"] = round(choice.best.margin, 3)
     return out
-
-
-def _digits(text: str) -> str:
-    """Digit groups joined: '9’200’000' -> '9200000'."""
-    return re.sub(r"(?<=\d)[\s’',.\u202f](?=\d{3}\b)", "", text)

@@ -160,3 +160,20 @@ def wants_explanation(question: str) -> bool:
     [True, False, True, True]
     """
     return bool(_EXPLANATION.search(question))
+
+
+_NAME = re.compile(r"(?<=[\s(«\"'])[A-ZÀ-ÖØ-ÞА-ЯЁ][\w\-]+|\b\d[\d’',.]*\d\b|\b\d\b")
+
+
+def question_names(question: str) -> list[str]:
+    """The question's names (capitalised words after its first) and numbers.
+
+    >>> question_names("When did Kyrgyzstan become an IOM Member State in 1994?")
+    ['Kyrgyzstan', 'IOM', 'Member', 'State', '1994']
+    """
+    return _NAME.findall(question)
+
+
+def joined_digits(text: str) -> str:
+    """Digit groups joined: '9’200’000' -> '9200000'."""
+    return re.sub(r"(?<=\d)[\s’',.\u202f](?=\d{3}\b)", "", text)

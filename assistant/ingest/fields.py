@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from assistant.ingest.text import _Lazy
 
-__all__ = ["Field", "find_fields"]
+__all__ = ["Field", "dates_in", "find_fields"]
 
 _NUMBER = r"\d{1,3}(?:[’'\u202f., ]\d{3})+(?:[.,]\d+)?|\d+(?:[.,]\d+)?"
 _CURRENCY = r"CHF|USD|EUR|GBP|JPY|TJS|RUB|US\$|\$|€|£|somoni|сомони|руб\.?|долл\.?"
@@ -236,6 +236,19 @@ def _header_table(text: str, lines: list[tuple[int, int]], i: int, header: list[
             continue
         fields.append(_field(text, label, cell, kind))
     return fields, max(stop, i + 2)
+
+
+_DATE_ONLY = _Lazy(_DATE, re.I)
+
+
+def dates_in(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """The offsets of the dates written in ``text[start:end]`` ("01.09.2022 - 31.08.2028": two).
+
+    >>> t = "Phase 1 01.09.2022 - 31.08.2028"
+    >>> [t[a:b] for a, b in dates_in(t, 8, len(t))]
+    ['01.09.2022', '31.08.2028']
+    """
+    return [(start + m.start(), start + m.end()) for m in _DATE_ONLY.finditer(text[start:end])]
 
 
 def field_span(text: str, f: Field) -> tuple[int, int]:

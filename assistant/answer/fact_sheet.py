@@ -1,0 +1,89 @@
+"""Questions a project's fact sheet answers: when it starts or ends, and its number.
+
+"When does the Digital Foundations Project end?" is answered by the field ``Phase 1
+01.09.2022 - 31.08.2028`` of the project's page, which reads nothing like the question (another
+language, no verb), so neither retrieval nor the reader links the two. When the question asks for
+one of these facts, the title and publisher of the document the answer step ranks first name
+everything the question names (the fact sheet is about the project its title names: "What is the
+project number of the World Bank's initiative?" is not asked of it), and that document has a field
+of the right kind, the field is the answer: its label and value
+quoted with exact offsets, the asked-for date or code marked inside it.
+
+- a start: the first date of the document's first date range; an end: the last date of its last
+  (ranges written on one line with their label first);
+- a number: the value of the first code field whose label says number, code or ID.
+
+Nothing here is fitted; everything else goes to the calibrated decision.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from assistant.ingest.fields import Field, dates_in, field_span, find_fields
+
+_ASKS = {
+    "end": re.compile(
+        r"\b(?:when\b.*\b(?:end|ends|ended|finish|finishes|close|closes|closed|conclude|concludes|run until)\b|end date|until when)"
+        r"|\b(?:date de (?:fin|clôture)|se termine|s'achève|prend fin|fin du projet|jusqu'à quand)"
+        r"|(?:когда\b.*\b(?:заканчива|законч|заверш|оконч)|дата (?:окончания|завершения)|до какого)",
+        re.I,
+    ),
+    "start": re.compile(
+        r"\b(?:when\b.*\b(?:start|starts|started|begin|begins|began|launch|launched|commence|commenced)\b|start date)"
+        r"|\b(?:date de début|commenc|débute|a débuté|démarr|lancé)"
+        r"|(?:когда\b.*\b(?:начал|начина|стартова|запущ)|дата начала)",
+        re.I,
+    ),
+    "code": re.compile(
+        r"\b(?:project|credit|grant|loan)\s+(?:number|no\.?|code|id)\b|\b(?:number|code|id) of the project\b"
+        r"|\bnuméro\b|\bnum[ée]ro de (?:projet|crédit)|(?:номер|код)\w*\s+проект|\bномер\b",
+        re.I,
+    ),
+}
+_CODE_LABEL = re.compile(r"\b(?:num[ée]ro|number|no\.?|code|id|identifi\w*|r[ée]f[ée]rence)\b|номер|код", re.I)
+
+
+def asked_fact(question: str) -> str | None:
+    """ "start", "end", "code" or None.
+
+    >>> [asked_fact(q) for q in ("When does the project end?", "Quel est le numéro du projet ?", "Когда начался проект?", "Who funds it?")]
+    ['end', 'code', 'start', None]
+    """
+    for fact, pattern in _ASKS.items():
+        if pattern.search(question):
+            return fact
+    return None
+
+
+@dataclass(frozen=True)
+class Fact:
+    """The field that answers, the span to quote (label and value, or the value alone) and the words to mark."""
+
+    field: Field
+    quote: tuple[int, int]
+    marked: tuple[int, int]
+
+
+def find_fact(fact: str, text: str, fields: list[Field] | None = None) -> Fact | None:
+    """The field of ``text`` that states ``fact`` ("start", "end" or "code"), or None.
+
+    >>> t = "Phases du projet | Phase 1 01.09.2022 - 31.08.2028 |\\nNuméro de projet 7F09822\\n"
+    >>> [t[slice(*find_fact(f, t).marked)] for f in ("start", "end", "code")]
+    ['01.09.2022', '31.08.2028', '7F09822']
+    """
+    fields = find_fields(text) if fields is None else fields
+    if fact in ("start", "end"):
+        ranges = [f for f in fields if f.kind == "date_range" and len(dates_in(text, f.value_start, f.value_end)) >= 2]
+        if not ranges:
+            return None
+        ranges = [f for f in ranges if "\n" not in text[f.start : f.end]] or ranges  # label and value on one line first
+        f = ranges[0] if fact == "start" else ranges[-1]
+        dates = dates_in(text, f.value_start, f.value_end)
+        return Fact(f, field_span(text, f), dates[0] if fact == "start" else dates[-1])
+    codes = [f for f in fields if f.kind == "code" and _CODE_LABEL.search(f.label)]
+    if not codes:
+        return None
+    f = codes[0]
+    return Fact(f, field_span(text, f), (f.value_start, f.value_end))
