@@ -70,6 +70,15 @@ def test_ask_quotes_the_supporting_span(client, question, doc_id, expected):
     assert {"embed_query", "dense_search", "keyword_search", "fusion", "answer", "total"} <= set(body["timings_ms"])
 
 
+def test_a_sentence_at_a_table_row_is_quoted_without_the_cell_marks(client):
+    # The README's first example question: its sentence ends a "... |" row of the project page.
+    body = client.post("/ask", json={"question": "Who finances the Digital Foundations Project in Tajikistan?"}).json()
+    cite = body["citations"][0]
+    assert not body["abstained"] and "World Bank" in cite["quote"]
+    assert "|" not in body["answer"] and not cite["quote"].endswith((" ", "|")), cite["quote"]
+    check_citations(body, client)
+
+
 def test_the_readers_words_are_marked_inside_the_quoted_sentence(client):
     body = client.post("/ask", json={"question": "When did Tajikistan become an IOM Member State?"}).json()
     cite = body["citations"][0]

@@ -358,11 +358,15 @@ class ExtractiveAnswerer:
 
     def _cite(self, n: int, cand: Candidate, span: tuple[int, int] | None = None) -> Citation:
         # A sentence cut by a chunk boundary widens the cited span to hold all of it.
-        p = cand.passage
+        p, text = cand.passage, self.index.documents[cand.passage.doc_id].text
         start, end = min(p.start, cand.start), max(p.end, cand.end)
         if (start, end) != (p.start, p.end):
-            p = replace(p, start=start, end=end, text=self.index.documents[p.doc_id].text[start:end])
-        return citation(n, p, self.index, cand.start, cand.end, span)
+            p = replace(p, start=start, end=end, text=text[start:end])
+        inner = text[cand.start : cand.end]  # a table row's cell marks are not part of the quote
+        qe = cand.start + len(inner.rstrip(" \t\r\n|"))
+        qs = min(qe, cand.start + len(inner) - len(inner.lstrip(" \t\r\n|")))
+        span = span if span is None or qs <= span[0] <= span[1] <= qe else None
+        return citation(n, p, self.index, qs, qe, span)
 
 
 def ranked(cands: list[Candidate], reader_weight: float) -> list[Candidate]:
