@@ -785,7 +785,7 @@
         ),
       );
     }
-    return el("section", { class: `sources-block${related ? " related" : ""}` }, el("h3", { class: "sources-heading", id, text: heading }), list);
+    return el("section", { class: `sources-block${related ? " related" : ""}` }, el("h2", { class: "sources-heading", id, text: heading }), list);
   }
 
   function metaLine(result) {
