@@ -249,6 +249,16 @@ def test_uploads_are_added_deleted_and_kept_by_sync(stores, settings):
     other.close()
 
 
+def test_a_file_under_uploads_that_a_sync_writes_stays_an_upload(stores, settings):
+    _, store, _, _ = stores
+    (settings.corpus_dir / "uploads").mkdir(exist_ok=True)
+    (settings.corpus_dir / "uploads" / "late.txt").write_text("The Vakhsh clinic opened in 2020.\n", encoding="utf-8")
+    assert store.sync(settings, FakeEmbedder()).added == 1  # e.g. saved before a restart, never indexed
+    with psycopg.connect(store.url) as conn:
+        origins = dict(conn.execute("SELECT doc_id, origin FROM documents").fetchall())
+    assert origins["uploads/late"] == "upload" and set(origins.values()) == {"corpus", "upload"}
+
+
 def test_another_embedder_or_chunking_is_refused_until_rebuilt(stores, settings):
     _, store, _, _ = stores
     with pytest.raises(IndexNotReady, match="chunk_size: store has 800, settings say 500"):

@@ -351,8 +351,8 @@ def sync(
 
         prepared, embedded = prepare(conn, group, config, embedder, report)
         counts.update(embedded)
-        for item in prepared:
-            write(conn, item)
+        for item in prepared:  # a file under uploads/ stays an upload when a start-up sync writes it
+            write(conn, item, "upload" if item.document.source.startswith("uploads/") else "corpus")
             overall.documents_done += 1
         done_chars += group_chars
         overall.chars_done = done_chars
