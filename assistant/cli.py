@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from assistant.config import Settings
-from assistant.errors import AssistantError, ConfigError
+from assistant.errors import AssistantError
 
 log = logging.getLogger("assistant")
 
@@ -166,98 +166,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    import itertools
-    import shutil
-    import tempfile
-    from datetime import datetime
-
-    from assistant.evaluation import harness as ev
-    from assistant.search.embedders import create_embedder
-    from assistant.service import open_service
+    from assistant.evaluation import run
 
     base = _settings(args)
-    axes = []
-    for spec in args.compare or []:
-        key, _, values = spec.partition("=")
-        if key not in Settings.model_fields or not values:
-            raise ConfigError(f"--compare takes SETTING=value1,value2 with a known setting, not {spec!r}")
-        axes.append([(key, v) for v in values.split(",")])
-    configs = [dict(combo) for combo in itertools.product(*axes)] or [{}]
-    sets = ["custom"] if args.questions else [s.strip() for s in args.sets.split(",") if s.strip()]
-    unknown = [s for s in sets if s not in (*ev.SETS, "custom")]
-    if unknown:
-        raise ConfigError(f"unknown question set(s) {', '.join(unknown)}; choose from {', '.join(ev.SETS)}")
-
-    embedders: dict[str, object] = {}
-    results: dict[str, dict[str, dict]] = {}  # set -> configuration -> report
-    for cfg in configs:
-        name = ", ".join(f"{k}={v}" for k, v in cfg.items()) or "default"
-        settings = Settings.model_validate({**base.model_dump(), **cfg})
-        key = f"{settings.embedder}-{settings.chunk_size}-{settings.chunk_overlap}-{int(settings.embed_titles)}"
-        if cfg and any(k in cfg for k in ("embedder", "chunk_size", "chunk_overlap", "embed_titles", "embedder_model_path")):
-            settings = settings.model_copy(update={"index_dir": base.index_dir / "eval" / key})
-        if settings.embedder not in embedders:
-            embedders[settings.embedder] = create_embedder(settings)
-        service = open_service(settings, embedders[settings.embedder], progress=_progress_bar(f"indexing {name}"))
-        texts = {d: doc.text for d, doc in service.index.documents.items()}
-        for set_name in sets:
-            if set_name == "conversations":
-                conversations = ev.load_conversations(args.folder / "conversations.jsonl", texts)[: args.limit or None]
-                report = ev.run_conversations(service.pipeline, conversations, _count_bar(f"conversations {name}"))
-            elif set_name == "removed":
-                work = Path(tempfile.mkdtemp(prefix="eval-removed-"))
-                questions = ev.load_set("test", texts, args.folder)[: args.limit or None]
-                report = ev.run_removed(settings, embedders[settings.embedder], questions, work, _count_bar(f"removed {name}"))
-                shutil.rmtree(work, ignore_errors=True)
-            else:
-                questions = ev.load_questions(args.questions, texts) if args.questions else ev.load_set(set_name, texts, args.folder)
-                report = ev.run_evaluation(service.pipeline, questions[: args.limit or None], _count_bar(f"{set_name} {name}"))
-            results.setdefault(set_name, {})[name] = report
-
-    for set_name, by_config in results.items():
-        first = next(iter(by_config.values()))
-        if set_name == "removed":
-            for n, r in by_config.items():
-                print(f"\nremoved ({n}): abstained on {r['abstention']['removed']:.3f} of {r['questions']} test questions "
-                      f"whose evidence sentences were deleted from the corpus; by language {r['by_language']}")  # fmt: skip
-            continue
-        if set_name == "conversations":
-            print("\nConversations: the follow-up asked after its first turn, written out in full, and bare")
-            print(ev.table([(f"{n}: {way}", r[way]) for n, r in by_config.items() for way in ("with_history", "standalone", "bare")]))
-            print(ev.table(list(first["by_language"].items())))
-            continue
-        print(f"\n{set_name}: answer metrics over answerable questions; abstaining counts as a miss")
-        print(ev.table([(n, r["overall"]) for n, r in by_config.items()]))
-        if len(by_config) == 1:
-            print(ev.table(list(first["by_language"].items())))
-            print(ev.table(list(first["by_type"].items())))
-
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    (args.out_dir / f"eval-{stamp}.json").write_text(json.dumps(results, ensure_ascii=False, indent=1), encoding="utf-8")
-    print(f"\nReport: {args.out_dir}/eval-{stamp}.json")
-
-    summaries = {s: next(iter(r.values())) for s, r in results.items()}
-    headlines = {
-        s: ev.headline(r["with_history"] if s == "conversations" else r if s == "removed" else r["overall"]) for s, r in summaries.items()
-    }
-    if args.write_baseline:
-        old = json.loads(args.baseline.read_text(encoding="utf-8")) if args.baseline.exists() else {}
-        sets_out = {**old.get("sets", {}), **{s: {"headline": h} for s, h in headlines.items()}}
-        args.baseline.write_text(json.dumps({"sets": sets_out}, indent=2) + "\n", encoding="utf-8")
-        print(f"Baseline written to {args.baseline}")
-    elif args.baseline.exists() and len(configs) == 1:
-        recorded = json.loads(args.baseline.read_text(encoding="utf-8")).get("sets", {})
-        problems = []
-        for set_name, current in headlines.items():
-            if set_name in recorded:
-                problems += [f"{set_name}: {p}" for p in ev.regressions_of(current, recorded[set_name]["headline"], args.tolerance)]
-        for problem in problems:
-            print(f"REGRESSION {problem}")
-        if problems:
-            return 1
-        print(f"No headline metric below the baseline by more than {args.tolerance}.")
-    return 0
+    configs = run.configurations(args.compare)
+    sets = run.question_sets(args.questions, args.sets)
+    results = run.run_all(args, base, configs, sets, _progress_bar, _count_bar)
+    run.print_tables(results)
+    run.write_report(results, args.out_dir)
+    return run.baseline_step(args, results, len(configs))
 
 
 def build_parser() -> argparse.ArgumentParser:
