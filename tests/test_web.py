@@ -881,3 +881,27 @@ def test_the_header_keeps_its_controls_on_one_row_in_every_language(browser, ser
         assert not errors, errors
     finally:
         context.close()
+
+
+def test_an_upload_whose_indexing_failed_says_so_instead_of_waiting(page):
+    """The server saved the file but its indexing failed (health "degraded", the file in "failed"):
+    the row says why and that the server retries, at once, not after the page's wait runs out."""
+    queued = {"files": [{"status": "queued", "doc_id": "uploads/late-report", "file": "late-report.txt"}]}
+    degraded = {"status": "degraded", "building": None, "error": None, "llm": None,
+                "failed": [{"file": "late-report.txt", "doc_id": "uploads/late-report", "error": "No space left on device",
+                            "attempts": 1, "retry_in_s": 4}]}  # fmt: skip
+
+    def documents(route):
+        if route.request.method == "POST":
+            route.fulfill(status=202, content_type="application/json", body=json.dumps(queued))
+        else:
+            route.continue_()
+
+    page.route("**/documents", documents)
+    page.route("**/health", lambda route: route.fulfill(status=200, content_type="application/json", body=json.dumps(degraded)))
+    page.get_by_role("tab", name="Documents").click()
+    page.locator("#upload-input").set_input_files([{"name": "late-report.txt", "mimeType": "text/plain", "buffer": b"A late report."}])
+    row = page.locator("#upload-list .upload-item")
+    expect(row).to_have_attribute("data-state", "failed", timeout=10_000)
+    expect(row).to_contain_text("No space left on device")
+    expect(row).to_contain_text("retries")

@@ -1409,7 +1409,7 @@
       }
       const building = health && health.building;
       if (building && typeof building === "object") onProgress(str(building.message) || t("upload.indexing"));
-      else if (health && (health.status === "ok" || health.status === "unavailable")) return health;
+      else if (health && ["ok", "degraded", "unavailable"].includes(health.status)) return health;
       await sleep(POLL_MS);
     }
     return null;
@@ -1437,19 +1437,23 @@
     announce(queued.length === 1 ? t("upload.announceOne") : t("upload.announceMany", { count: queued.length }));
     const deadline = Date.now() + 60 * 1000;
     let missing = queued;
+    let failures = new Map(); // doc_id -> why its indexing failed (the server retries it)
     for (;;) {
-      await waitForIndex((message) => {
+      const health = await waitForIndex((message) => {
         for (const [, row] of missing) row.set("indexing", t("upload.indexingMessage", { message }), { keepBar: true });
       });
+      failures = new Map((Array.isArray(health && health.failed) ? health.failed : []).map((f) => [str(f.doc_id), str(f.error)]));
       await loadDocuments();
       missing = missing.filter(([id]) => !docsById.has(id));
-      if (!missing.length || Date.now() > deadline) break;
+      if (!missing.length || missing.every(([id]) => failures.has(id)) || Date.now() > deadline) break;
       await sleep(POLL_MS);
     }
     for (const [id, row] of queued) {
       if (docsById.has(id)) {
         freshIds.add(id);
         row.set("added", t("upload.added"));
+      } else if (failures.has(id)) {
+        row.set("failed", t("upload.retrying", { reason: failures.get(id) }));
       } else {
         row.set("failed", t("upload.notIndexed"));
       }

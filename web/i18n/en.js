@@ -140,6 +140,7 @@ window.ASSISTANT_I18N.en = {
   "upload.indexingMessage": "Indexing: {message}",
   "upload.added": "Added to the collection",
   "upload.notIndexed": "Saved, but not in the index yet: it is indexed when the server next builds (see the server log).",
+  "upload.retrying": "Saved, but indexing failed ({reason}); the server retries it and it appears here once indexed.",
   "upload.announceOne": "1 file uploaded; indexing.",
   "upload.announceMany": "{count} files uploaded; indexing.",
   "upload.addedOne": "1 document added.",

@@ -140,6 +140,7 @@ window.ASSISTANT_I18N.fr = {
   "upload.indexingMessage": "Indexation : {message}",
   "upload.added": "Ajouté à la collection",
   "upload.notIndexed": "Enregistré, mais pas encore indexé : il le sera à la prochaine construction de l'index (voir le journal du serveur).",
+  "upload.retrying": "Enregistré, mais l'indexation a échoué ({reason}) ; le serveur réessaie et le document apparaîtra ici une fois indexé.",
   "upload.announceOne": "1 fichier envoyé ; indexation en cours.",
   "upload.announceMany": "{count} fichiers envoyés ; indexation en cours.",
   "upload.addedOne": "1 document ajouté.",
