@@ -23,7 +23,7 @@ from assistant.server.admission import Admission
 from assistant.server.errors import install_error_handlers
 from assistant.server.middleware import Guard, timed_h11_protocol
 from assistant.server.openai_api import OpenAIErrors, openai_router
-from assistant.server.routes import documents, health
+from assistant.server.routes import documents, health, pages
 from assistant.server.routes.ask import ask_router
 from assistant.server.routes.state import AppState
 from assistant.server.schemas import AskResponse, ErrorResponse, ask_request_model
@@ -62,6 +62,7 @@ def create_app(settings: Settings | None = None, service: Service | None = None,
     Ask = ask_request_model(settings.max_question_chars)
     app.router.routes.extend(ask_router(Ask).routes)
     app.router.routes.extend(health.router.routes)
+    app.router.routes.extend(pages.router.routes)  # before /documents/{doc_id:path}, which would match its paths too
     app.router.routes.extend(documents.router.routes)
     app.include_router(openai_router(Ask))
     # POST /documents (uploads) and DELETE /documents/{doc_id}: added as the app's own routes (include_router keeps
