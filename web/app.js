@@ -1063,6 +1063,58 @@
     return [str(c.publisher), str(c.source)].filter(Boolean).join(" · ");
   }
 
+  /** For a citation of a PDF page: a "Show page" button and the figure it fills with the page as the server renders
+   *  it, the quote highlighted. Fetched with the API key and shown as a data: URL (the CSP's img-src allows data:). */
+  function pageView(c) {
+    if (!Number.isInteger(c.page) || c.page < 1 || !str(c.doc_id)) return [null, null];
+    const quoted = Number.isInteger(c.quote_start) && Number.isInteger(c.quote_end) && c.quote_end > c.quote_start;
+    const url = `${docPath(c.doc_id)}/pages/${c.page}.png${quoted ? `?start=${c.quote_start}&end=${c.quote_end}` : ""}`;
+    const figure = el("figure", { class: "page-view", id: `page-view-${panelToken}`, hidden: true });
+    const label = t("panel.showPage", { page: c.page });
+    const button = el("button", { type: "button", class: "btn btn-small show-page", "aria-expanded": "false", "aria-controls": figure.id }, icon(ICONS.doc), label);
+    let state = "idle";
+    button.addEventListener("click", async () => {
+      if (state === "loading") return;
+      if (state === "shown") {
+        const open = figure.hidden;
+        figure.hidden = !open;
+        button.setAttribute("aria-expanded", String(open));
+        return;
+      }
+      state = "loading";
+      button.setAttribute("aria-busy", "true");
+      figure.hidden = false;
+      button.setAttribute("aria-expanded", "true");
+      figure.replaceChildren(el("p", { class: "panel-note", text: t("panel.pageLoading") }));
+      try {
+        let res;
+        try {
+          res = await fetch(url, { headers: withKey({ Accept: "image/png" }) });
+        } catch {
+          throw networkError();
+        }
+        if (!res.ok) throw await errorFromResponse(res);
+        const blob = await res.blob();
+        const src = await new Promise((resolve, reject) => {
+          const reader = new FileReader();
+          reader.onload = () => resolve(reader.result);
+          reader.onerror = () => reject(new ApiError(t("error.unreadable")));
+          reader.readAsDataURL(blob);
+        });
+        const alt = t(quoted ? "panel.pageAlt" : "panel.pageAltPlain", { page: c.page, title: str(c.title) || str(c.doc_id) });
+        figure.replaceChildren(el("img", { class: "page-image", src, alt }));
+        state = "shown";
+        figure.scrollIntoView({ block: "nearest" });
+      } catch (err) {
+        figure.replaceChildren(el("p", { class: "panel-note", role: "alert", text: t("panel.pageError", { message: str(err && err.message) }) }));
+        state = "idle";
+      } finally {
+        button.removeAttribute("aria-busy");
+      }
+    });
+    return [button, figure];
+  }
+
   function showCitation(c, trigger, related) {
     panelToken++;
     openPanel(trigger);
@@ -1077,6 +1129,7 @@
     if (quote && !range) notes.push(el("p", { class: "panel-note", text: t("panel.notLocated") }));
     if (!quote && related) notes.push(el("p", { class: "panel-note", text: t("panel.nearby") }));
     const score = Number(c.score);
+    const [pageButton, pageFigure] = pageView(c);
     setPanel(
       t(related ? "panel.closest" : "panel.source", { n: str(c.n) }),
       str(c.title) || str(c.doc_id),
@@ -1088,8 +1141,10 @@
         "div",
         { class: "panel-actions" },
         el("button", { type: "button", class: "btn btn-primary btn-small read-doc", onclick: () => showDocument(c.doc_id, { citation: c, related }) }, icon(ICONS.doc), t("panel.readDoc")),
+        pageButton,
         Number.isFinite(score) ? el("span", { class: "panel-score", text: t("panel.relevance", { score: score.toFixed(2) }) }) : null,
       ),
+      ...(pageFigure ? [pageFigure] : []),
     );
     panelTitle.setAttribute("tabindex", "-1");
     panelTitle.focus({ preventScroll: true });
