@@ -167,3 +167,21 @@ def test_a_document_whose_file_is_gone_is_404(client, tmp_path: Path):
         shutil.move(moved, corpus / "whentouse.pdf")
     # (or, once the folder watcher has seen the file go, the document itself is gone)
     assert response.status_code == 404 and response.json()["error"]["code"] in {"source_missing", "not_found"}
+
+
+def test_pages_render_while_pdfs_are_read_in_other_threads(client, tmp_path):
+    """pdfium is not thread-safe: reading a PDF (indexing) and rendering one (the viewer) share one lock,
+    so running both at once from several threads gives the same text and the same image every time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from assistant.ingest.pdf import pdf_text
+    from assistant.server.routes.pages import render_page
+
+    source = ROOT / "tests" / "data" / "ingest" / "sqlite-whentouse.pdf"
+    expected_text = pdf_text(source).text
+    expected_png, _ = render_page(source, 2, None)
+    with ThreadPoolExecutor(6) as pool:
+        reads = [pool.submit(pdf_text, source) for _ in range(6)]
+        renders = [pool.submit(render_page, source, 2, None) for _ in range(12)]
+        assert all(f.result().text == expected_text for f in reads)
+        assert all(f.result()[0] == expected_png for f in renders)

@@ -11,6 +11,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from assistant.ingest.text import PDFIUM_LOCK
+
 log = logging.getLogger(__name__)
 
 DPI = 300
@@ -42,11 +44,12 @@ def ocr_lines(page, seconds: float) -> list[tuple[str, float, float, float, floa
     if languages is None:
         return []
     scale = DPI / 72
-    bitmap = page.render(scale=scale, grayscale=True)
-    pixels = bitmap.to_numpy()
+    with PDFIUM_LOCK:
+        bitmap = page.render(scale=scale, grayscale=True)
+        pixels = bitmap.to_numpy().copy()
+        height_pt = page.get_height()
     if pixels.ndim == 3:
         pixels = pixels[:, :, 0]
-    height_pt = page.get_height()
     with tempfile.TemporaryDirectory(prefix="assistant-ocr-") as folder:
         image = Path(folder) / "page.pgm"
         with image.open("wb") as out:

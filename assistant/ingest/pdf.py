@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from assistant.ingest.ocr import HOW_TO_ENABLE, ocr_lines, tesseract_languages
-from assistant.ingest.text import LOW_TEXT_CHARS, Deadline, Extracted, Limits, UnreadableFile, _Lazy
+from assistant.ingest.text import LOW_TEXT_CHARS, PDFIUM_LOCK, Deadline, Extracted, Limits, UnreadableFile, _Lazy
 
 _SPACES = _Lazy(r"\s+")
 
@@ -45,23 +45,25 @@ def pdf_text(path: Path, limits: Limits | None = None) -> Extracted:
     limits = limits or Limits()
     deadline = limits.deadline()
     try:
-        pdf = pdfium.PdfDocument(str(path))
+        with PDFIUM_LOCK:
+            pdf = pdfium.PdfDocument(str(path))
     except pdfium.PdfiumError as exc:
         if "password" in str(exc).lower():
             raise UnreadableFile("the PDF is password-protected (save a copy without the password and add that)", kind="encrypted") from exc
         raise UnreadableFile(f"broken PDF ({exc})") from exc
     try:
-        count = len(pdf)
+        with PDFIUM_LOCK:
+            count, info = len(pdf), pdf.get_metadata_dict()
         if count > limits.max_pdf_pages:
             raise UnreadableFile(
                 f"too many pages ({count:,} > {limits.max_pdf_pages:,} limit); ASSISTANT_MAX_PDF_PAGES sets the limit", kind="limit"
             )
-        info = pdf.get_metadata_dict()
         title = _pdf_title(info.get("Title") or "")
         ocr = limits.ocr and tesseract_languages() is not None
         pages, sizes, failed, ocred = _pdf_pages(pdf, deadline, ocr)
     finally:
-        pdf.close()
+        with PDFIUM_LOCK:
+            pdf.close()
     found = _assemble_pdf(pages, sizes, failed, title, _ocr_hint(limits))
     deadline.check(f"after {len(pages):,} pages")
     if ocred:
@@ -106,18 +108,19 @@ def _pdf_pages(pdf, deadline: Deadline, ocr: bool) -> tuple[list[list[_Line]], l
     import pypdfium2 as pdfium
 
     pages, sizes, failed, ocred = [], [], 0, []
-    for number in range(len(pdf)):
-        deadline.check(f"at page {number + 1:,} of {len(pdf):,}")
+    with PDFIUM_LOCK:
+        count = len(pdf)
+    for number in range(count):
+        deadline.check(f"at page {number + 1:,} of {count:,}")
         try:
-            page = pdf[number]
-            size, textpage = page.get_size(), page.get_textpage()
-            lines = _page_lines(textpage, number)
-            textpage.close()
+            with PDFIUM_LOCK:  # one page at a time, so a page rendered for the page viewer can run between two
+                lines, size, page = _read_page(pdf, number)
             if not lines and ocr:
                 lines = _ocr_page(page, number, deadline)
                 if lines:
                     ocred.append(number + 1)
-            page.close()
+            with PDFIUM_LOCK:
+                page.close()
             pages.append(lines)
             sizes.append(size)
         except pdfium.PdfiumError as exc:
@@ -126,6 +129,15 @@ def _pdf_pages(pdf, deadline: Deadline, ocr: bool) -> tuple[list[list[_Line]], l
             sizes.append((0.0, 0.0))
             failed += 1
     return pages, sizes, failed, ocred
+
+
+def _read_page(pdf, number: int) -> tuple[list[_Line], tuple[float, float], object]:
+    """Page ``number``'s text lines and size, and the page (still open, for OCR)."""
+    page = pdf[number]
+    size, textpage = page.get_size(), page.get_textpage()
+    lines = _page_lines(textpage, number)
+    textpage.close()
+    return lines, size, page
 
 
 def _ocr_page(page, number: int, deadline: Deadline) -> list[_Line]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import codecs
 import logging
 import re
+import threading
 import unicodedata
 from dataclasses import dataclass, field
 
@@ -26,6 +27,9 @@ class UnreadableFile(Exception):
     def __init__(self, message: str, kind: str = "unreadable") -> None:
         super().__init__(message)
         self.kind = kind
+
+
+PDFIUM_LOCK = threading.RLock()  # pdfium is not thread-safe: reading, OCR's render and the page viewer each hold this
 
 
 class _Lazy:

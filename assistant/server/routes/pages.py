@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import ctypes
 import io
-import threading
 import unicodedata
 from pathlib import Path
 from typing import Annotated, Any, cast
@@ -24,6 +23,7 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from assistant.errors import NotFound
 from assistant.ingest.documents import Document
+from assistant.ingest.text import PDFIUM_LOCK
 from assistant.server.errors import ERRORS, ApiError
 from assistant.server.routes.state import AppState, app_state
 from assistant.server.schemas import ErrorResponse
@@ -37,7 +37,6 @@ MAX_QUOTE_CHARS = 20_000
 MIN_PART = 12  # letters and digits: the shortest part of a quote highlighted on its own
 RENDERS_WAITING = 8
 HIGHLIGHT = (255, 200, 0, 96)  # translucent yellow
-_PDFIUM = threading.Lock()  # pdfium is not thread-safe
 PAGE_RESPONSES = {
     **ERRORS,
     200: {"content": {"image/png": {}}, "description": "The page as PNG, the quote highlighted"},
@@ -114,7 +113,7 @@ def render_page(path: Path, number: int, quote: str | None) -> tuple[bytes, int]
     import pypdfium2 as pdfium
     from PIL import Image, ImageDraw
 
-    with _PDFIUM:
+    with PDFIUM_LOCK:
         try:
             pdf = pdfium.PdfDocument(str(path))
         except pdfium.PdfiumError as exc:
