@@ -131,9 +131,43 @@ def embed_chunks(settings, embedder, documents, chunks, sentences, previous, pro
     each from the chunk that holds most of it; otherwise they are embedded on their own.
     """
     by_id = {d.doc_id: d for d in documents}
-    numbers = {d.doc_id: n for n, d in enumerate(documents)}
     vectors = np.zeros((len(chunks), embedder.dim), dtype=np.float32)
     sentence_vectors = np.zeros((len(sentences), embedder.dim), dtype=np.float32)
+    todo = _reuse_chunk_vectors(chunks, by_id, previous, vectors)
+    pooled = hasattr(embedder, "embed_passages_pooled")
+    home = _home_chunks(chunks, sentences, {d.doc_id: n for n, d in enumerate(documents)}) if pooled else {}
+    embedded_rows = set(todo)
+    missing_sentences = _reuse_sentence_vectors(documents, sentences, previous, sentence_vectors, home, embedded_rows)
+
+    total = sum(len(chunks[r].text) for r in todo) + sum(sentences[r][2] - sentences[r][1] for r in missing_sentences)
+    _announce_long_build(total)
+    last_rows = {chunks[r].doc_id: r for r in todo}  # each document's last chunk to embed
+    state = BuildProgress(0, total, 0, len(last_rows))
+    _report(progress, state)
+    spans_of = _pooled_sentences(home, embedded_rows)
+    # Documents in order, in groups of about ``GROUP_CHARS`` characters, so progress counts documents.
+    for group in _groups(todo, chunks):
+        texts = [passage_text(by_id[chunks[r].doc_id].title, chunks[r], settings.embed_titles) for r in group]
+        if pooled:
+            vectors[group] = _embed_pooled(embedder, texts, group, chunks, sentences, spans_of, sentence_vectors)
+        else:
+            vectors[group] = embedder.embed_passages(texts)
+        state.chars_done += sum(len(chunks[r].text) for r in group)
+        state.documents_done = sum(last <= group[-1] for last in last_rows.values())
+        _report(progress, state)
+    _embed_sentences_alone(embedder, documents, sentences, missing_sentences, sentence_vectors, state, progress)
+    state.documents_done = state.documents_total
+    _report(progress, state)
+    counts = {
+        "embedded_chunks": len(todo),
+        "embedded_sentences": len(missing_sentences) + sum(len(v) for v in spans_of.values()),
+        "characters": total,
+    }
+    return vectors, sentence_vectors, counts
+
+
+def _reuse_chunk_vectors(chunks: list[Chunk], by_id: dict, previous: dict, vectors: np.ndarray) -> list[int]:
+    """Fill ``vectors`` with the stored vectors of unchanged chunks; the rows left to embed."""
     todo = []
     for row, chunk in enumerate(chunks):
         key = (chunk.content_hash, by_id[chunk.doc_id].title)
@@ -141,71 +175,75 @@ def embed_chunks(settings, embedder, documents, chunks, sentences, previous, pro
             vectors[row] = previous[key]
         else:
             todo.append(row)
-    pooled = hasattr(embedder, "embed_passages_pooled")
-    home = _home_chunks(chunks, sentences, numbers) if pooled else {}
-    embedded_rows = set(todo)
-    missing_sentences = []
+    return todo
+
+
+def _reuse_sentence_vectors(
+    documents, sentences, previous: dict, sentence_vectors: np.ndarray, home: dict[int, int], embedded_rows: set[int]
+):
+    """Fill ``sentence_vectors`` with stored vectors; the rows to embed on their own.
+
+    A sentence whose home chunk is embedded now (``home`` is empty unless the embedder pools) is left
+    to that chunk's pass.
+    """
+    missing = []
     for row, (number, start, end) in enumerate(sentences):
         key = sentence_key(documents[number].text[start:end])
-        if pooled and home.get(row) in embedded_rows:
-            continue  # pooled from its chunk's pass below
+        if home.get(row) in embedded_rows:
+            continue  # pooled from its chunk's pass
         if key in previous:
             sentence_vectors[row] = previous[key]
         else:
-            missing_sentences.append(row)
+            missing.append(row)
+    return missing
 
-    total = sum(len(chunks[r].text) for r in todo) + sum(sentences[r][2] - sentences[r][1] for r in missing_sentences)
+
+def _announce_long_build(total: int) -> None:
     if total > LONG_BUILD_CHARS:
         minutes = total / TYPICAL_CHARS_PER_S / 60
         log.warning("%s characters to embed: about %.0f minutes on a 2-core laptop (a measured ETA follows)", f"{total:,}", minutes)
-    last_rows = {chunks[r].doc_id: r for r in todo}  # each document's last chunk to embed
-    state = BuildProgress(0, total, 0, len(last_rows))
+
+
+def _report(progress, state: BuildProgress) -> None:
     if progress:
         progress(state)
-    spans_of: dict[int, list[tuple[int, int, int]]] = {}
+
+
+def _pooled_sentences(home: dict[int, int], embedded_rows: set[int]) -> dict[int, list[int]]:
+    """For each chunk row embedded now, the sentence rows pooled from its pass."""
+    spans_of: dict[int, list[int]] = {}
     for row, chunk_row in home.items():
         if chunk_row in embedded_rows:
             spans_of.setdefault(chunk_row, []).append(row)
-    # Documents in order, in groups of about ``GROUP_CHARS`` characters, so progress counts documents.
-    for group in _groups(todo, chunks):
-        texts = [passage_text(by_id[chunks[r].doc_id].title, chunks[r], settings.embed_titles) for r in group]
-        if pooled:
-            spans, owners = [], []
-            for r in group:
-                chunk, offset = chunks[r], len(texts[len(spans)]) - len(chunks[r].text)
-                rows = spans_of.get(r, [])
-                spans.append(
-                    [
-                        (offset + max(a, chunk.start) - chunk.start, offset + min(b, chunk.end) - chunk.start)
-                        for _, a, b in (sentences[i] for i in rows)
-                    ]
-                )
-                owners.append(rows)
-            embedded, pooled_vectors = embedder.embed_passages_pooled(texts, spans)
-            for rows, vs in zip(owners, pooled_vectors, strict=True):
-                sentence_vectors[rows] = vs
-        else:
-            embedded = embedder.embed_passages(texts)
-        vectors[group] = embedded
-        state.chars_done += sum(len(chunks[r].text) for r in group)
-        state.documents_done = sum(last <= group[-1] for last in last_rows.values())
-        if progress:
-            progress(state)
-    for i in range(0, len(missing_sentences), 256):
-        rows = missing_sentences[i : i + 256]
+    return spans_of
+
+
+def _embed_pooled(embedder, texts, group, chunks, sentences, spans_of, sentence_vectors: np.ndarray):
+    """A group's chunk vectors, with their sentences' vectors pooled from the same pass into ``sentence_vectors``."""
+    spans, owners = [], []
+    for r in group:
+        chunk, offset = chunks[r], len(texts[len(spans)]) - len(chunks[r].text)
+        rows = spans_of.get(r, [])
+        spans.append(
+            [
+                (offset + max(a, chunk.start) - chunk.start, offset + min(b, chunk.end) - chunk.start)
+                for _, a, b in (sentences[i] for i in rows)
+            ]
+        )
+        owners.append(rows)
+    embedded, pooled_vectors = embedder.embed_passages_pooled(texts, spans)
+    for rows, vs in zip(owners, pooled_vectors, strict=True):
+        sentence_vectors[rows] = vs
+    return embedded
+
+
+def _embed_sentences_alone(embedder, documents, sentences, missing, sentence_vectors: np.ndarray, state: BuildProgress, progress) -> None:
+    """The sentences not pooled from a chunk's pass, embedded on their own in batches of 256."""
+    for i in range(0, len(missing), 256):
+        rows = missing[i : i + 256]
         sentence_vectors[rows] = embedder.embed_passages([documents[sentences[r][0]].text[sentences[r][1] : sentences[r][2]] for r in rows])
         state.chars_done += sum(sentences[r][2] - sentences[r][1] for r in rows)
-        if progress:
-            progress(state)
-    state.documents_done = state.documents_total
-    if progress:
-        progress(state)
-    counts = {
-        "embedded_chunks": len(todo),
-        "embedded_sentences": len(missing_sentences) + sum(len(v) for v in spans_of.values()),
-        "characters": total,
-    }
-    return vectors, sentence_vectors, counts
+        _report(progress, state)
 
 
 def _home_chunks(chunks: list[Chunk], sentences: list[tuple[int, int, int]], numbers: dict[str, int]) -> dict[int, int]:
