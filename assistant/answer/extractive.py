@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 from assistant.answer.decision import Calibration, decision_features, scaled_margin
-from assistant.answer.fact_sheet import asked_fact, find_fact
+from assistant.answer.fact_sheet import asked_fact, asked_value, find_fact
 from assistant.answer.kinds import counted_words, counts_noun, has_kind, joined_digits, question_kind, question_names, wants_explanation
 from assistant.answer.language import languages, no_answer_text, question_language
 from assistant.answer.safety import has_content, is_instruction
@@ -323,8 +323,7 @@ class ExtractiveAnswerer:
 
     def answer(self, question: str, search: SearchResult) -> Answer:
         cands = self.candidates(question, search)
-        fact = self.fact_sheet(question, cands)
-        if fact is not None:
+        if (fact := self.fact_sheet(question, cands)) is not None:
             return fact
         choice = self.choose(question, cands)
         best = choice.best
@@ -335,7 +334,8 @@ class ExtractiveAnswerer:
             extra = self.neighbour(best, cands)
             if extra is not None:
                 best = replace(best, start=min(best.start, extra.start), end=max(best.end, extra.end))
-        cite = self._cite(1, best, span or self.reader_span(question, best, highlight=True))
+        mark = span or self.reader_span(question, best, True) or asked_value(self._sentence_text(best), best.start, question)
+        cite = self._cite(1, best, mark)
         text = self._text(span, best) if span else cite.quote
         return Answer(answer=f"{text} [1]", abstained=False, mode="extractive", citations=[cite], check=_check(choice))
 

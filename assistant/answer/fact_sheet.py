@@ -13,7 +13,8 @@ quoted with exact offsets, the asked-for date or code marked inside it.
   (ranges written on one line with their label first);
 - a number: the value of the first code field whose label says number, code or ID.
 
-Nothing here is fitted; everything else goes to the calibrated decision.
+Nothing here is fitted; everything else goes to the calibrated decision. When the decision quotes
+a field, ``asked_value`` marks its value if it is the kind the question asks for.
 """
 
 from __future__ import annotations
@@ -87,3 +88,26 @@ def find_fact(fact: str, text: str, fields: list[Field] | None = None) -> Fact |
         return None
     f = codes[0]
     return Fact(f, field_span(text, f), (f.value_start, f.value_end))
+
+
+_KINDS = {"money": ("amount",), "date": ("date", "date_range")}
+
+
+def asked_value(unit: str, offset: int, question: str) -> tuple[int, int] | None:
+    """When the quoted ``unit`` (at ``offset`` in its document) is one field whose value is the kind
+    the question asks for (an amount for "how much", a date, a code for "what is the number"), the
+    value's document offsets: the words to mark.
+
+    >>> asked_value("Budget de la Suisse CHF 9’200’000", 100, "What is the Swiss budget?")
+    (120, 133)
+    >>> asked_value("Budget de la Suisse CHF 9’200’000", 100, "Who funds it?") is None
+    True
+    """
+    from assistant.answer.kinds import question_kind
+
+    fields = find_fields(unit + "\n")
+    if len(fields) != 1:
+        return None
+    f = fields[0]
+    wanted = ("code",) if asked_fact(question) == "code" else _KINDS.get(question_kind(question) or "", ())
+    return (offset + f.value_start, offset + f.value_end) if f.kind in wanted else None
