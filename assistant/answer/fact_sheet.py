@@ -6,8 +6,8 @@ language, no verb), so neither retrieval nor the reader links the two. When the 
 one of these facts, the title and publisher of the document the answer step ranks first name
 everything the question names (the fact sheet is about the project its title names: "What is the
 project number of the World Bank's initiative?" is not asked of it), and that document has a field
-of the right kind, the field is the answer: its label and value
-quoted with exact offsets, the asked-for date or code marked inside it.
+of the right kind, the field is the answer: its label and value quoted with exact offsets, the
+asked-for date or code marked inside it.
 
 - a start: the first date of the document's first date range; an end: the last date of its last
   (ranges written on one line with their label first);
@@ -26,14 +26,16 @@ from assistant.ingest.fields import Field, dates_in, field_span, find_fields
 
 _ASKS = {
     "end": re.compile(
-        r"\b(?:when\b.*\b(?:end|ends|ended|finish|finishes|close|closes|closed|conclude|concludes|run until)\b|end date|until when)"
-        r"|\b(?:date de (?:fin|clôture)|se termine|s'achève|prend fin|fin du projet|jusqu'à quand)"
+        r"\b(?:(?:when|what date|which date)\b.*\b(?:end|ends|ended|finish|finishes|close|closes|closed|conclude|concludes|run until)\b"
+        r"|end date|until when)"
+        r"|\b(?:date de (?:fin|clôture)|(?:quand|quelle date)\b.*\b(?:termin\w*|achève|prend fin|fin)\b|jusqu'à quand)"
         r"|(?:когда\b.*\b(?:заканчива|законч|заверш|оконч)|дата (?:окончания|завершения)|до какого)",
         re.I,
     ),
     "start": re.compile(
-        r"\b(?:when\b.*\b(?:start|starts|started|begin|begins|began|launch|launched|commence|commenced)\b|start date)"
-        r"|\b(?:date de début|commenc|débute|a débuté|démarr|lancé)"
+        r"\b(?:(?:when|what date|which date)\b.*\b(?:start|starts|started|begin|begins|began|launch|launched|commence|commenced)\b"
+        r"|start date)"
+        r"|\b(?:date de début|(?:quand|quelle date)\b.*\b(?:commenc|débu|démarr|lanc))"
         r"|(?:когда\b.*\b(?:начал|начина|стартова|запущ)|дата начала)",
         re.I,
     ),
@@ -51,6 +53,9 @@ def asked_fact(question: str) -> str | None:
 
     >>> [asked_fact(q) for q in ("When does the project end?", "Quel est le numéro du projet ?", "Когда начался проект?", "Who funds it?")]
     ['end', 'code', 'start', None]
+    >>> [asked_fact(q) for q in ("Quand le projet a-t-il commencé ?", "Quand se termine-t-il ?", "Qui a lancé le projet ?",
+    ...                          "Quand a-t-il été financé ?", "À quelle date se termine la phase en cours ?")]
+    ['start', 'end', None, None, 'end']
     """
     for fact, pattern in _ASKS.items():
         if pattern.search(question):
