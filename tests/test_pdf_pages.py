@@ -15,6 +15,7 @@ from assistant.config import Settings
 from assistant.server.app import create_app
 from tests.conftest import ROOT, SEED_CORPUS
 from tests.fakes import FakeEmbedder
+from tests.pdfs import pdf_bytes
 
 WIDTH, HEIGHT = 612, 792  # US Letter, in points
 SCALE = 1000 / WIDTH
@@ -44,16 +45,7 @@ def make_pdf(pages: list[list[tuple[int, str]]]) -> bytes:
         )
         objects.append(b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream")
     objects.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, 1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
-    out += b"trailer << /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
-    return bytes(out)
+    return pdf_bytes(objects)
 
 
 @pytest.fixture(scope="module")

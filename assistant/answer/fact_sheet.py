@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from assistant.answer.kinds import question_kind
 from assistant.ingest.fields import Field, dates_in, field_span, find_fields
 
 _ASKS = {
@@ -108,8 +109,6 @@ def asked_value(unit: str, offset: int, question: str) -> tuple[int, int] | None
     >>> asked_value("Budget de la Suisse CHF 9’200’000", 100, "Who funds it?") is None
     True
     """
-    from assistant.answer.kinds import question_kind
-
     fields = find_fields(unit + "\n")
     if len(fields) != 1:
         return None
