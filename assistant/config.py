@@ -15,6 +15,7 @@ RetrievalMode = Literal["hybrid", "dense", "keyword"]
 Fusion = Literal["rrf", "convex"]
 AnswerMode = Literal["auto", "extractive", "llm"]
 StoreName = Literal["local", "postgres"]
+ReaderEngine = Literal["onnx", "onnx-int8", "torch"]
 
 
 def _cores() -> int:
@@ -89,6 +90,12 @@ class Settings(BaseSettings):
     reader: bool = True
     reader_dir: Path | None = None  # other reader weights (a folder with reader.safetensors and reader.json)
     reader_passages: int = Field(default=5, ge=1, le=20)  # how many retrieved passages the reader reads
+    # What runs the reader's forward pass: "torch" (bfloat16 on CPUs that have it), or ONNX Runtime ("onnx":
+    # float32, torch's float32 logits; "onnx-int8": int8 weights, less exact) with the `onnx` extra installed. On
+    # CPUs with AMX, torch is the faster (evaluation/BENCHMARKS.md, "Reader engines"). The ONNX graph is exported
+    # from the trained weights once, into model_cache_dir (default ~/.cache/assistant).
+    reader_engine: ReaderEngine = "torch"
+    model_cache_dir: Path | None = None
     calibration_file: Path | None = None  # other fitted decision numbers (default: the packaged calibration.json)
 
     # OpenAI-compatible LLM endpoint (used when llm_base_url is set).

@@ -51,11 +51,11 @@ class Service:
 
 
 @cache
-def _load_reader(weights_dir: Path | None, threads: int | None):
+def _load_reader(weights_dir: Path | None, threads: int | None, engine: str, cache_dir: Path | None):
     from assistant.e5.reader import Reader, packaged_weights_dir
 
     path = weights_dir or packaged_weights_dir()
-    return Reader(path, threads=threads)
+    return Reader(path, threads=threads, engine=engine, cache_dir=cache_dir)
 
 
 def load_reader(settings: Settings):
@@ -63,7 +63,7 @@ def load_reader(settings: Settings):
     if not settings.reader or settings.embedder != "e5":
         return None
     try:
-        return _load_reader(settings.reader_dir, settings.embed_threads or 2)
+        return _load_reader(settings.reader_dir, settings.embed_threads or 2, settings.reader_engine, settings.model_cache_dir)
     except (FileNotFoundError, ValueError) as exc:
         log.warning("answering without the reader: %s", exc)
         return None

