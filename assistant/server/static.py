@@ -11,6 +11,24 @@ from fastapi.staticfiles import StaticFiles
 
 from assistant.server.errors import error_response
 
+# The page's ES modules in web/js/, imported by app.js (the entry module) and by each other.
+PAGE_MODULES = (
+    "answer",
+    "api",
+    "chat",
+    "documents",
+    "dom",
+    "history",
+    "i18n",
+    "keyfield",
+    "layout",
+    "library",
+    "panel",
+    "quotes",
+    "tabs",
+    "uploads",
+)
+
 # The page's files, relative to the web folder: the only paths served besides "/".
 PAGE_FILES = frozenset(
     {
@@ -21,6 +39,7 @@ PAGE_FILES = frozenset(
         "i18n/en.js",
         "i18n/fr.js",
         "i18n/ru.js",
+        *(f"js/{name}.js" for name in PAGE_MODULES),
     }
 )
 
