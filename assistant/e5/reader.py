@@ -23,7 +23,7 @@ import numpy as np
 
 from .model import E5Base, bf16_is_native, set_threads
 from .modelfile import file_sha256
-from .onnx_reader import OnnxLogits
+from .onnx_reader import VARIANTS, OnnxLogits
 from .reading import Reading
 
 log = logging.getLogger(__name__)
@@ -230,7 +230,7 @@ class ReaderInfo:
     metrics: dict = field(default_factory=dict)
 
 
-ENGINES = ("torch", "onnx", "onnx-int8")
+ENGINES = ("torch", *VARIANTS)
 
 
 class TorchLogits:
