@@ -107,5 +107,7 @@ def test_the_chat_page_itself_stays_open(keyed, path):
 def test_the_chat_page_has_a_key_field(keyed):
     page = keyed.get("/").text
     assert 'id="api-key"' in page and 'type="password"' in page
-    script = keyed.get("/app.js").text
+    entry = keyed.get("/app.js").text
+    assert "./js/keyfield.js" in entry  # the key field, which keeps and sends the key through js/api.js
+    script = keyed.get("/js/api.js").text
     assert "sessionStorage" in script and "Authorization: `Bearer ${key}`" in script
