@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .modelfile import BLOCK_BYTES, QK
+from .modelfile import BLOCK_BYTES, QK, dequantise
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ def graph_path(cache_dir: Path, weights_sha256: str, base_sha256: str, variant: 
 
 
 class Q4Rows:
-    """Word-embedding rows looked up and dequantised from the 4-bit table, in numpy.
+    """Word-embedding rows looked up in the 4-bit table and dequantised (``modelfile.dequantise``).
 
     >>> blocks = np.zeros((2, 1, BLOCK_BYTES), np.uint8)
     >>> blocks[1, 0, :2] = np.frombuffer(np.float16(0.5).tobytes(), np.uint8)
@@ -59,14 +59,10 @@ class Q4Rows:
 
     def __init__(self, raw: np.ndarray, dim: int):
         self.dim = dim
-        self.blocks = np.asarray(raw).reshape(-1, dim // QK, BLOCK_BYTES)
+        self.rows = np.asarray(raw).reshape(-1, (dim // QK) * BLOCK_BYTES)
 
     def __call__(self, ids: np.ndarray) -> np.ndarray:
-        b = self.blocks[ids]  # [..., blocks, 18] uint8
-        scale = np.ascontiguousarray(b[..., :2]).view(np.float16).astype(np.float32)  # [..., blocks, 1]
-        qs = b[..., 2:]
-        values = np.concatenate([qs & 0x0F, qs >> 4], axis=-1).astype(np.float32) - 8.0
-        return (values * scale).reshape(*ids.shape, self.dim)
+        return dequantise(self.rows[ids.reshape(-1)], self.dim).reshape(*ids.shape, self.dim)
 
 
 def export(module, base, path: Path, variant: str) -> Path:
