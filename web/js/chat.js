@@ -5,7 +5,7 @@
  * (textContent / createTextNode), never innerHTML.
  */
 
-import { $, announce, el, icon, ICONS, spoken, str } from "./dom.js";
+import { $, announce, el, errorBox, icon, ICONS, spoken, str } from "./dom.js";
 import { ApiError, askPlain, askStreaming } from "./api.js";
 import { finishTurn, renderAnswerText, renderResult } from "./answer.js";
 import { historyBefore } from "./history.js";
@@ -178,11 +178,8 @@ function retryButton(turn) {
   );
 }
 
-function renderError(turn, err, streamed) {
-  finishTurn(turn);
-  turn.li.classList.add("turn-failed");
-  turn.article.classList.add("errored");
-  const apiError = err instanceof ApiError ? err : new ApiError(str(err && err.message) || t("error.generic"));
+/* What arrived before a failure or a stop stays, marked partial; with nothing, the text is hidden. */
+function showPartial(turn, streamed) {
   if (streamed) {
     renderAnswerText(turn.text, streamed, null);
     turn.text.classList.add("partial");
@@ -190,20 +187,21 @@ function renderError(turn, err, streamed) {
     turn.text.replaceChildren();
     turn.text.hidden = true;
   }
+}
+
+function renderError(turn, err, streamed) {
+  finishTurn(turn);
+  turn.li.classList.add("turn-failed");
+  turn.article.classList.add("errored");
+  const apiError = err instanceof ApiError ? err : new ApiError(str(err && err.message) || t("error.generic"));
+  showPartial(turn, streamed);
   const title = t(apiError.network ? "error.networkTitle" : "error.answerTitle");
   const code = apiError.status ? `${apiError.code} · HTTP ${apiError.status}` : apiError.code;
-  const box = el(
-    "div",
-    { class: "error-box", role: "alert" },
-    icon(ICONS.alert, "icon error-icon"),
-    el(
-      "div",
-      { class: "error-main" },
-      el("p", { class: "error-title", text: title }),
-      el("p", { class: "error-message", text: apiError.message }),
-      el("p", { class: "error-code", text: t("error.code", { code }) }),
-      el("div", { class: "error-actions" }, retryButton(turn), el("span", { class: "error-hint", text: t("error.questionBack") })),
-    ),
+  const box = errorBox(
+    title,
+    [el("p", { class: "error-message", text: apiError.message }), el("p", { class: "error-code", text: t("error.code", { code }) })],
+    retryButton(turn),
+    el("span", { class: "error-hint", text: t("error.questionBack") }),
   );
   turn.extra.replaceChildren(box);
   restoreQuestion(turn.question);
@@ -214,13 +212,7 @@ function renderError(turn, err, streamed) {
 function renderStopped(turn, streamed) {
   finishTurn(turn);
   turn.li.classList.add("turn-failed");
-  if (streamed) {
-    renderAnswerText(turn.text, streamed, null);
-    turn.text.classList.add("partial");
-  } else {
-    turn.text.replaceChildren();
-    turn.text.hidden = true;
-  }
+  showPartial(turn, streamed);
   turn.extra.replaceChildren(el("div", { class: "stopped-note" }, el("span", { text: t("stopped") }), retryButton(turn)));
   announce(t("stopped"));
 }

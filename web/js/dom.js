@@ -47,6 +47,15 @@ export function icon(paths, cls = "icon") {
   }
   return svg;
 }
+/* An alert box: the title, then the lines (paragraph elements), then the actions row. */
+export function errorBox(title, lines, ...actions) {
+  return el(
+    "div",
+    { class: "error-box", role: "alert" },
+    icon(ICONS.alert, "icon error-icon"),
+    el("div", { class: "error-main" }, el("p", { class: "error-title", text: title }), ...lines, el("div", { class: "error-actions" }, ...actions)),
+  );
+}
 export const ICONS = {
   info: ["M12 3a9 9 0 1 0 0 18 9 9 0 0 0 0-18z", "M12 11v5", "M12 7.6v.4"],
   alert: ["M12 3.5 2.8 19.5h18.4z", "M12 10v4.5", "M12 17.2v.3"],

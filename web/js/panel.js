@@ -5,7 +5,7 @@
  * (textContent / createTextNode), never innerHTML.
  */
 
-import { $, el, icon, ICONS, languageName, str } from "./dom.js";
+import { $, el, errorBox, icon, ICONS, languageName, str } from "./dom.js";
 import { ApiError, docPath, errorFromResponse, fetchDocument, fetchPageImage, networkError } from "./api.js";
 import { t } from "./i18n.js";
 import { isNarrow } from "./layout.js";
@@ -163,17 +163,10 @@ export async function showDocument(docId, { citation = null, related = false, tr
     setPanel(
       t("panel.document"),
       knownTitle,
-      el(
-        "div",
-        { class: "error-box", role: "alert" },
-        icon(ICONS.alert, "icon error-icon"),
-        el(
-          "div",
-          { class: "error-main" },
-          el("p", { class: "error-title", text: t("panel.docError") }),
-          el("p", { class: "error-message", text: str(err && err.message) }),
-          el("div", { class: "error-actions" }, el("button", { type: "button", class: "btn btn-small retry-btn", onclick: () => showDocument(docId, { citation, related }) }, icon(ICONS.retry), t("retry"))),
-        ),
+      errorBox(
+        t("panel.docError"),
+        [el("p", { class: "error-message", text: str(err && err.message) })],
+        el("button", { type: "button", class: "btn btn-small retry-btn", onclick: () => showDocument(docId, { citation, related }) }, icon(ICONS.retry), t("retry")),
       ),
     );
     return;
