@@ -29,9 +29,10 @@ class Split:
         self.top_layers = list(layers[frozen:])
 
     def _mask(self, mask, hidden):
-        return self.encoder._create_attention_masks(
-            attention_mask=mask, encoder_attention_mask=None, embedding_output=hidden, encoder_hidden_states=None, cache=None
-        )[0]
+        """The layers' attention mask, built as BertModel builds it for an encoder (public helper, stable across releases)."""
+        from transformers.masking_utils import create_bidirectional_mask
+
+        return create_bidirectional_mask(config=self.encoder.config, inputs_embeds=hidden, attention_mask=mask)
 
     def prefix(self, ids, mask):
         """The frozen lower layers' output (no gradients, no dropout)."""
