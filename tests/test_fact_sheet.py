@@ -48,6 +48,9 @@ def client(real_index_dir):
         ("What is the project number of the Digital Foundations Project?", "7F09822"),
         ("Quel est le numéro du projet Digital Foundations ?", "7F09822"),
         ("Когда заканчивается проект Digital Foundations?", "31.08.2028"),
+        ("Quel est le budget du projet Digital Foundations ?", "9’200’000"),
+        ("Каков общий бюджет проекта Digital Foundations, включая партнёров?", "37’000’000"),
+        ("How much of the Swiss budget of the Digital Foundations Project is already allocated?", "3’179’291"),
     ],
 )
 def test_fact_sheet_questions_are_answered_with_the_field(client, question, value):
@@ -78,12 +81,14 @@ def test_a_fields_answer_marks_its_value(client, question, value):
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "question",
+    ("question", "value"),
     [
-        "When does the MSDSP Local Governance Programme end?",  # another document's project: not the SDC phase
-        "When does the Digital Foundations Project in Kyrgyzstan end?",  # a name the fact sheet does not hold
+        ("When does the MSDSP Local Governance Programme end?", "31.08.2028"),  # another document's project
+        ("When does the Digital Foundations Project in Kyrgyzstan end?", "31.08.2028"),  # a name the sheet lacks
+        ("What is the budget of the Digital Foundations Project in Kyrgyzstan?", "9’200’000"),
+        ("Who manages the budget of the Digital Foundations Project?", "9’200’000"),  # asks who, not how much
     ],
 )
-def test_a_fact_sheet_answers_only_for_its_own_project(client, question):
+def test_a_fact_sheet_answers_only_for_its_own_project(client, question, value):
     body = client.post("/ask", json={"question": question}).json()
-    assert "31.08.2028" not in body["answer"], body["answer"]
+    assert value not in body["answer"], body["answer"]

@@ -301,7 +301,7 @@ class ExtractiveAnswerer:
         return best.span
 
     def fact_sheet(self, question: str, cands: list[Candidate]) -> Answer | None:
-        """The field that states the start, end or number asked for, in the document ranked first
+        """The field that states the start, end, number or budget asked for, in the document ranked first
         when its title and publisher name all that the question names (``fact_sheet``); else None."""
         asked = asked_fact(question)
         if asked is None or not cands or not question_names(question) or self.hard_check(question, cands):
@@ -312,7 +312,7 @@ class ExtractiveAnswerer:
         text = doc.text
         if top.doc_id not in self._fields:
             self._fields[top.doc_id] = find_fields(text)
-        found = find_fact(asked, text, self._fields[top.doc_id])
+        found = find_fact(asked, text, self._fields[top.doc_id], question)
         if found is None:
             return None
         a, b = found.quote
