@@ -280,7 +280,7 @@ def other_domain_decisions(args, base: Settings, embedder, work: Path, weight: f
     return decisions
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="assistant calibrate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--train-dir", type=Path, default=ROOT.parent / "shared" / "train", help="SQuAD-format files (their dev split is used)")
     p.add_argument("--per-source", type=int, default=400, help="dev questions per training file (0: all)")
@@ -302,20 +302,13 @@ def main(argv: list[str] | None = None) -> int:
         default="calibration-half",
         help="where the threshold comes from: the calibration half's answerable questions, or the other domains' cross-validation",
     )
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr, force=True)
-    started = time.time()
-    work = args.work_dir or Path(tempfile.mkdtemp(prefix="calibrate-"))
-    work.mkdir(parents=True, exist_ok=True)
-    # The services opened here answer with no calibration (the one being replaced may be for another reader).
-    base = Settings(_env_file=None, corpus_dir=args.corpus_dir, index_dir=work / "index", reader_dir=args.reader_dir,
-                    calibration_file=work / "no-calibration.json")  # fmt: skip
-    embedder = create_embedder(base)
-    reader = load_reader(base)
+    return p
 
-    cases = product_cases(args, base, embedder, work)
-    weight, hits = fit_reader_weight(cases)
-    decisions = other_domain_decisions(args, base, embedder, work, weight)
+
+def fit_decision(args: argparse.Namespace, cases: list[Case], decisions: list[selective.Decision],
+                 weight: float) -> tuple[Calibration, dict]:  # fmt: skip
+    """The decision fitted on the other domains (and the calibration half ``--in-domain-weight`` times),
+    at the threshold of ``--operating-point``, with a short-answer margin still to fit; and its report."""
     own = [
         selective.Decision(f"calibration/{c.question.id}", c.variant, "calibration-half", c.question.language, c.answerable,
                            c.blocked(weight), c.features(weight) if c.cands else None, False)
@@ -335,41 +328,67 @@ def main(argv: list[str] | None = None) -> int:
     if args.operating_point == "calibration-half":
         threshold = in_domain_threshold(cases, probe, args.false_abstention)
         probe = Calibration(weight, coefficients, threshold, 99.0, features=FEATURES, scale=scale)
+    return probe, fitted
+
+
+def provenance(command: str, base: Settings, started: float, hits: dict, fitted: dict, decisions: list[selective.Decision],
+               probe: Calibration, by_margin: dict, sentence_contains: float) -> dict:  # fmt: skip
+    """Where the numbers came from and what they were fitted on (``calibration_half`` filled in last)."""
+    return {
+        "fitted_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": command,
+        "data": {
+            "reader_weight_short_answer_and_highlight": "calibration half of evaluation/questions.jsonl (evaluation/split.json)",
+            "decision": "the answer step's decisions on the dev split of the reading-comprehension files "
+            "(asked, paragraph removed, entity swapped), cross-validated by question",
+        },
+        "settings": {"embedder": base.embedder, "reader_passages": base.reader_passages, "top_k": base.top_k},
+        "seconds": round(time.time() - started, 1),
+        "top_sentence_holds_gold_by_reader_weight": {str(k): round(v, 4) for k, v in hits.items()},
+        "other_domains": fitted,
+        "risk_coverage_other_domains": selective.risk_coverage(decisions, probe.probability),
+        "calibration_half": None,
+        "answer_holds_gold_sentence_always": round(sentence_contains, 4),
+        "by_short_margin": {
+            str(m): {
+                "answer_holds_gold": round(a, 4),
+                "f1": round(b, 4),
+                "short_span_holds_gold": round(c, 4),
+                "its_sentence": round(d, 4),
+                "short": n,
+            }
+            for m, (a, b, c, d, n) in by_margin.items()
+        },  # fmt: skip
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr, force=True)
+    started = time.time()
+    work = args.work_dir or Path(tempfile.mkdtemp(prefix="calibrate-"))
+    work.mkdir(parents=True, exist_ok=True)
+    # The services opened here answer with no calibration (the one being replaced may be for another reader).
+    base = Settings(_env_file=None, corpus_dir=args.corpus_dir, index_dir=work / "index", reader_dir=args.reader_dir,
+                    calibration_file=work / "no-calibration.json")  # fmt: skip
+    embedder = create_embedder(base)
+    reader = load_reader(base)
+
+    cases = product_cases(args, base, embedder, work)
+    weight, hits = fit_reader_weight(cases)
+    decisions = other_domain_decisions(args, base, embedder, work, weight)
+    probe, fitted = fit_decision(args, cases, decisions, weight)
     short_margin, by_margin, sentence_contains = fit_short_margin(cases, probe)
+    command = "assistant calibrate " + " ".join(sys.argv[1:] if argv is None else argv)
     calibration = Calibration(
         weight,
-        {k: round(v, 6) for k, v in coefficients.items()},
-        threshold,
+        {k: round(v, 6) for k, v in probe.coefficients.items()},
+        probe.threshold,
         short_margin,
-        {
-            "fitted_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "command": "assistant calibrate " + " ".join(sys.argv[1:] if argv is None else argv),
-            "data": {
-                "reader_weight_short_answer_and_highlight": "calibration half of evaluation/questions.jsonl (evaluation/split.json)",
-                "decision": "the answer step's decisions on the dev split of the reading-comprehension files "
-                "(asked, paragraph removed, entity swapped), cross-validated by question",
-            },
-            "settings": {"embedder": base.embedder, "reader_passages": base.reader_passages, "top_k": base.top_k},
-            "seconds": round(time.time() - started, 1),
-            "top_sentence_holds_gold_by_reader_weight": {str(k): round(v, 4) for k, v in hits.items()},
-            "other_domains": fitted,
-            "risk_coverage_other_domains": selective.risk_coverage(decisions, probe.probability),
-            "calibration_half": None,
-            "answer_holds_gold_sentence_always": round(sentence_contains, 4),
-            "by_short_margin": {
-                str(m): {
-                    "answer_holds_gold": round(a, 4),
-                    "f1": round(b, 4),
-                    "short_span_holds_gold": round(c, 4),
-                    "its_sentence": round(d, 4),
-                    "short": n,
-                }
-                for m, (a, b, c, d, n) in by_margin.items()
-            },  # fmt: skip
-        },
+        provenance(command, base, started, hits, fitted, decisions, probe, by_margin, sentence_contains),
         FEATURES,
         reader.info.weights_sha256 if reader else None,
-        scale,
+        probe.scale,
         fit_highlight_margin(by_margin),
     )
     calibration.provenance["calibration_half"] = transfer(cases, calibration)

@@ -26,8 +26,9 @@ import re
 import sys
 import time
 from collections import Counter, defaultdict
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -45,6 +46,9 @@ from assistant.e5.reader import (
     windows,
 )
 from training.cached import HiddenCache, Split
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger("training.reader")
 
@@ -468,14 +472,40 @@ def evaluate(model: Model, dev_ex: list[Example], dev_f: list[Feature]) -> tuple
 
 
 def train(args: argparse.Namespace) -> dict:
+    started = time.time()
+    _seed(args)
+    files, train_ex, dev_ex, counts = prepare(args)
+    base, train_f, dev_f = _featurise_splits(args, train_ex, dev_ex, counts)
+    if args.benchmark:
+        return benchmark(args, base, train_f, dev_f)
+
+    t = _start(args, Model(args, base, train_f, dev_f), len(train_f), started)
+    _resume(t)
+    stop = min(args.stop_at_step or t.total, t.total)
+    t.t0 = time.time()
+    for epoch in range(args.epochs):
+        if t.run["step"] >= stop or t.run["stopped_early"]:
+            break
+        if not _train_epoch(t, train_f, epoch, stop):
+            break
+        _end_epoch(t, dev_ex, dev_f, epoch)
+    stored, metrics = _final_evaluation(t, dev_ex, dev_f)
+    return export(args, t.model, stored, files, counts, metrics, t.run, t.total)
+
+
+def _seed(args: argparse.Namespace) -> None:
     import torch
 
-    started = time.time()
     random.seed(args.seed)
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
-    files, train_ex, dev_ex, counts = prepare(args)
+
+
+def _featurise_splits(
+    args: argparse.Namespace, train_ex: list[Example], dev_ex: list[Example], counts: dict
+) -> tuple[E5Base, list[Feature], list[Feature]]:
+    """The base model and the training and dev windows; their counts go into ``counts``."""
     base = E5Base.packaged()
     window = replace(ReaderSpec(), max_tokens=args.window_tokens or args.max_tokens)
     train_f = featurise(train_ex, base, window, random.Random(args.seed + 2))
@@ -485,99 +515,146 @@ def train(args: argparse.Namespace) -> dict:
     counts.update(train_windows=len(train_f), train_windows_without_answer=sum(f.start == 0 for f in train_f), dev_windows=len(dev_f))
     log.info("windows of %d tokens: train %d (%d without an answer), dev %d", window.max_tokens, len(train_f),
              counts["train_windows_without_answer"], len(dev_f))  # fmt: skip
-    if args.benchmark:
-        return benchmark(args, base, train_f, dev_f)
+    return base, train_f, dev_f
 
-    model = Model(args, base, train_f, dev_f)
+
+@dataclass
+class _Training:
+    """A run in progress: the optimiser and schedule, the record kept in the checkpoint, and the
+    progress shown in the log."""
+
+    args: argparse.Namespace
+    model: Model
+    params: list[torch.nn.Parameter]
+    optimiser: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    per_epoch: int
+    total: int
+    checkpoint: Path
+    best_file: Path
+    since: float  # wall time counted into run["seconds"] up to here
+    run: dict = field(default_factory=lambda: {"step": 0, "seconds": 0.0, "history": [], "best": None, "stale": 0, "stopped_early": False})
+    seen: int = 0  # windows trained on in this session
+    t0: float = 0.0  # when this session's steps began
+    running: list[float] = field(default_factory=list)  # losses of this session's steps
+
+    def save(self) -> None:
+        import torch
+
+        self.run["seconds"] += time.time() - self.since
+        self.since = time.time()
+        tmp = self.checkpoint.with_suffix(".tmp")
+        torch.save({"trainable": self.model.trainable(), "optimiser": self.optimiser.state_dict(), "scheduler": self.scheduler.state_dict(),
+                    "torch_rng": torch.get_rng_state(), "args": _fingerprint(self.args), "run": self.run}, tmp)  # fmt: skip
+        tmp.replace(self.checkpoint)
+
+
+def _start(args: argparse.Namespace, model: Model, n_windows: int, started: float) -> _Training:
+    """AdamW (no weight decay on layer norms and biases) with linear warm-up and decay."""
+    import torch
+
     params = [p for p in model.module.parameters() if p.requires_grad]
     log.info("trainable parameters: %d", sum(p.numel() for p in params))
     named = [(n, p) for n, p in model.module.named_parameters() if p.requires_grad]
     decay = [p for n, p in named if "LayerNorm" not in n and not n.endswith("bias")]
     no_decay = [p for n, p in named if "LayerNorm" in n or n.endswith("bias")]
     optimiser = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}], lr=args.lr)
-    per_epoch = math.ceil(len(train_f) / args.batch_size)
+    per_epoch = math.ceil(n_windows / args.batch_size)
     total = per_epoch * args.epochs
     warmup = max(1, int(0.06 * total))
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimiser, lambda step: min((step + 1) / warmup, max(0.0, (total - step) / max(1, total - warmup)))
     )
-
     work = Path(args.work_dir)
     work.mkdir(parents=True, exist_ok=True)
-    checkpoint, best_file = work / "checkpoint.pt", work / "best.pt"
-    run = {"step": 0, "seconds": 0.0, "history": [], "best": None, "stale": 0, "stopped_early": False}
-    if checkpoint.exists():
-        state = torch.load(checkpoint, weights_only=False)
-        if state["args"] != _fingerprint(args):
-            raise SystemExit(f"{checkpoint} was written with other arguments; use another --work-dir")
-        model.module.load_state_dict(state["trainable"], strict=False)
-        optimiser.load_state_dict(state["optimiser"])
-        scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["torch_rng"])
-        run = state["run"]
-        log.info("resumed from step %d of %d", run["step"], total)
+    return _Training(args, model, params, optimiser, scheduler, per_epoch, total, work / "checkpoint.pt", work / "best.pt", started)
 
-    def save() -> None:
-        run["seconds"] += time.time() - save.since
-        save.since = time.time()
-        tmp = checkpoint.with_suffix(".tmp")
-        torch.save({"trainable": model.trainable(), "optimiser": optimiser.state_dict(), "scheduler": scheduler.state_dict(),
-                    "torch_rng": torch.get_rng_state(), "args": _fingerprint(args), "run": run}, tmp)  # fmt: skip
-        tmp.replace(checkpoint)
 
-    save.since = started
-    stop = min(args.stop_at_step or total, total)
-    seen, t0, running = 0, time.time(), []
-    for epoch in range(args.epochs):
-        if run["step"] >= stop or run["stopped_early"]:
+def _resume(t: _Training) -> None:
+    """Continue from the checkpoint in the work directory, if there is one for these arguments."""
+    import torch
+
+    if not t.checkpoint.exists():
+        return
+    state = torch.load(t.checkpoint, weights_only=False)
+    if state["args"] != _fingerprint(t.args):
+        raise SystemExit(f"{t.checkpoint} was written with other arguments; use another --work-dir")
+    t.model.module.load_state_dict(state["trainable"], strict=False)
+    t.optimiser.load_state_dict(state["optimiser"])
+    t.scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["torch_rng"])
+    t.run = state["run"]
+    log.info("resumed from step %d of %d", t.run["step"], t.total)
+
+
+def _train_epoch(t: _Training, train_f: list[Feature], epoch: int, stop: int) -> bool:
+    """The epoch's steps not taken before; False (after saving) when the run stops inside it."""
+    plan = batches(train_f, t.args.batch_size, random.Random(t.args.seed * 1000 + epoch))
+    for b, idx in enumerate(plan):
+        if epoch * t.per_epoch + b < t.run["step"]:
+            continue
+        if t.run["step"] >= stop:
             break
-        plan = batches(train_f, args.batch_size, random.Random(args.seed * 1000 + epoch))
-        for b, idx in enumerate(plan):
-            if epoch * per_epoch + b < run["step"]:
-                continue
-            if run["step"] >= stop:
-                break
-            model.train_mode(True)
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                loss = _loss(model, train_f, idx)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimiser.step()
-            scheduler.step()
-            optimiser.zero_grad(set_to_none=True)
-            run["step"] += 1
-            seen += len(idx)
-            running.append(loss.item())
-            if run["step"] % 20 == 0:
-                rate = seen / (time.time() - t0)
-                eta = (total - run["step"]) * args.batch_size / max(rate, 1e-9)
-                log.info("epoch %d step %d/%d loss %.4f  %.1f windows/s  ETA %.0f min", epoch + 1, run["step"], total,
-                         np.mean(running[-20:]), rate, eta / 60)  # fmt: skip
-            if run["step"] % args.checkpoint_every == 0:
-                save()
-        if run["step"] < (epoch + 1) * per_epoch:
-            log.info("stopped at step %d of %d (--stop-at-step)", run["step"], total)
-            save()
-            break
-        # End of an epoch: measure on dev, keep the best weights, stop when they stop improving.
-        _, summary = evaluate(model, dev_ex, dev_f)
-        score = dev_score(summary)
-        run["history"].append({"epoch": epoch + 1, "step": run["step"], "dev_f1": summary.get("f1"), "dev_auc": summary.get("auc"),
-                               "score": round(score, 3)})  # fmt: skip
-        log.info("epoch %d done: dev %s", epoch + 1, json.dumps(run["history"][-1]))
-        if run["best"] is None or score > run["best"]["score"]:
-            run["best"], run["stale"] = run["history"][-1], 0
-            torch.save(model.trainable(), best_file)
-        else:
-            run["stale"] += 1
-            if run["stale"] >= args.patience:
-                run["stopped_early"] = True
-                log.info("dev score has not improved for %d epoch(s): stopping", run["stale"])
-        save()
+        _step(t, train_f, idx)
+        if t.run["step"] % 20 == 0:
+            rate = t.seen / (time.time() - t.t0)
+            eta = (t.total - t.run["step"]) * t.args.batch_size / max(rate, 1e-9)
+            log.info("epoch %d step %d/%d loss %.4f  %.1f windows/s  ETA %.0f min", epoch + 1, t.run["step"], t.total,
+                     np.mean(t.running[-20:]), rate, eta / 60)  # fmt: skip
+        if t.run["step"] % t.args.checkpoint_every == 0:
+            t.save()
+    if t.run["step"] < (epoch + 1) * t.per_epoch:
+        log.info("stopped at step %d of %d (--stop-at-step)", t.run["step"], t.total)
+        t.save()
+        return False
+    return True
 
-    if run["best"] is not None and best_file.exists():
-        model.module.load_state_dict(torch.load(best_file, weights_only=False), strict=False)
-    save()
+
+def _step(t: _Training, train_f: list[Feature], idx: list[int]) -> None:
+    import torch
+
+    t.model.train_mode(True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = _loss(t.model, train_f, idx)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(t.params, 1.0)
+    t.optimiser.step()
+    t.scheduler.step()
+    t.optimiser.zero_grad(set_to_none=True)
+    t.run["step"] += 1
+    t.seen += len(idx)
+    t.running.append(loss.item())
+
+
+def _end_epoch(t: _Training, dev_ex: list[Example], dev_f: list[Feature], epoch: int) -> None:
+    """Measure on dev, keep the best weights, stop when they stop improving; then save."""
+    import torch
+
+    _, summary = evaluate(t.model, dev_ex, dev_f)
+    score = dev_score(summary)
+    run = t.run
+    run["history"].append({"epoch": epoch + 1, "step": run["step"], "dev_f1": summary.get("f1"), "dev_auc": summary.get("auc"),
+                           "score": round(score, 3)})  # fmt: skip
+    log.info("epoch %d done: dev %s", epoch + 1, json.dumps(run["history"][-1]))
+    if run["best"] is None or score > run["best"]["score"]:
+        run["best"], run["stale"] = run["history"][-1], 0
+        torch.save(t.model.trainable(), t.best_file)
+    else:
+        run["stale"] += 1
+        if run["stale"] >= t.args.patience:
+            run["stopped_early"] = True
+            log.info("dev score has not improved for %d epoch(s): stopping", run["stale"])
+    t.save()
+
+
+def _final_evaluation(t: _Training, dev_ex: list[Example], dev_f: list[Feature]) -> tuple[dict, dict]:
+    """The best weights, rounded to fp16 as stored, and their dev metrics (predictions written to the work directory)."""
+    import torch
+
+    model = t.model
+    if t.run["best"] is not None and t.best_file.exists():
+        model.module.load_state_dict(torch.load(t.best_file, weights_only=False), strict=False)
+    t.save()
     # Evaluate exactly what is stored: trained tensors rounded to fp16.
     stored = model.stored(model.trainable())
     model.module.load_state_dict({k: v.float() for k, v in stored.items() if k in model.trainable()}, strict=False)
@@ -588,8 +665,9 @@ def train(args: argparse.Namespace) -> dict:
         for k in ("removed", "same-article", "other-article", "impossible", "swapped")
     }
     log.info("dev: %s", json.dumps(metrics["dev"]))
+    work = Path(t.args.work_dir)
     (work / "dev_predictions.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    return export(args, model, stored, files, counts, metrics, run, total)
+    return stored, metrics
 
 
 def export(args, model: Model, stored: dict, files: list[Path], counts: dict, metrics: dict, run: dict, total: int) -> dict:
