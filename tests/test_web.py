@@ -905,3 +905,47 @@ def test_an_upload_whose_indexing_failed_says_so_instead_of_waiting(page):
     expect(row).to_have_attribute("data-state", "failed", timeout=10_000)
     expect(row).to_contain_text("No space left on device")
     expect(row).to_contain_text("retries")
+
+
+PDF_QUESTION = "What does SQLite compete with, according to the page on appropriate uses for SQLite?"
+
+
+def test_a_pdf_citation_shows_its_page_with_the_quote_highlighted(page):
+    """A real PDF (tests/data/ingest/sqlite-whentouse.pdf) uploaded from the page, asked about, and its
+    citation's "Show page" button: the server's rendering of that page is shown with its description."""
+    page.get_by_role("tab", name="Documents").click()
+    page.locator("#upload-input").set_input_files(str(ROOT / "tests" / "data" / "ingest" / "sqlite-whentouse.pdf"))
+    expect(page.locator("#upload-list .upload-item").first).to_have_attribute("data-state", "added", timeout=ANSWER_TIMEOUT_MS)
+    try:
+        page.get_by_role("tab", name="Chat").click()
+        turn = ask(page, PDF_QUESTION)
+        cited = turn.locator("article.msg-assistant .answer-text button.cite")
+        labels = [cited.nth(i).get_attribute("aria-label") or "" for i in range(cited.count())]
+        index = next((i for i, label in enumerate(labels) if "SQLite" in label), None)
+        assert index is not None, f"the answer does not cite the PDF: {labels}"
+        cited.nth(index).click()
+        panel = page.locator("#panel")
+        expect(panel).to_be_visible()
+        show = panel.locator("button.show-page")
+        expect(show).to_have_count(1)
+        number = int(re.search(r"\d+", show.inner_text()).group())
+        expect(show).to_have_text(f"Show page {number}")
+        expect(show).to_have_attribute("aria-expanded", "false")
+        show.click()
+        image = panel.locator("figure.page-view img.page-image")
+        expect(image).to_be_visible(timeout=ANSWER_TIMEOUT_MS)
+        expect(show).to_have_attribute("aria-expanded", "true")
+        expect(image).to_have_attribute("alt", re.compile(rf"^Page {number} of .*SQLite.*the cited words highlighted$"))
+        size = image.evaluate("img => img.decode().then(() => [img.naturalWidth, img.naturalHeight])")
+        assert size[0] >= 500 and size[1] > size[0], f"not a rendered portrait page: {size}"
+        assert image.get_attribute("src").startswith("data:image/png;base64,")
+        show.click()  # hides it again without another fetch
+        expect(image).to_be_hidden()
+        expect(show).to_have_attribute("aria-expanded", "false")
+    finally:
+        page.keyboard.press("Escape")
+        page.get_by_role("tab", name="Documents").click()
+        card = page.locator("#docs-list .doc-card").filter(has_text="SQLite")
+        card.get_by_role("button", name=re.compile("^Delete")).click()
+        card.get_by_role("button", name="Yes, delete").click()
+        expect(page.locator("#docs-list .doc-card")).to_have_count(6, timeout=ANSWER_TIMEOUT_MS)
