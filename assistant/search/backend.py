@@ -12,8 +12,8 @@ with the corpus folder, written to and reloaded. Two implementations:
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from pydantic import SecretStr
 
@@ -25,10 +25,13 @@ from assistant.search.embedders import Embedder
 from assistant.search.index import build_lock, current_build, index_status, load_index
 from assistant.search.store import Store
 
+if TYPE_CHECKING:
+    from assistant.search.postgres.store import PostgresStore
+
 log = logging.getLogger(__name__)
 
 
-def changed_during_build(manifest: dict) -> list[str]:
+def changed_during_build(manifest: dict[str, Any]) -> list[str]:
     """Files of the corpus that a local build fingerprinted (when it was written) but did not read as they are,
     or read but no longer found: the folder changed while the build ran (an upload, a deletion). ``index_status``
     cannot see this, since the fingerprint is taken after the documents were read."""
@@ -64,7 +67,9 @@ class Backend(Protocol):
         """Index the corpus folder again even when it looks current, and open the result."""
         ...
 
-    def add_documents(self, store: Store | None, documents: Sequence[Document], embedder: Embedder, on_added=None) -> None:
+    def add_documents(
+        self, store: Store | None, documents: Sequence[Document], embedder: Embedder, on_added: Callable[[int], None] | None = None
+    ) -> None:
         """Index documents whose files were just saved in the corpus folder (into ``store`` when given)."""
         ...
 
@@ -80,7 +85,7 @@ class Backend(Protocol):
         """The id of the data ``store`` serves; it changes with every write."""
         ...
 
-    def document_list(self, store: Store) -> list[dict]:
+    def document_list(self, store: Store) -> list[dict[str, Any]]:
         """Every document's info (``doc_id``, ``source``, ``sha256``, ...) without loading the texts."""
         ...
 
@@ -114,7 +119,7 @@ class LocalBackend:
             return load_index(self.settings.index_dir), False, changed_during_build(status.manifest or {})
         for reason in status.reasons:
             log.info("index needs a rebuild: %s", reason)
-        store = None
+        store: Store | None = None
         if status.manifest is not None and status.manifest.get("config", {}).get("embedder") == embedder.name:
             try:  # a stale build answers until the new one is ready
                 store = load_index(self.settings.index_dir)
@@ -129,7 +134,9 @@ class LocalBackend:
         report = build_index(self.settings, embedder, progress)
         return load_index(self.settings.index_dir), report
 
-    def add_documents(self, store: Store | None, documents: Sequence[Document], embedder: Embedder, on_added=None) -> None:
+    def add_documents(
+        self, store: Store | None, documents: Sequence[Document], embedder: Embedder, on_added: Callable[[int], None] | None = None
+    ) -> None:
         self.rebuild(embedder)
 
     def delete_document(self, store: Store | None, doc_id: str) -> bool:
@@ -147,9 +154,10 @@ class LocalBackend:
         return index
 
     def generation(self, store: Store) -> str:
-        return store.manifest["build"]
+        build: str = store.manifest["build"]
+        return build
 
-    def document_list(self, store: Store) -> list[dict]:
+    def document_list(self, store: Store) -> list[dict[str, Any]]:
         return [d.info() for d in store.documents.values()]
 
     def another_build_running(self) -> bool:
@@ -171,7 +179,7 @@ class PostgresBackend:
             raise ConfigError("ASSISTANT_STORE=postgres needs ASSISTANT_DATABASE_URL (postgresql://user:password@host:5432/db)")
         self.settings = settings
 
-    def store(self):
+    def store(self) -> PostgresStore:
         """A new ``PostgresStore`` (its pool opens on first use; close it when done)."""
         try:
             from assistant.search.postgres import PostgresStore
@@ -187,6 +195,7 @@ class PostgresBackend:
         return store, report
 
     def open_for_serving(self, embedder: Embedder) -> tuple[Store | None, bool, list[str]]:
+        store: Store | None
         # The database may already hold what this worker serves; a sync (cheap when nothing changed,
         # and one at a time across workers) brings it up to date with the corpus folder meanwhile.
         try:
@@ -204,50 +213,64 @@ class PostgresBackend:
             store.close()
 
     def rebuild(self, embedder: Embedder, progress: Progress | None = None) -> tuple[Store, BuildReport]:
-        return self.open(embedder, build=True, progress=progress)
+        store, report = self.open(embedder, build=True, progress=progress)
+        assert report is not None  # build=True: the sync's report
+        return store, report
 
-    def _writer(self, store):
-        return (store, False) if store is not None else (self.store(), True)
+    def _writer(self, store: Store | None) -> tuple[PostgresStore, bool]:
+        """The store to write to, and whether it is a new one (to be closed after the write)."""
+        return (_postgres(store), False) if store is not None else (self.store(), True)
 
-    def add_documents(self, store, documents: Sequence[Document], embedder: Embedder, on_added=None) -> None:
-        store, own = self._writer(store)
+    def add_documents(
+        self, store: Store | None, documents: Sequence[Document], embedder: Embedder, on_added: Callable[[int], None] | None = None
+    ) -> None:
+        writer, own = self._writer(store)
         try:
             for n, doc in enumerate(documents):
                 path = self.settings.corpus_dir / doc.source
                 if path.exists():  # not deleted meanwhile
-                    store.add_document(doc, embedder, self.settings)
+                    writer.add_document(doc, embedder, self.settings)
                     if not path.exists():  # deleted while it was being added
-                        store.delete_document(doc.doc_id)
+                        writer.delete_document(doc.doc_id)
                 if on_added is not None:
                     on_added(n + 1)
         finally:
             if own:
-                store.close()
+                writer.close()
 
-    def delete_document(self, store, doc_id: str) -> bool:
+    def delete_document(self, store: Store | None, doc_id: str) -> bool:
         import psycopg
 
-        store, own = self._writer(store)
+        writer, own = self._writer(store)
         try:
-            store.delete_document(doc_id)
+            writer.delete_document(doc_id)
         except psycopg.OperationalError as exc:  # the connection broke mid-way: nothing was committed
             raise StoreUnavailable(f"the PostgreSQL store failed while deleting {doc_id!r}: {str(exc).strip().splitlines()[0]}") from exc
         finally:
             if own:
-                store.close()
+                writer.close()
         return True
 
-    def reload(self, store, embedder: Embedder) -> Store | None:
+    def reload(self, store: Store, embedder: Embedder) -> Store | None:
         return None  # a live store: nothing to swap
 
-    def generation(self, store) -> str:
-        return f"pg-{store.generation()}"
+    def generation(self, store: Store) -> str:
+        return f"pg-{_postgres(store).generation()}"
 
-    def document_list(self, store) -> list[dict]:
-        return store.document_infos()
+    def document_list(self, store: Store) -> list[dict[str, Any]]:
+        return _postgres(store).document_infos()
 
     def another_build_running(self) -> bool:
         return False  # a sync takes an advisory lock; a concurrent one is refused with IndexNotReady
+
+
+def _postgres(store: Store) -> PostgresStore:
+    """``store`` as the ``PostgresStore`` it is (``PostgresBackend`` opens no other kind)."""
+    from assistant.search.postgres.store import PostgresStore
+
+    if not isinstance(store, PostgresStore):
+        raise TypeError(f"the PostgreSQL backend was given a {type(store).__name__}, not a PostgresStore")
+    return store
 
 
 def create_backend(settings: Settings) -> Backend:

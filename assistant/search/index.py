@@ -24,8 +24,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from assistant.config import Settings
 from assistant.errors import BuildInProgress, IndexNotReady
@@ -33,6 +35,11 @@ from assistant.fsutil import fsync_dir as _fsync_dir
 from assistant.ingest.chunking import Chunk
 from assistant.ingest.documents import METADATA_FILE, Document, corpus_files, file_hash
 from assistant.search.store import SentenceRow
+
+if TYPE_CHECKING:
+    import faiss
+
+    from assistant.search.keyword import KeywordIndex
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +53,7 @@ HNSW_FROM = 20_000  # "auto" switches from exact search to HNSW here (exact: 14 
 class IndexStatus:
     ready: bool
     reasons: list[str] = field(default_factory=list)
-    manifest: dict | None = None
+    manifest: dict[str, Any] | None = None
 
 
 @dataclass
@@ -57,19 +64,19 @@ class LoadedIndex:
     ``documents`` order; ``sentence_vectors`` row ``i`` embeds sentence ``i``.
     """
 
-    manifest: dict
+    manifest: dict[str, Any]
     documents: dict[str, Document]
     chunks: list[Chunk]
-    vectors: np.ndarray
-    faiss_index: object
+    vectors: NDArray[np.float32]
+    faiss_index: faiss.Index
     path: Path
-    sentences: np.ndarray
-    sentence_vectors: np.ndarray
+    sentences: NDArray[np.int64]
+    sentence_vectors: NDArray[np.float32]
 
     def __post_init__(self) -> None:
         self._doc_numbers = {doc_id: i for i, doc_id in enumerate(self.documents)}
         self._doc_ids = list(self.documents)
-        self._keyword = None
+        self._keyword: KeywordIndex | None = None
         self._idf: tuple[dict[str, float], float] | None = None
         self._lock = threading.Lock()
 
@@ -83,7 +90,7 @@ class LoadedIndex:
         return self.chunks[i]
 
     @property
-    def keyword(self):
+    def keyword(self) -> KeywordIndex:
         """BM25 over "title + chunk text", built on first use."""
         with self._lock:
             if self._keyword is None:
@@ -93,7 +100,7 @@ class LoadedIndex:
                 self._keyword = KeywordIndex([f"{titles.get(c.doc_id, '')}\n{c.text}" for c in self.chunks])
             return self._keyword
 
-    def dense_search(self, vector: np.ndarray, n: int) -> tuple[list[int], dict[int, float]]:
+    def dense_search(self, vector: NDArray[np.float32], n: int) -> tuple[list[int], dict[int, float]]:
         scores, ids = self.faiss_index.search(vector, min(n, len(self.chunks)))
         ranked = [int(i) for i in ids[0] if i >= 0]
         return ranked, {int(i): float(s) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0}
@@ -111,8 +118,8 @@ class LoadedIndex:
         rows = self.sentences
         number = self._doc_numbers[doc_id]
         out = []
-        for row in np.flatnonzero((rows[:, 0] == number) & (rows[:, 1] < end) & (rows[:, 2] > start)):
-            row = int(row)
+        for hit in np.flatnonzero((rows[:, 0] == number) & (rows[:, 1] < end) & (rows[:, 2] > start)):
+            row = int(hit)
             previous = self.sentence_vectors[row - 1] if row > 0 and rows[row - 1, 0] == number else None
             out.append(SentenceRow(row, doc_id, int(rows[row, 1]), int(rows[row, 2]), self.sentence_vectors[row], previous))
         return out
@@ -130,7 +137,7 @@ class LoadedIndex:
         return {t: idf[t] for t in tokens if t in idf}, unknown
 
 
-def embedding_config(settings: Settings, embedder_name: str, dim: int) -> dict:
+def embedding_config(settings: Settings, embedder_name: str, dim: int) -> dict[str, Any]:
     """What the stored vectors depend on; any change forces a full rebuild."""
     return {
         "embedder": embedder_name,
@@ -148,15 +155,17 @@ def resolve_index_type(index_type: str, n: int) -> str:
     return index_type
 
 
-def make_faiss_index(vectors: np.ndarray, index_type: str):
+def make_faiss_index(vectors: NDArray[np.float32], index_type: str) -> faiss.Index:
     """Inner-product index over unit vectors: exact ("flat") or approximate ("hnsw", "ivfpq")."""
     import faiss
 
     n, dim = vectors.shape
+    index: faiss.Index
     if index_type == "hnsw":
-        index = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = 200
-        index.hnsw.efSearch = 128
+        hnsw = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
+        hnsw.hnsw.efConstruction = 200
+        hnsw.hnsw.efSearch = 128
+        index = hnsw
     elif index_type == "ivfpq":
         nlist = max(1, int(4 * np.sqrt(n)))
         m = next(m for m in (dim // 8, dim // 4, dim // 2, dim, 1) if m and dim % m == 0)
@@ -168,8 +177,9 @@ def make_faiss_index(vectors: np.ndarray, index_type: str):
             ivf = faiss.IndexIVFPQ(quantizer, dim, nlist, m, 8, faiss.METRIC_INNER_PRODUCT)
             ivf.train(vectors)
             ivf.nprobe = min(nlist, 32)
-            index = faiss.IndexRefineFlat(ivf)
-            index.k_factor = 4
+            refine = faiss.IndexRefineFlat(ivf)
+            refine.k_factor = 4
+            index = refine
     else:
         index = faiss.IndexFlatIP(dim)
     if n:
@@ -188,13 +198,13 @@ def _write_json(path: Path, data: object) -> None:
     path.write_text(json.dumps(data, ensure_ascii=False, indent=2), encoding="utf-8")
 
 
-def _write_jsonl(path: Path, rows: list[dict]) -> None:
+def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
     with path.open("w", encoding="utf-8") as fh:
         for row in rows:
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
-def _read_jsonl(path: Path) -> list[dict]:
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     with path.open(encoding="utf-8") as fh:
         return [json.loads(line) for line in fh if line.strip()]
 
@@ -233,12 +243,13 @@ def current_build(index_dir: Path) -> Path | None:
     return path if name and path.is_dir() else None
 
 
-def read_manifest(index_dir: Path) -> dict | None:
+def read_manifest(index_dir: Path) -> dict[str, Any] | None:
     build = current_build(index_dir)
     if build is None:
         return None
     try:
-        return json.loads((build / "manifest.json").read_text(encoding="utf-8"))
+        manifest: dict[str, Any] = json.loads((build / "manifest.json").read_text(encoding="utf-8"))
+        return manifest
     except (OSError, ValueError):
         return None
 

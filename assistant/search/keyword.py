@@ -8,6 +8,7 @@ import unicodedata
 from collections.abc import Sequence
 
 import numpy as np
+from numpy.typing import NDArray
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 
@@ -69,7 +70,7 @@ class KeywordIndex:
         tokens = tokenize(query)
         return sum(t in self.vocabulary for t in tokens) / len(tokens) if tokens else 0.0
 
-    def scores(self, query: str) -> np.ndarray:
+    def scores(self, query: str) -> NDArray[np.float32]:
         tokens = tokenize(query)
         if not tokens or self.size == 0:
             return np.zeros(self.size, dtype=np.float32)

@@ -7,8 +7,10 @@ import time
 from collections import OrderedDict
 from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from assistant.config import RetrievalMode, Settings
 from assistant.search.embedders import Embedder
@@ -35,7 +37,7 @@ class Passage:
     dense_rank: int | None = None
     keyword_rank: int | None = None
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -43,7 +45,7 @@ class Passage:
 class SearchResult:
     passages: list[Passage]
     timings_ms: dict[str, float] = field(default_factory=dict)
-    query_vector: np.ndarray | None = None  # the embedded query, when dense search ran
+    query_vector: NDArray[np.float32] | None = None  # the embedded query, when dense search ran
 
 
 def rrf(rankings: list[tuple[list[int], float]], k: int) -> dict[int, float]:
@@ -85,10 +87,10 @@ class Retriever:
         self.index = index
         self.embedder = embedder
         self.settings = settings
-        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache: OrderedDict[str, NDArray[np.float32]] = OrderedDict()
         self._cache_lock = threading.Lock()
 
-    def embed_query(self, query: str, timings: dict[str, float]) -> np.ndarray:
+    def embed_query(self, query: str, timings: dict[str, float]) -> NDArray[np.float32]:
         """The query's vector; repeated questions come from a small LRU cache."""
         t = time.perf_counter()
         with self._cache_lock:
@@ -105,7 +107,7 @@ class Retriever:
         timings["embed_query"] = _ms(t)
         return vector
 
-    def dense(self, vector: np.ndarray, n: int, timings: dict[str, float]) -> tuple[list[int], dict[int, float]]:
+    def dense(self, vector: NDArray[np.float32], n: int, timings: dict[str, float]) -> tuple[list[int], dict[int, float]]:
         t = time.perf_counter()
         found = self.index.dense_search(vector, n)
         timings["dense_search"] = _ms(t)
@@ -166,7 +168,15 @@ class Retriever:
         timings["fusion"] = _ms(t)
         return SearchResult(passages, timings, vector)
 
-    def _passage(self, i, score, dense_scores, kw_scores, dense_rank, kw_rank) -> Passage:
+    def _passage(
+        self,
+        i: int,
+        score: float,
+        dense_scores: dict[int, float],
+        kw_scores: dict[int, float],
+        dense_rank: dict[int, int],
+        kw_rank: dict[int, int],
+    ) -> Passage:
         chunk = self.index.chunk(i)
         doc = self.index.documents[chunk.doc_id]
         return Passage(

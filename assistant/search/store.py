@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+from numpy.typing import NDArray
 
 from assistant.ingest.chunking import Chunk
 from assistant.ingest.documents import Document
@@ -25,21 +26,28 @@ class SentenceRow:
     doc_id: str
     start: int
     end: int
-    vector: np.ndarray
-    previous_vector: np.ndarray | None
+    vector: NDArray[np.float32]
+    previous_vector: NDArray[np.float32] | None
 
 
 @runtime_checkable
 class Store(Protocol):
-    manifest: dict  # build id, built_at, index_type, counts, skipped files
-    documents: Mapping[str, Document]  # by id; a document's text is what citation offsets index into
+    @property
+    def manifest(self) -> dict[str, Any]:
+        """Build id, built_at, index_type, counts, skipped files."""
+        ...
+
+    @property
+    def documents(self) -> Mapping[str, Document]:
+        """By id; a document's text is what citation offsets index into."""
+        ...
 
     @property
     def chunk_count(self) -> int: ...
 
     def chunk(self, i: int) -> Chunk: ...
 
-    def dense_search(self, vector: np.ndarray, n: int) -> tuple[list[int], dict[int, float]]:
+    def dense_search(self, vector: NDArray[np.float32], n: int) -> tuple[list[int], dict[int, float]]:
         """The ``n`` chunks closest to the (unit) query vector: ranked ids and inner products."""
         ...
 
