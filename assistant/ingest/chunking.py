@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from assistant.ingest.documents import Document
+
+if TYPE_CHECKING:
+    from langchain_text_splitters import RecursiveCharacterTextSplitter
 
 # Paragraphs first, then lines, then sentence ends, then clauses, then words.
 SEPARATORS = ["\n\n", "\n", ". ", "? ", "! ", "; ", ", ", " ", ""]
@@ -26,7 +30,7 @@ class Chunk:
         return hashlib.sha256(self.text.encode("utf-8")).hexdigest()[:16]
 
 
-def make_splitter(chunk_size: int, chunk_overlap: int):
+def make_splitter(chunk_size: int, chunk_overlap: int) -> RecursiveCharacterTextSplitter:
     from langchain_text_splitters import RecursiveCharacterTextSplitter  # only needed to build
 
     return RecursiveCharacterTextSplitter(
@@ -42,10 +46,13 @@ def make_splitter(chunk_size: int, chunk_overlap: int):
 def chunk_document(doc: Document, chunk_size: int, chunk_overlap: int) -> list[Chunk]:
     """Split one document; every chunk's offsets are checked against the text.
 
-    >>> from assistant.ingest.documents import Document
-    >>> doc = Document("d", "d.txt", "T", "First paragraph here.\\n\\nSecond one.", "0")
-    >>> [(c.start, c.end, c.text) for c in chunk_document(doc, 100, 0)]
-    [(0, 34, 'First paragraph here.\\n\\nSecond one.')]
+        >>> from assistant.ingest.documents import Document
+
+    if TYPE_CHECKING:
+        from langchain_text_splitters import RecursiveCharacterTextSplitter
+        >>> doc = Document("d", "d.txt", "T", "First paragraph here.\\n\\nSecond one.", "0")
+        >>> [(c.start, c.end, c.text) for c in chunk_document(doc, 100, 0)]
+        [(0, 34, 'First paragraph here.\\n\\nSecond one.')]
     """
     splitter = make_splitter(chunk_size, chunk_overlap)
     chunks: list[Chunk] = []

@@ -14,8 +14,10 @@ import json
 import logging
 import re
 import unicodedata
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from assistant.errors import CorpusError
 from assistant.ingest.metadata import detect_language, document_date, is_junk_title
@@ -50,7 +52,7 @@ class Document:
     # A PDF's pages: [start, end, first page, last page] for each paragraph, offsets into ``text``, pages from 1.
     page_spans: list[list[int]] = field(default_factory=list)
 
-    def info(self) -> dict:
+    def info(self) -> dict[str, Any]:
         """Metadata and warnings, without the text (and a PDF's page count instead of its page spans)."""
         data = asdict(self)
         del data["text"], data["page_spans"]
@@ -117,7 +119,7 @@ def _first_line_title(text: str, fallback: str) -> str:
     return fallback
 
 
-def _load_metadata(corpus_dir: Path) -> dict[str, dict]:
+def _load_metadata(corpus_dir: Path) -> dict[str, dict[str, Any]]:
     path = corpus_dir / METADATA_FILE
     if not path.exists():
         return {}
@@ -137,7 +139,7 @@ def _outside(path: Path, corpus_dir: Path) -> bool:
         return True
 
 
-def _candidates(corpus_dir: Path):
+def _candidates(corpus_dir: Path) -> Iterator[tuple[Path, Path]]:
     """Paths below ``corpus_dir`` with their corpus-relative form, hidden files and the metadata file left out."""
     for path in sorted(corpus_dir.rglob("*")):
         rel = path.relative_to(corpus_dir)
@@ -179,7 +181,7 @@ def doc_id_for(rel: Path) -> str:
     return re.sub(r"[^\w./-]+", "-", stem).strip("-")
 
 
-def load_document(path: Path, corpus_dir: Path, metadata: dict | None = None, limits: Limits | int = MAX_FILE_BYTES) -> Document:
+def load_document(path: Path, corpus_dir: Path, metadata: dict[str, Any] | None = None, limits: Limits | int = MAX_FILE_BYTES) -> Document:
     """Read one file into a Document within ``limits`` (a bare number: the size limit); raises UnreadableFile with a reason."""
     rel = path.relative_to(corpus_dir)
     if _outside(path, corpus_dir):
@@ -215,7 +217,7 @@ def load_document(path: Path, corpus_dir: Path, metadata: dict | None = None, li
     )
 
 
-def _align_spans(raw: str, spans: list, text: str) -> list[list[int]]:
+def _align_spans(raw: str, spans: list[tuple[int, int, int, int]], text: str) -> list[list[int]]:
     """The reader's paragraph spans (offsets into its raw text) moved onto the cleaned ``text``: each paragraph,
     cleaned alone, is found in order where a paragraph starts; one that cleaning dropped (a repeat) is left out.
 

@@ -7,8 +7,13 @@ from __future__ import annotations
 import logging
 import zipfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from assistant.ingest.text import Extracted, Limits, UnreadableFile, _Lazy
+from assistant.ingest.text import Extracted, Limits, ReaderMeta, UnreadableFile, _Lazy
+
+if TYPE_CHECKING:
+    from docx.table import Table
+    from docx.text.paragraph import Paragraph
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +25,7 @@ def docx_text(path: Path, limits: Limits | None = None) -> Extracted:
     """Text of a .docx: headings, paragraphs, lists and tables in the order they are written."""
     import docx
     from docx.opc.exceptions import PackageNotFoundError
+    from docx.table import Table
 
     limits = limits or Limits()
     deadline = limits.deadline()
@@ -36,7 +42,7 @@ def docx_text(path: Path, limits: Limits | None = None) -> Extracted:
     numbers: dict[str, int] = {}
     for item in document.iter_inner_content():
         deadline.check("reading the Word document")
-        if hasattr(item, "rows"):
+        if isinstance(item, Table):
             numbers.clear()
             blocks.extend(_table_blocks(item))
         else:
@@ -47,7 +53,7 @@ def docx_text(path: Path, limits: Limits | None = None) -> Extracted:
                     heading = line.replace("\n", " ")
     text = _join(blocks)
     props = document.core_properties
-    meta = {"author": props.author, "created": props.created, "modified": props.modified, "heading": heading}
+    meta: ReaderMeta = {"author": props.author, "created": props.created, "modified": props.modified, "heading": heading}
     meta["language"] = (props.language or "").split("-")[0].lower() or None
     return Extracted(text, _clean(props.title or "") or None, [], meta)
 
@@ -66,14 +72,14 @@ def _clean(text: str) -> str:
     return _SPACES.sub(" ", text).strip()
 
 
-def _style_name(paragraph) -> str:
+def _style_name(paragraph: Paragraph) -> str:
     try:
         return (paragraph.style.name or "") if paragraph.style is not None else ""
     except (KeyError, ValueError):
         return ""
 
 
-def _paragraph_line(paragraph, numbers: dict[str, int]) -> str:
+def _paragraph_line(paragraph: Paragraph, numbers: dict[str, int]) -> str:
     """One paragraph's text; a list item gets its marker, a heading stands alone (as every paragraph does)."""
     text = "\n".join(_clean(line) for line in paragraph.text.split("\n"))
     text = "\n".join(line for line in text.split("\n") if line)
@@ -105,7 +111,7 @@ def _join(blocks: list[str]) -> str:
     return "\n\n".join(out) + "\n" if out else ""
 
 
-def _table_blocks(table) -> list[str]:
+def _table_blocks(table: Table) -> list[str]:
     """A table as one paragraph, a row per line with its cells joined by " | " (merged cells once)."""
     lines = []
     for row in table.rows:

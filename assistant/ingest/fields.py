@@ -169,7 +169,9 @@ def _plausible_label(label: str) -> bool:
     return 1 <= len(words) <= MAX_LABEL_WORDS and not label.rstrip().endswith((",", ":", ";")) and label[:1].isupper()
 
 
-def _field(text: str, label: tuple[int, int], value: tuple[int, int], kind: str, context: str | None = None, row=None) -> Field:
+def _field(
+    text: str, label: tuple[int, int], value: tuple[int, int], kind: str, context: str | None = None, row: str | None = None
+) -> Field:
     return Field(
         label=_SPACE.sub(" ", text[label[0] : label[1]]).strip(),
         value=_SPACE.sub(" ", text[value[0] : value[1]]).strip(),
@@ -195,10 +197,13 @@ def _row_fields(text: str, label: tuple[int, int], cell: tuple[int, int]) -> lis
         if kind == "text" and _CODE_WHOLE.match(body.strip()):
             kind = "code"
         return [_field(text, label, cell, kind)]
-    out, prev = [], 0
+    out: list[Field] = []
+    prev = 0
     head = row.split()[0].casefold() if row else ""
     for match in matches:
-        kind = "date_range" if match.lastgroup == "range" else match.lastgroup
+        group = match.lastgroup
+        assert group is not None  # each of _VALUE's alternatives is a named group
+        kind = "date_range" if group == "range" else group
         value = (cell[0] + match.start(), cell[0] + match.end())
         sub = _strip(text, cell[0] + prev, cell[0] + match.start())
         prev = match.end()

@@ -1,5 +1,5 @@
-"""HTML: the main content of a page as paragraphs (menus, footers and link lists left out),
-definition lists as "term — definition", data tables as rows of " | "-joined cells."""
+"""HTML: the main content of a page (menus, footers and link lists left out), its title and declared
+date, author and language; ``html_render`` lays the content out as paragraphs."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import re
 import sys
 import threading
 
-from assistant.ingest.text import Deadline, Extracted, Limits, UnreadableFile, _bom_encoding, _Lazy, decode_text
+from assistant.ingest.html_render import HtmlNode, render, text_len
+from assistant.ingest.text import Deadline, Extracted, Limits, ReaderMeta, UnreadableFile, _bom_encoding, _Lazy, decode_text
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +50,6 @@ _BOILERPLATE_CLASS = _Lazy(
     re.I,
 )
 _PERMALINK = {"¶", "#", "§", "🔗"}
-_BLOCK_TAGS = {
-    "address", "article", "blockquote", "body", "center", "dd", "details", "div", "dl", "dt", "fieldset", "figcaption",
-    "figure", "form", "h1", "h2", "h3", "h4", "h5", "h6", "header", "hgroup", "hr", "li", "main", "ol", "p", "pre",
-    "section", "summary", "table", "ul", "caption", "legend", "menu", "tr", "td", "th", "tbody", "thead", "tfoot", "html",
-}  # fmt: skip
 _LINK_DENSE_TAGS = {"ul", "ol", "menu", "table", "div", "p", "section", "dl", "td", "tr", "center"}
 _SPACES = _Lazy(r"\s+")
 
@@ -74,7 +70,7 @@ def html_text(raw: bytes, deadline: Deadline | None = None) -> Extracted:
     visible = _visible_chars(root)
     _prune(root)
     deadline.check("finding the main content")
-    blocks = _render(_main_content(root), deadline)
+    blocks = render(_main_content(root), deadline)
     kept = sum(len(_SPACES.sub("", b)) for b in blocks)
     if visible >= MIN_GUARDED_CHARS and kept < 0.5 * visible:
         # The main-content rules dropped most of what a reader sees: keep the whole page rather than lose it.
@@ -83,7 +79,7 @@ def html_text(raw: bytes, deadline: Deadline | None = None) -> Extracted:
             if elem.getparent() is not None:
                 elem.drop_tree()
         body = whole.find("body")
-        blocks = _render(body if body is not None else whole, deadline)
+        blocks = render(body if body is not None else whole, deadline)
         warning = (
             f"the main-content extraction kept only {kept:,} of the page's {visible:,} visible characters, so the whole page"
             " was indexed (menus and footers included)"
@@ -99,7 +95,7 @@ _DATE_META = (
 )  # fmt: skip
 
 
-def _html_meta(root) -> dict:
+def _html_meta(root: HtmlNode) -> ReaderMeta:
     """The page's declared date, author and language, and its first ``<h1>``."""
     found: dict[str, str] = {}
     for elem in root.iter("meta"):
@@ -123,14 +119,14 @@ MIN_GUARDED_CHARS = 400  # pages with less visible text than this are not second
 _INVISIBLE_TAGS = {"script", "style", "noscript", "template", "head", "link", "meta", "svg", "math", "iframe", "object", "embed", "map"}
 
 
-def _parse(text: str):
+def _parse(text: str) -> HtmlNode:
     """The whole tree: ``huge_tree`` lifts libxml2's limits on depth (256) and on text runs (10 MB), which would
     otherwise cut the document silently; what is still beyond them (nesting over 2,048 deep) is refused."""
     import lxml.html
 
     parser = lxml.html.HTMLParser(huge_tree=True)
     try:
-        root = lxml.html.document_fromstring(text, parser=parser)
+        root: HtmlNode = lxml.html.document_fromstring(text, parser=parser)
     except Exception as exc:  # noqa: BLE001 - lxml raises several types for hopeless markup
         raise UnreadableFile(f"broken HTML ({exc.__class__.__name__}: {exc})") from exc
     for entry in parser.error_log:
@@ -144,7 +140,7 @@ def _parse(text: str):
 _DEPTH_LOCK = threading.Lock()
 
 
-def _allow_depth(root) -> None:
+def _allow_depth(root: HtmlNode) -> None:
     """Let the renderer's recursion follow the tree's depth (at most the parser's 2,048 levels)."""
     depth = max((sum(1 for _ in e.iterancestors()) for e in root.iter("div", "section", "span", "li", "td", "table")), default=0)
     if depth <= 150:
@@ -155,28 +151,22 @@ def _allow_depth(root) -> None:
             sys.setrecursionlimit(need)
 
 
-def _invisible(elem) -> bool:
+def _invisible(elem: HtmlNode) -> bool:
     return elem.tag in _INVISIBLE_TAGS or elem.get("hidden") is not None or "display:none" in (elem.get("style") or "").replace(" ", "")
 
 
-def _visible_chars(root) -> int:
+def _visible_chars(root: HtmlNode) -> int:
     """Characters (not spaces) a browser would show in the body: all of it but scripts, styles and hidden elements."""
     body = root.find("body")
     body = body if body is not None else root
-    total = _text_len(body)
+    total = text_len(body)
     hidden = [e for e in body.iter() if isinstance(e.tag, str) and _invisible(e)]
     marked = set(hidden)
     outer = [e for e in hidden if not any(a in marked for a in e.iterancestors())]
-    return max(0, total - sum(_text_len(e) for e in outer))
+    return max(0, total - sum(text_len(e) for e in outer))
 
 
-def _render(elem, deadline: Deadline) -> list[str]:
-    renderer = _HtmlRenderer(deadline)
-    renderer.block(elem)
-    return renderer.blocks
-
-
-def _html_title(root) -> str | None:
+def _html_title(root: HtmlNode) -> str | None:
     for xpath in ("//title", "//h1"):
         found = root.xpath(xpath)
         if found:
@@ -186,7 +176,7 @@ def _html_title(root) -> str | None:
     return None
 
 
-def _is_boilerplate(elem) -> bool:
+def _is_boilerplate(elem: HtmlNode) -> bool:
     if elem.tag in _DROP_TAGS or (elem.get("role") or "").lower() in _BOILERPLATE_ROLES:
         return True
     if elem.tag == "header" and not any(a.tag in {"article", "main", "section"} for a in elem.iterancestors()):
@@ -199,7 +189,7 @@ def _is_boilerplate(elem) -> bool:
     return elem.tag == "a" and _SPACES.sub("", elem.text_content()) in _PERMALINK
 
 
-def _prune(root) -> None:
+def _prune(root: HtmlNode) -> None:
     """Remove scripts, navigation, menus, footers, permalink anchors and link-dense blocks."""
     doomed = [e for e in root.iter() if isinstance(e.tag, str) and e.tag not in {"html", "body"} and _is_boilerplate(e)]
     for elem in doomed:
@@ -208,11 +198,7 @@ def _prune(root) -> None:
     _prune_link_dense(root)
 
 
-def _text_len(elem) -> int:
-    return len(_SPACES.sub("", elem.text_content()))
-
-
-def _prune_link_dense(elem) -> None:
+def _prune_link_dense(elem: HtmlNode) -> None:
     """Drop menus: blocks with at least three links whose text is nearly all link text (top-down)."""
     for child in list(elem):
         if not isinstance(child.tag, str):
@@ -220,212 +206,19 @@ def _prune_link_dense(elem) -> None:
         if child.tag in _LINK_DENSE_TAGS:
             links = child.xpath(".//a[@href]")
             if len(links) >= 3:
-                total = _text_len(child)
-                linked = sum(_text_len(a) for a in links)
+                total = text_len(child)
+                linked = sum(text_len(a) for a in links)
                 if total and linked / total > 0.75:
                     child.drop_tree()
                     continue
         _prune_link_dense(child)
 
 
-def _main_content(root):
+def _main_content(root: HtmlNode) -> HtmlNode:
     """The ``<main>`` (or role=main, or the only ``<article>``) element when there is one, else ``<body>``."""
     for xpath in ("//main", "//*[@role='main']", "//article"):
         found = root.xpath(xpath)
-        if len(found) == 1 and _text_len(found[0]) >= 200:
+        if len(found) == 1 and text_len(found[0]) >= 200:
             return found[0]
     body = root.find("body")
     return body if body is not None else root
-
-
-class _HtmlRenderer:
-    """Walks the cleaned tree into paragraphs: one line each, lists and tables one line per item or row."""
-
-    def __init__(self, deadline: Deadline) -> None:
-        self.deadline = deadline
-        self.blocks: list[str] = []
-        self.inline: list[str] = []
-
-    def flush(self) -> None:
-        """Turn the pending inline text into a paragraph (``<br>`` kept as a line break)."""
-        lines = [_SPACES.sub(" ", line).strip() for line in "".join(self.inline).split("\n")]
-        self.inline = []
-        text = "\n".join(line for line in lines if line)
-        if text:
-            self.blocks.append(text)
-
-    def text(self, value: str | None) -> None:
-        if value:
-            self.inline.append(value.replace("\n", " "))
-
-    def block(self, elem) -> None:
-        """Render a block element's children."""
-        self.deadline.check("laying out the text")
-        self.text(elem.text)
-        for child in elem:
-            self.node(child)
-            self.text(child.tail)
-        self.flush()
-
-    def node(self, elem) -> None:
-        tag = elem.tag if isinstance(elem.tag, str) else ""
-        if not tag:
-            return
-        if tag == "br":
-            self.inline.append("\n")
-        elif tag in {"ul", "ol", "menu"}:
-            self.flush()
-            self.blocks.extend(self.list_blocks(elem))
-        elif tag == "dl":
-            self.flush()
-            self.blocks.extend(self.definition_blocks(elem))
-        elif tag == "table":
-            self.flush()
-            self.blocks.extend(self.table_blocks(elem))
-        elif tag == "pre":
-            self.flush()
-            self.blocks.extend(_pre_blocks(elem))
-        elif tag == "hr":
-            self.flush()
-        elif tag in _BLOCK_TAGS:
-            self.flush()
-            self.block(elem)
-        else:  # inline element
-            if tag == "sup" and "".join(self.inline)[-1:].isdigit():
-                self.inline.append("^")  # 2<sup>48</sup> is 2^48, not 248
-            self.text(elem.text)
-            for child in elem:
-                self.node(child)
-                self.text(child.tail)
-
-    def sub_blocks(self, elem) -> list[str]:
-        """Render an element on its own and return its paragraphs."""
-        sub = _HtmlRenderer(self.deadline)
-        sub.block(elem)
-        return sub.blocks
-
-    def list_blocks(self, elem) -> list[str]:
-        """A list: one line per item ("- " or "1. "); an item with several paragraphs breaks the list into paragraphs."""
-        items = [child for child in elem if isinstance(child.tag, str) and child.tag == "li"]
-        if not items:
-            return self.sub_blocks(elem)
-        ordered = elem.tag == "ol"
-        rendered = []
-        for number, item in enumerate(items, 1):
-            blocks = self.sub_blocks(item)
-            if blocks:
-                marker = f"{number}. " if ordered else "- "
-                rendered.append([marker + blocks[0].replace("\n", " ")] + blocks[1:])
-        if all(len(blocks) == 1 for blocks in rendered):
-            return ["\n".join(blocks[0] for blocks in rendered)] if rendered else []
-        return [block for blocks in rendered for block in blocks]
-
-    def definition_blocks(self, elem) -> list[str]:
-        """A definition list: one paragraph per definition, "term — definition"."""
-        out: list[str] = []
-        terms: list[str] = []
-        pending_term = False
-        for child in _dl_children(elem):
-            if child.tag == "dt":
-                if not pending_term:
-                    terms = []
-                terms.extend(" ".join(self.sub_blocks(child)).split("\n"))
-                pending_term = True
-            else:
-                blocks = self.sub_blocks(child)
-                term = ", ".join(t for t in terms if t)
-                if blocks and term:
-                    out.append(f"{term} — {blocks[0]}")
-                    out.extend(blocks[1:])
-                elif blocks:
-                    out.extend(blocks)
-                elif term:
-                    out.append(term)
-                pending_term = False
-        if pending_term and terms:
-            out.append(", ".join(t for t in terms if t))
-        return out
-
-    def table_blocks(self, elem) -> list[str]:
-        """A data table as one paragraph, a row per line with cells joined by " | "; a layout table as its cells' blocks."""
-        rows = _table_rows(elem)
-        if _is_layout_table(elem, rows):
-            return [block for row in rows for cell in row for block in self.sub_blocks(cell)]
-        out = []
-        caption = elem.find("caption")
-        if caption is not None:
-            out.extend(self.sub_blocks(caption))
-        lines = []
-        for row in rows:
-            cells = [_cell_text(self.sub_blocks(cell)) for cell in row]
-            while cells and not cells[-1]:
-                cells.pop()
-            if any(cells):
-                lines.append(" | ".join(cells))
-        if lines:
-            out.append("\n".join(lines))
-        return out
-
-
-def _cell_text(blocks: list[str]) -> str:
-    """A table cell on one line: short values split by ``<br>`` joined by commas, longer text by spaces.
-
-    >>> _cell_text(["INT\\nINTEGER", "BIGINT"]), _cell_text(["A sentence broken by a line break\\nin the middle of it."])
-    ('INT, INTEGER, BIGINT', 'A sentence broken by a line break in the middle of it.')
-    >>> _cell_text(["Training:", "- 12 teachers\\n- 3 schools"])
-    'Training: 12 teachers; 3 schools'
-
-    """
-    lines = [line for block in blocks for line in block.split("\n")]
-    items = [re.sub(r"^(?:- |\d+\. )", "", line) for line in lines]
-    if items != lines:  # a list in a cell
-        return "; ".join(items).replace(":; ", ": ")
-    out = lines[0] if lines else ""
-    for prev, line in zip(lines, lines[1:], strict=False):
-        values = len(prev.split()) <= 3 and len(line.split()) <= 3 and not line[:1].islower()
-        out += (", " if values else " ") + line
-    return out
-
-
-def _dl_children(elem):
-    """The dt/dd elements of a definition list, looking through HTML5's ``<div>`` wrappers."""
-    for child in elem:
-        if not isinstance(child.tag, str):
-            continue
-        if child.tag in {"dt", "dd"}:
-            yield child
-        elif child.tag == "div":
-            yield from _dl_children(child)
-
-
-def _table_rows(table) -> list[list]:
-    rows = []
-    for section in [table] + [c for c in table if c.tag in {"thead", "tbody", "tfoot"}]:
-        for row in section:
-            if row.tag == "tr":
-                rows.append([cell for cell in row if cell.tag in {"td", "th"}])
-    return rows
-
-
-_LAYOUT_INSIDE = ".//table|.//h1|.//h2|.//h3|.//h4|.//h5|.//h6"
-
-
-def _is_layout_table(table, rows: list[list]) -> bool:
-    """Tables used for page layout: a presentation role, one column, nested tables or headings, or whole text columns.
-
-    Cells wrapped in ``<p>`` (as word processors export them) or holding a short list still make a data table.
-    """
-    if (table.get("role") or "").lower() in {"presentation", "none"}:
-        return True
-    if not rows or max(len(row) for row in rows) <= 1:
-        return True
-    return any(cell.xpath(_LAYOUT_INSIDE) or _text_len(cell) > 800 for row in rows for cell in row)
-
-
-def _pre_blocks(elem) -> list[str]:
-    """Preformatted text keeps its lines; tabs become spaces and blank-line runs split it into paragraphs."""
-    for br in elem.iter("br"):
-        br.tail = "\n" + (br.tail or "")
-    text = elem.text_content().expandtabs(4)
-    paragraphs = re.split(r"\n\s*\n", text)
-    return [p for p in ("\n".join(line.rstrip() for line in para.strip("\n").split("\n")) for para in paragraphs) if p.strip()]

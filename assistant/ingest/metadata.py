@@ -43,7 +43,7 @@ _PDF_DATE = _Lazy(r"^(?:D:)?(\d{4})(\d{2})?(\d{2})?")
 _ISO_DATE = _Lazy(r"^\s*(\d{4})-(\d{2})(?:-(\d{2}))?")
 
 
-def document_date(value) -> str | None:
+def document_date(value: object) -> str | None:
     """An ISO date (``YYYY-MM-DD``, or ``YYYY-MM``/``YYYY`` when that is all it says) from a PDF date string,
     an ISO string or a datetime; ``None`` for anything implausible.
 

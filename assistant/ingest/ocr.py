@@ -10,14 +10,33 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 from assistant.ingest.text import PDFIUM_LOCK
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
 
 log = logging.getLogger(__name__)
 
 DPI = 300
 LANGUAGES = ("eng", "fra", "rus", "tgk")  # the corpus's languages, those installed are used together
 HOW_TO_ENABLE = "install Tesseract to read it (Debian: apt-get install tesseract-ocr tesseract-ocr-eng tesseract-ocr-fra tesseract-ocr-rus)"
+
+
+class Bitmap(Protocol):
+    """A page rendered by pypdfium2 (``PdfBitmap``; pypdfium2 ships no type information)."""
+
+    def to_numpy(self) -> NDArray[np.uint8]: ...
+
+
+class RenderablePage(Protocol):
+    """What OCR needs of a pypdfium2 ``PdfPage``: its rendering and its height in PDF points."""
+
+    def render(self, *, scale: float, grayscale: bool) -> Bitmap: ...
+
+    def get_height(self) -> float: ...
 
 
 @functools.cache
@@ -35,7 +54,7 @@ def tesseract_languages() -> str | None:
     return "+".join(chosen) if chosen else None
 
 
-def ocr_lines(page, seconds: float) -> list[tuple[str, float, float, float, float]]:
+def ocr_lines(page: RenderablePage, seconds: float) -> list[tuple[str, float, float, float, float]]:
     """The page's text lines by OCR: (text, x0, x1, baseline, size) in PDF points, y upwards; [] when none.
 
     Raises ``subprocess.TimeoutExpired`` past ``seconds``.

@@ -4,34 +4,18 @@ contents removed; pages without a text layer reported."""
 
 from __future__ import annotations
 
-import logging
 import re
 import unicodedata
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 
-from assistant.ingest.ocr import HOW_TO_ENABLE, ocr_lines, tesseract_languages
-from assistant.ingest.text import LOW_TEXT_CHARS, PDFIUM_LOCK, Deadline, Extracted, Limits, UnreadableFile, _Lazy
+from assistant.ingest.ocr import HOW_TO_ENABLE, tesseract_languages
+from assistant.ingest.pdf_lines import Line, PdfDocument, median, read_pages
+from assistant.ingest.text import LOW_TEXT_CHARS, PDFIUM_LOCK, Extracted, Limits, ReaderMeta, UnreadableFile, _Lazy
 
 _SPACES = _Lazy(r"\s+")
 
-log = logging.getLogger(__name__)
-
 # ---------------------------------------------------------------- PDF
-
-
-@dataclass
-class _Line:
-    """One text line of a PDF page with the geometry that tells paragraphs apart (PDF points, y upwards)."""
-
-    text: str
-    x0: float
-    x1: float
-    baseline: float
-    size: float
-    page: int
-    toc: bool = False
 
 
 def pdf_text(path: Path, limits: Limits | None = None) -> Extracted:
@@ -46,7 +30,7 @@ def pdf_text(path: Path, limits: Limits | None = None) -> Extracted:
     deadline = limits.deadline()
     try:
         with PDFIUM_LOCK:
-            pdf = pdfium.PdfDocument(str(path))
+            pdf: PdfDocument = pdfium.PdfDocument(str(path))
     except pdfium.PdfiumError as exc:
         if "password" in str(exc).lower():
             raise UnreadableFile("the PDF is password-protected (save a copy without the password and add that)", kind="encrypted") from exc
@@ -60,7 +44,7 @@ def pdf_text(path: Path, limits: Limits | None = None) -> Extracted:
             )
         title = _pdf_title(info.get("Title") or "")
         ocr = limits.ocr and tesseract_languages() is not None
-        pages, sizes, failed, ocred = _pdf_pages(pdf, deadline, ocr)
+        pages, sizes, failed, ocred = read_pages(pdf, deadline, ocr)
     finally:
         with PDFIUM_LOCK:
             pdf.close()
@@ -70,13 +54,15 @@ def pdf_text(path: Path, limits: Limits | None = None) -> Extracted:
         shown = ", ".join(map(str, ocred[:20])) + (", ..." if len(ocred) > 20 else "")
         found.warnings.append(f"read by OCR (Tesseract, {tesseract_languages()}): page{'s' if len(ocred) > 1 else ''} {shown}")
     found.meta.update(
-        author=info.get("Author") or None,
-        creator=info.get("Creator") or None,
-        producer=info.get("Producer") or None,
-        created=info.get("CreationDate") or None,
-        modified=info.get("ModDate") or None,
-        pages=len(pages),
-        ocr_pages=ocred,
+        {
+            "author": info.get("Author") or None,
+            "creator": info.get("Creator") or None,
+            "producer": info.get("Producer") or None,
+            "created": info.get("CreationDate") or None,
+            "modified": info.get("ModDate") or None,
+            "pages": len(pages),
+            "ocr_pages": ocred,
+        }
     )
     return found
 
@@ -101,122 +87,6 @@ def _ocr_hint(limits: Limits) -> str | None:
     if not limits.ocr:
         return "OCR is off: ASSISTANT_OCR=false"
     return None if tesseract_languages() else HOW_TO_ENABLE
-
-
-def _pdf_pages(pdf, deadline: Deadline, ocr: bool) -> tuple[list[list[_Line]], list[tuple[float, float]], int, list[int]]:
-    """Each page's lines and size, the number of unreadable pages, and the pages read by OCR (from 1)."""
-    import pypdfium2 as pdfium
-
-    pages, sizes, failed, ocred = [], [], 0, []
-    with PDFIUM_LOCK:
-        count = len(pdf)
-    for number in range(count):
-        deadline.check(f"at page {number + 1:,} of {count:,}")
-        try:
-            with PDFIUM_LOCK:  # one page at a time, so a page rendered for the page viewer can run between two
-                lines, size, page = _read_page(pdf, number)
-            if not lines and ocr:
-                lines = _ocr_page(page, number, deadline)
-                if lines:
-                    ocred.append(number + 1)
-            with PDFIUM_LOCK:
-                page.close()
-            pages.append(lines)
-            sizes.append(size)
-        except pdfium.PdfiumError as exc:
-            log.info("page %d unreadable: %s", number + 1, exc)
-            pages.append([])
-            sizes.append((0.0, 0.0))
-            failed += 1
-    return pages, sizes, failed, ocred
-
-
-def _read_page(pdf, number: int) -> tuple[list[_Line], tuple[float, float], object]:
-    """Page ``number``'s text lines and size, and the page (still open, for OCR)."""
-    page = pdf[number]
-    size, textpage = page.get_size(), page.get_textpage()
-    lines = _page_lines(textpage, number)
-    textpage.close()
-    return lines, size, page
-
-
-def _ocr_page(page, number: int, deadline: Deadline) -> list[_Line]:
-    """A page without a text layer read by Tesseract; line sizes evened out so OCR's jitter breaks no paragraph."""
-    import subprocess
-
-    log.info("page %d: no text layer, reading it by OCR", number + 1)
-    try:
-        found = ocr_lines(page, deadline.remaining())
-    except subprocess.TimeoutExpired:
-        deadline.check(f"reading page {number + 1:,} by OCR")
-        raise
-    if not found:
-        return []
-    body = _median([size for *_, size in found])
-    lines = []
-    for text, x0, x1, baseline, size in found:
-        lines.append(_Line(text, x0, x1, baseline, size if size > 1.3 * body else body, number))
-    return lines
-
-
-def _page_lines(textpage, number: int) -> list[_Line]:
-    """Visual lines as pdfium orders them, with position and font size.
-
-    pdfium ends a line at its generated line breaks, but merges a line ending in a hyphen with the
-    next one (marking the hyphen as U+0002): such a line is split again after the marker.
-    """
-    import ctypes
-
-    import pypdfium2.raw as raw
-
-    page = textpage.raw
-    lines: list[_Line] = []
-    current = _LineBuilder(number)
-    left, right, bottom, top = (ctypes.c_double() for _ in range(4))
-    x, y = ctypes.c_double(), ctypes.c_double()
-    for index in range(raw.FPDFText_CountChars(page)):
-        char = chr(raw.FPDFText_GetUnicode(page, index))
-        if char in "\r\n":
-            current = current.close(lines)
-            continue
-        if char.isspace():
-            current.chars.append(char)
-            continue
-        raw.FPDFText_GetCharBox(page, index, left, right, bottom, top)
-        raw.FPDFText_GetCharOrigin(page, index, x, y)
-        current.add(char, left.value, right.value, y.value, raw.FPDFText_GetFontSize(page, index))
-        if char in "\x02\ufffe":
-            current = current.close(lines)
-    current.close(lines)
-    return lines
-
-
-class _LineBuilder:
-    """Characters of one line being read, with their boxes."""
-
-    def __init__(self, page: int) -> None:
-        self.page = page
-        self.chars: list[str] = []
-        self.x0: list[float] = []
-        self.x1: list[float] = []
-        self.baselines: list[float] = []
-        self.sizes: list[float] = []
-
-    def add(self, char: str, x0: float, x1: float, baseline: float, size: float) -> None:
-        self.chars.append(char)
-        self.x0.append(x0)
-        self.x1.append(x1)
-        self.baselines.append(baseline)
-        self.sizes.append(round(size, 1))
-
-    def close(self, lines: list[_Line]) -> _LineBuilder:
-        """Append the line, if it has any text, and start the next one."""
-        # pdfium gives characters beyond the BMP as UTF-16 surrogate pairs.
-        text = "".join(self.chars).encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace").strip()
-        if text and self.sizes:
-            size = Counter(self.sizes).most_common(1)[0][0]
-            lines.append(_Line(text, min(self.x0), max(self.x1), _median(self.baselines), size, self.page))
-        return _LineBuilder(self.page)
 
 
 # Page furniture and contents lists.
@@ -245,11 +115,11 @@ def _furniture_key(text: str) -> str:
     return _SPACES.sub(" ", re.sub(r"\b[ivxlc]{1,6}\b$", "#", text)).strip()
 
 
-def _in_zone(line: _Line, height: float) -> bool:
+def _in_zone(line: Line, height: float) -> bool:
     return height > 0 and (line.baseline > height * (1 - _ZONE) or line.baseline < height * _ZONE)
 
 
-def _edge_lines(pages: list[list[_Line]], sizes: list[tuple[float, float]]) -> list[list[_Line]]:
+def _edge_lines(pages: list[list[Line]], sizes: list[tuple[float, float]]) -> list[list[Line]]:
     """The first two and last two lines of each page, where they sit in its top or bottom margin zone."""
     edges = []
     for lines, (_, height) in zip(pages, sizes, strict=True):
@@ -258,7 +128,7 @@ def _edge_lines(pages: list[list[_Line]], sizes: list[tuple[float, float]]) -> l
     return edges
 
 
-def _page_number_offset(edges: list[list[_Line]]) -> int | None:
+def _page_number_offset(edges: list[list[Line]]) -> int | None:
     """How printed page numbers in running heads relate to page indexes ("Chapter 2: Scope 14" on index 15: -1)."""
     offsets: Counter[int] = Counter()
     for index, edge in enumerate(edges):
@@ -270,7 +140,7 @@ def _page_number_offset(edges: list[list[_Line]]) -> int | None:
     return offset if count >= max(2, 0.3 * len(edges)) else None
 
 
-def _strip_furniture(pages: list[list[_Line]], sizes: list[tuple[float, float]]) -> list[list[_Line]]:
+def _strip_furniture(pages: list[list[Line]], sizes: list[tuple[float, float]]) -> list[list[Line]]:
     """Drop page numbers, running heads numbered like the pages, and header/footer lines repeated on several pages."""
     edges = _edge_lines(pages, sizes)
     counts = Counter(key for edge in edges for key in {_furniture_key(line.text) for line in edge})
@@ -288,7 +158,7 @@ def _strip_furniture(pages: list[list[_Line]], sizes: list[tuple[float, float]])
     return kept
 
 
-def _mark_contents(lines: list[_Line]) -> None:
+def _mark_contents(lines: list[Line]) -> None:
     """Mark a contents list: dot-leader lines, entries without leaders next to them, entries wrapped over two lines, its heading."""
     for line in lines:
         line.toc = bool(_LEADER.search(line.text))
@@ -298,26 +168,15 @@ def _mark_contents(lines: list[_Line]) -> None:
         for i, line in enumerate(lines):
             before = lines[i - 1] if i > 0 and lines[i - 1].toc else None
             after = lines[i + 1] if i + 1 < len(lines) and lines[i + 1].toc else None
-            if line.toc or not (before or after):
-                continue
             neighbour = before or after
+            if line.toc or neighbour is None:
+                continue
             entry = _ENDS_WITH_PAGE.search(line.text) and abs(line.size - neighbour.size) < 0.5
             if entry or (before and after) or (after and _CONTENTS.match(line.text)):  # (before and after): a wrapped entry
                 line.toc = changed = True
 
 
-def _median(values: list[float]) -> float:
-    """The middle value (the mean of the two middle ones for an even count).
-
-    >>> _median([3.0, 1.0, 2.0]), _median([4.0, 1.0, 2.0, 3.0])
-    (2.0, 2.5)
-    """
-    ordered = sorted(values)
-    middle = len(ordered) // 2
-    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
-
-
-def _layout_stats(lines: list[_Line]) -> tuple[float, float, float]:
+def _layout_stats(lines: list[Line]) -> tuple[float, float, float]:
     """Left margin, right edge and usual line pitch of a page's body lines."""
     if not lines:
         return 0.0, 0.0, 0.0
@@ -325,10 +184,10 @@ def _layout_stats(lines: list[_Line]) -> tuple[float, float, float]:
     right = sorted(line.x1 for line in lines)[int(0.9 * (len(lines) - 1))]
     pairs = zip(lines, lines[1:], strict=False)
     pitches = [a.baseline - b.baseline for a, b in pairs if abs(a.size - b.size) < 0.5 and 0 < a.baseline - b.baseline < 3 * a.size]
-    return left, right, _median(pitches) if pitches else 0.0
+    return left, right, median(pitches) if pitches else 0.0
 
 
-def _breaks_paragraph(prev: _Line, line: _Line, stats: tuple[float, float, float], first: _Line) -> bool:
+def _breaks_paragraph(prev: Line, line: Line, stats: tuple[float, float, float], first: Line) -> bool:
     """Does ``line`` start a new paragraph after ``prev``? Gaps, size changes, bullets, indents and short lines say so."""
     left, right, pitch = stats
     size = max(prev.size, line.size)
@@ -343,15 +202,15 @@ def _breaks_paragraph(prev: _Line, line: _Line, stats: tuple[float, float, float
     return indented or ends_short or (prev.x1 < left + 0.6 * width and line.text[:1].isupper())
 
 
-def _runs_on(last: _Line, line: _Line) -> bool:
+def _runs_on(last: Line, line: Line) -> bool:
     """Does a sentence run on from the last line of a page or column into ``line``?"""
     unfinished = not _SENTENCE_END.search(last.text) and (line.text[:1].islower() or last.text[-1] in _HYPHENS)
     return unfinished and abs(last.size - line.size) < 0.5
 
 
-def _paragraphs(pages: list[list[_Line]]) -> list[list[_Line]]:
+def _paragraphs(pages: list[list[Line]]) -> list[list[Line]]:
     """Group lines into paragraphs, continuing a paragraph across a page or column break when a sentence runs on."""
-    paragraphs: list[list[_Line]] = []
+    paragraphs: list[list[Line]] = []
     for lines in pages:
         stats = _layout_stats(lines)
         for i, line in enumerate(lines):
@@ -384,7 +243,8 @@ def _vocabulary(lines: list[str]) -> tuple[set[str], set[str]]:
     >>> sorted(words), sorted(compounds)
     (['a', 'and', 'development', 'e', 'for', 'mail', 'plan'], ['2022-2026', 'e-mail'])
     """
-    words, compounds = set(), set()
+    words: set[str] = set()
+    compounds: set[str] = set()
     split_before = False
     for text in lines:
         tokens = _TOKEN.findall(text)
@@ -433,7 +293,7 @@ def _join_lines(lines: list[str], vocab: tuple[set[str], set[str]]) -> str:
 
 
 def _assemble_pdf(
-    pages: list[list[_Line]], sizes: list[tuple[float, float]], failed: int, title: str | None, hint: str | None = None
+    pages: list[list[Line]], sizes: list[tuple[float, float]], failed: int, title: str | None, hint: str | None = None
 ) -> Extracted:
     chars = sum(len(line.text) for lines in pages for line in lines)
     if not pages:
@@ -449,15 +309,16 @@ def _assemble_pdf(
     vocab = _vocabulary([line.text for lines in pages for line in lines])
     texts = [_join_lines([line.text for line in para], vocab) for para in paragraphs]
     texts = [unicodedata.normalize("NFKC", t).replace("\ufffe", "").replace("\x02", "") for t in texts]
-    spans, offset = [], 0
+    spans: list[tuple[int, int, int, int]] = []
+    offset = 0
     for para, para_text in zip(paragraphs, texts, strict=True):
         spans.append((offset, offset + len(para_text), para[0].page + 1, para[-1].page + 1))
         offset += len(para_text) + 2
-    meta = {"page_spans": spans, "heading": _first_heading(pages)}
+    meta: ReaderMeta = {"page_spans": spans, "heading": _first_heading(pages)}
     return Extracted("\n\n".join(texts) + "\n", title, warnings, meta)
 
 
-def _first_heading(pages: list[list[_Line]]) -> str | None:
+def _first_heading(pages: list[list[Line]]) -> str | None:
     """The title printed on the first page with text: its largest type, when larger than the body's (lines in a row joined)."""
     lines = next((lines for lines in pages if lines), [])
     body = Counter(line.size for page in pages for line in page).most_common(1)
@@ -477,7 +338,7 @@ def _first_heading(pages: list[list[_Line]]) -> str | None:
     return text if sum(ch.isalpha() for ch in text) >= 3 else None
 
 
-def _pdf_warnings(pages: list[list[_Line]], failed: int, chars: int, hint: str | None = None) -> list[str]:
+def _pdf_warnings(pages: list[list[Line]], failed: int, chars: int, hint: str | None = None) -> list[str]:
     warnings = []
     empty = [n + 1 for n, lines in enumerate(pages) if not lines]
     if failed:

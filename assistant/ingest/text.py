@@ -8,7 +8,13 @@ import logging
 import re
 import threading
 import unicodedata
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, AnyStr, Generic, TypedDict
+
+if TYPE_CHECKING:
+    from assistant.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -32,17 +38,34 @@ class UnreadableFile(Exception):
 PDFIUM_LOCK = threading.RLock()  # pdfium is not thread-safe: reading, OCR's render and the page viewer each hold this
 
 
-class _Lazy:
+class _Lazy(Generic[AnyStr]):
     """A regular expression compiled on first use, so importing this module stays cheap."""
 
-    def __init__(self, pattern: str | bytes, flags: int = 0) -> None:
-        self.pattern, self.flags = pattern, flags
-        self.compiled: re.Pattern | None = None
+    def __init__(self, pattern: AnyStr, flags: int = 0) -> None:
+        self.pattern: AnyStr = pattern
+        self.flags = flags
+        self.compiled: re.Pattern[AnyStr] | None = None
 
-    def __getattr__(self, name: str):
+    def _regex(self) -> re.Pattern[AnyStr]:
         if self.compiled is None:
             self.compiled = re.compile(self.pattern, self.flags)
-        return getattr(self.compiled, name)
+        return self.compiled
+
+    def search(self, string: AnyStr) -> re.Match[AnyStr] | None:
+        return self._regex().search(string)
+
+    def match(self, string: AnyStr) -> re.Match[AnyStr] | None:
+        return self._regex().match(string)
+
+    def sub(self, repl: AnyStr | Callable[[re.Match[AnyStr]], AnyStr], string: AnyStr) -> AnyStr:
+        return self._regex().sub(repl, string)
+
+    def findall(self, string: AnyStr) -> list[Any]:
+        """As ``re.Pattern.findall``: strings, or tuples of them when the pattern has several groups."""
+        return self._regex().findall(string)
+
+    def finditer(self, string: AnyStr) -> Iterator[re.Match[AnyStr]]:
+        return self._regex().finditer(string)
 
 
 @dataclass(frozen=True)
@@ -59,7 +82,7 @@ class Limits:
     ocr: bool = True  # read PDF pages without a text layer by OCR when Tesseract is installed
 
     @classmethod
-    def from_settings(cls, settings) -> Limits:
+    def from_settings(cls, settings: Settings) -> Limits:
         """The limits ``Settings`` configures (``max_file_mb``, ``max_pdf_pages``, ``max_read_s``, ``ocr``)."""
         return cls(int(settings.max_file_mb * 1024 * 1024), settings.max_pdf_pages, settings.max_read_s, settings.ocr)
 
@@ -87,6 +110,21 @@ class Deadline:
             )
 
 
+class ReaderMeta(TypedDict, total=False):
+    """What the file's own properties say, for the metadata; a reader sets the keys its format has (``None``: left empty)."""
+
+    author: str | None
+    creator: str | None
+    producer: str | None
+    created: str | datetime | None  # a PDF date string, an HTML page's declared date or a Word document's datetime
+    modified: str | datetime | None
+    language: str | None
+    heading: str | None
+    pages: int  # the PDF reader's: its page count, the pages it read by OCR, and each paragraph's
+    ocr_pages: list[int]  # (start, end, first page, last page), offsets into the text, pages from 1
+    page_spans: list[tuple[int, int, int, int]]
+
+
 @dataclass
 class Extracted:
     """What a reader found in one file: raw text, a title if the file names one, and warnings for the user."""
@@ -94,9 +132,7 @@ class Extracted:
     text: str
     title: str | None = None
     warnings: list[str] = field(default_factory=list)
-    # What the file's own properties say, for the metadata: "author", "created", "modified" (datetimes or
-    # strings), "language"; the PDF reader adds "page_spans".
-    meta: dict = field(default_factory=dict)
+    meta: ReaderMeta = field(default_factory=lambda: ReaderMeta())
 
 
 # ---------------------------------------------------------------- plain text
