@@ -46,13 +46,10 @@ def make_splitter(chunk_size: int, chunk_overlap: int) -> RecursiveCharacterText
 def chunk_document(doc: Document, chunk_size: int, chunk_overlap: int) -> list[Chunk]:
     """Split one document; every chunk's offsets are checked against the text.
 
-        >>> from assistant.ingest.documents import Document
-
-    if TYPE_CHECKING:
-        from langchain_text_splitters import RecursiveCharacterTextSplitter
-        >>> doc = Document("d", "d.txt", "T", "First paragraph here.\\n\\nSecond one.", "0")
-        >>> [(c.start, c.end, c.text) for c in chunk_document(doc, 100, 0)]
-        [(0, 34, 'First paragraph here.\\n\\nSecond one.')]
+    >>> from assistant.ingest.documents import Document
+    >>> doc = Document("d", "d.txt", "T", "First paragraph here.\\n\\nSecond one.", "0")
+    >>> [(c.start, c.end, c.text) for c in chunk_document(doc, 100, 0)]
+    [(0, 34, 'First paragraph here.\\n\\nSecond one.')]
     """
     splitter = make_splitter(chunk_size, chunk_overlap)
     chunks: list[Chunk] = []

@@ -120,8 +120,10 @@ class ReaderMeta(TypedDict, total=False):
     modified: str | datetime | None
     language: str | None
     heading: str | None
-    pages: int  # the PDF reader's: its page count, the pages it read by OCR, and each paragraph's
-    ocr_pages: list[int]  # (start, end, first page, last page), offsets into the text, pages from 1
+    # The PDF reader's: its page count, the pages it read by OCR (from 1), and each paragraph's
+    # (start, end, first page, last page): offsets into the text, pages from 1.
+    pages: int
+    ocr_pages: list[int]
     page_spans: list[tuple[int, int, int, int]]
 
 
