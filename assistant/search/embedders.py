@@ -118,9 +118,7 @@ class E5Embedder:
     def embed_passages(self, texts: Sequence[str]) -> NDArray[np.float32]:
         from assistant.e5.embedder import PASSAGE_PREFIX
 
-        vectors = self.encoder.encode([PASSAGE_PREFIX + t for t in texts])
-        assert not isinstance(vectors, tuple)  # no spans: the vectors alone
-        return vectors
+        return self.encoder.encode([PASSAGE_PREFIX + t for t in texts])
 
     def embed_passages_pooled(
         self, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]], progress: Callable[[int], None] | None = None
@@ -129,9 +127,7 @@ class E5Embedder:
 
         shift = len(PASSAGE_PREFIX)
         shifted = [[(a + shift, b + shift) for a, b in row] for row in spans]
-        pooled = self.encoder.encode([PASSAGE_PREFIX + t for t in texts], spans=shifted, progress=progress)
-        assert isinstance(pooled, tuple)  # spans given: the vectors and the pooled ones
-        return pooled
+        return self.encoder.encode([PASSAGE_PREFIX + t for t in texts], spans=shifted, progress=progress)
 
 
 class USEEmbedder:

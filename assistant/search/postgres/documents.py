@@ -1,4 +1,4 @@
-"""The documents of a PostgreSQL store as a ``Mapping`` (what ``Store.documents`` is)."""
+"""The documents of a PostgreSQL store as a ``Mapping`` (what ``Store.documents`` is), and their infos in one query."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any
 from assistant.ingest.documents import Document
 
 DOC_COLUMNS = "doc_id, source, title, text, sha256, publisher, date, period, language, description, warnings"
+INFO_NAMES = ["doc_id", "source", "title", "chars", "sha256", "publisher", "date", "period", "language", "description", "warnings"]
 
 
 class Documents(Mapping[str, Document]):
@@ -25,8 +26,7 @@ class Documents(Mapping[str, Document]):
         self._refresh = refresh
         self._size = size
         self._cache: OrderedDict[str, Document] = OrderedDict()
-        self._ids: list[str] | None = None
-        self._known: frozenset[str] | None = None
+        self._listing: tuple[list[str], frozenset[str]] | None = None  # the ids in order, and as a set
         self._lock = threading.Lock()
         self._epoch = 0  # counts the clears: what was read before one is not kept after it
 
@@ -34,20 +34,20 @@ class Documents(Mapping[str, Document]):
         with self._lock:
             self._epoch += 1
             self._cache.clear()
-            self._ids = self._known = None
+            self._listing = None
 
     def _doc_ids(self) -> tuple[list[str], frozenset[str]]:
         self._refresh()
         with self._lock:
-            ids, known, epoch = self._ids, self._known, self._epoch
-        if ids is None:
+            listing, epoch = self._listing, self._epoch
+        if listing is None:
             with self._connection() as conn:
                 ids = [r[0] for r in conn.execute("SELECT doc_id FROM documents ORDER BY source, doc_id")]
-            known = frozenset(ids)
+            listing = (ids, frozenset(ids))
             with self._lock:
                 if self._epoch == epoch:
-                    self._ids, self._known = ids, known
-        return ids, known
+                    self._listing = listing
+        return listing
 
     def __getitem__(self, doc_id: str) -> Document:
         self._refresh()
@@ -61,7 +61,20 @@ class Documents(Mapping[str, Document]):
             row = conn.execute(f"SELECT {DOC_COLUMNS} FROM documents WHERE doc_id = %s", (doc_id,)).fetchone()
         if row is None:
             raise KeyError(doc_id)
-        doc = Document(*row[:8], language=list(row[8]), description=row[9], warnings=list(row[10]))
+        stored_id, source, title, text, sha256, publisher, date, period, language, description, warnings = row
+        doc = Document(
+            stored_id,
+            source,
+            title,
+            text,
+            sha256,
+            publisher,
+            date,
+            period,
+            language=list(language),
+            description=description,
+            warnings=list(warnings),
+        )
         with self._lock:
             if self._epoch == epoch:
                 self._cache[doc_id] = doc
@@ -77,3 +90,11 @@ class Documents(Mapping[str, Document]):
 
     def __len__(self) -> int:
         return len(self._doc_ids()[0])
+
+    def infos(self) -> list[dict[str, Any]]:
+        """Every document's ``Document.info()`` (metadata, warnings, length) in one query, without loading the texts."""
+        sql = f"SELECT {DOC_COLUMNS.replace('text,', 'length(text),')} FROM documents ORDER BY source, doc_id"
+        with self._connection() as conn:
+            rows = conn.execute(sql).fetchall()
+        # This store keeps no page spans yet: a PDF's page count is unknown here.
+        return [{**dict(zip(INFO_NAMES, row, strict=True)), "pages": None} for row in rows]

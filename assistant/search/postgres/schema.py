@@ -19,11 +19,13 @@ from assistant.errors import IndexNotReady
 
 if TYPE_CHECKING:
     import psycopg
+    from psycopg.rows import TupleRow
 
 log = logging.getLogger(__name__)
 
 LOCK_MIGRATE = 7_265_001  # pg_advisory_xact_lock key: one migration at a time
 LOCK_SYNC = 7_265_002  # pg_try_advisory_lock key: one sync at a time
+CHUNK_COLUMNS = 'c.id, d.doc_id, c.ordinal, c.start, c."end", c.text'  # a chunk as the store reads it (chunks c, documents d)
 
 MIGRATIONS: list[list[str]] = [
     # 1: the first schema
@@ -105,15 +107,22 @@ MIGRATIONS: list[list[str]] = [
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-def schema_version(conn: psycopg.Connection) -> int:
+def one(row: TupleRow | None) -> TupleRow:
+    """The row of a statement that always returns one (a ``SELECT`` of expressions, an ``INSERT ... RETURNING``)."""
+    assert row is not None, "the statement returned no row"
+    return row
+
+
+def schema_version(conn: psycopg.Connection[TupleRow]) -> int:
     """The highest applied migration (0: no schema)."""
-    exists = conn.execute("SELECT to_regclass('schema_version') IS NOT NULL").fetchone()[0]
+    exists = one(conn.execute("SELECT to_regclass('schema_version') IS NOT NULL").fetchone())[0]
     if not exists:
         return 0
-    return conn.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
+    version: int = one(conn.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone())[0]
+    return version
 
 
-def migrate(conn: psycopg.Connection, dim: int) -> int:
+def migrate(conn: psycopg.Connection[TupleRow], dim: int) -> int:
     """Apply the missing migrations in order, each in its own transaction; the version reached.
 
     ``dim`` is used only when the schema is created; an existing schema keeps its dimension.
@@ -127,7 +136,7 @@ def migrate(conn: psycopg.Connection, dim: int) -> int:
             if conn.execute("SELECT 1 FROM schema_version WHERE version = %s", (version,)).fetchone():
                 continue
             if version > 1:
-                (dim,) = conn.execute("SELECT dim FROM state").fetchone()
+                (dim,) = one(conn.execute("SELECT dim FROM state").fetchone())
             for step in MIGRATIONS[version - 1]:
                 conn.execute(step.format(dim=int(dim)))
             conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (version,))
@@ -135,7 +144,7 @@ def migrate(conn: psycopg.Connection, dim: int) -> int:
     return SCHEMA_VERSION
 
 
-def check_schema(conn: psycopg.Connection) -> None:
+def check_schema(conn: psycopg.Connection[TupleRow]) -> None:
     """Raise ``IndexNotReady`` unless the schema is there and current."""
     version = schema_version(conn)
     if version == 0:
@@ -146,7 +155,7 @@ def check_schema(conn: psycopg.Connection) -> None:
         raise IndexNotReady(f"the PostgreSQL schema is at version {version}, this assistant needs {SCHEMA_VERSION}: run a sync")
 
 
-def drop_schema(conn: psycopg.Connection) -> None:
+def drop_schema(conn: psycopg.Connection[TupleRow]) -> None:
     """Remove every table of the store (for a rebuild with another embedding dimension)."""
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_MIGRATE,))

@@ -6,7 +6,8 @@ formula and tokens (``keyword.tokenize``: folded, accent-insensitive, any script
 GIN-indexed ``tsvector`` of those tokens and scored from per-chunk term frequencies and the ``terms``
 table, so its ranking is the local one. Writers (``sync``, ``add_document``, ``delete_document``)
 change one document per transaction and bump ``state.generation``; readers notice within
-``refresh_s`` seconds (``generation()`` asks at once). Schema: ``schema.py``; writing: ``sync.py``; the documents mapping: ``documents.py``.
+``refresh_s`` seconds (``generation()`` asks at once). Schema: ``schema.py``; writing: ``sync.py``; the documents mapping:
+``documents.py``; connections and the serving pool: ``connections.py``; the lexemes and the BM25 query: ``bm25.py``.
 
 Example (needs a server)::
 
@@ -23,37 +24,36 @@ import math
 import threading
 import time
 from collections import Counter, OrderedDict
-from contextlib import contextmanager
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from assistant.config import Settings
-from assistant.errors import BuildInProgress, IndexNotReady, StoreUnavailable
+from assistant.errors import BuildInProgress, IndexNotReady
 from assistant.ingest.chunking import Chunk
 from assistant.ingest.documents import Document, Limits, load_corpus
 from assistant.search.build import Progress
 from assistant.search.embedders import Embedder
 from assistant.search.index import HNSW_FROM, embedding_config
 from assistant.search.keyword import tokenize
+from assistant.search.postgres import bm25 as pg_bm25
 from assistant.search.postgres import schema as pg_schema
 from assistant.search.postgres import sync as pg_sync
-from assistant.search.postgres.documents import DOC_COLUMNS, Documents
+from assistant.search.postgres.connections import Connections
+from assistant.search.postgres.documents import Documents
+from assistant.search.postgres.schema import CHUNK_COLUMNS, one
 from assistant.search.store import SentenceRow
 
 if TYPE_CHECKING:
     import psycopg
+    from psycopg.rows import TupleRow
 
 log = logging.getLogger(__name__)
 
-K1, B = 1.5, 0.75  # bm25s' defaults, as KeywordIndex uses them (Lucene variant)
 PHASE_ONE_CANDIDATES = 20_000  # keyword search scores the chunks of the rarest words first (see keyword_search)
 CHUNK_CACHE = 20_000
-CONNECT_TIMEOUT_S = 2  # a database that does not answer a connection in this long is down (libpq's minimum is 2 s)
-STATEMENT_TIMEOUT_MS = 5_000  # a serving query (search, a document, the state row) that runs longer is cancelled
-
-_CHUNK_COLUMNS = 'c.id, d.doc_id, c.ordinal, c.start, c."end", c.text'
 
 
 class PostgresStore:
@@ -80,97 +80,36 @@ class PostgresStore:
         self.ef_search = ef_search
         self.pool_size = pool_size
         self.refresh_s = refresh_s
-        self.documents = Documents(self._connection, self.state, cached_documents)  # a Mapping[str, Document]
-        self._pool = None
+        self._db = Connections(url, pool_size)
+        self.documents = Documents(self._db.serving, self.state, cached_documents)  # a Mapping[str, Document]
         self._lock = threading.RLock()
-        self._state: dict | None = None
+        self._state: dict[str, Any] | None = None
         self._state_at = 0.0
         self._chunks: OrderedDict[int, Chunk] = OrderedDict()
         self._terms: dict[str, tuple[int, int]] = {}
 
     # ------------------------------------------------------------- connections and state
 
-    def connect(self) -> psycopg.Connection:
+    def connect(self) -> psycopg.Connection[TupleRow]:
         """A new autocommit connection with the vector type registered (the schema must exist)."""
-        import psycopg
-        from pgvector.psycopg import register_vector
-
-        try:
-            conn = psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
-        except psycopg.OperationalError as exc:
-            raise StoreUnavailable(_unreachable(exc)) from exc
-        register_vector(conn)
-        return conn
-
-    def _plain_connection(self) -> psycopg.Connection:
-        """A new autocommit connection without the vector type (it may not exist yet)."""
-        import psycopg
-
-        try:
-            return psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
-        except psycopg.OperationalError as exc:
-            raise StoreUnavailable(_unreachable(exc)) from exc
-
-    @contextmanager
-    def _connection(self):
-        """A pooled serving connection (checked before it is handed out, statements limited to
-        ``STATEMENT_TIMEOUT_MS``); ``StoreUnavailable`` when the database cannot be reached or does not answer."""
-        import psycopg
-        from psycopg_pool import PoolTimeout
-
-        try:
-            with self._pool_now().connection(timeout=CONNECT_TIMEOUT_S) as conn:
-                yield conn
-        except PoolTimeout as exc:
-            raise StoreUnavailable(f"the PostgreSQL store cannot be reached (no connection within {CONNECT_TIMEOUT_S} s)") from exc
-        except psycopg.errors.QueryCanceled as exc:
-            raise StoreUnavailable(f"the PostgreSQL store did not answer within {STATEMENT_TIMEOUT_MS / 1000:.0f} s") from exc
-        except psycopg.OperationalError as exc:
-            raise StoreUnavailable(_unreachable(exc)) from exc
-
-    def _pool_now(self):
-        with self._lock:
-            if self._pool is None:
-                from pgvector.psycopg import register_vector
-                from psycopg_pool import ConnectionPool
-
-                with self._plain_connection() as conn:
-                    pg_schema.check_schema(conn)
-                kwargs = {
-                    "autocommit": True,
-                    "connect_timeout": CONNECT_TIMEOUT_S,
-                    "options": f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
-                }
-                self._pool = ConnectionPool(
-                    self.url,
-                    min_size=1,
-                    max_size=self.pool_size,
-                    kwargs=kwargs,
-                    configure=register_vector,
-                    check=ConnectionPool.check_connection,  # a connection broken by a database restart is replaced, not handed out
-                    open=True,
-                )
-            return self._pool
+        return self._db.connect()
 
     def close(self) -> None:
         """Close the connection pool (the store can be used again: it reopens)."""
-        with self._lock:
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.close()
+        self._db.close()
 
     def __enter__(self) -> PostgresStore:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def state(self, fresh: bool = False) -> dict:
+    def state(self, fresh: bool = False) -> dict[str, Any]:
         """The ``state`` row, re-read when older than ``refresh_s``; a new generation clears the caches."""
         with self._lock:
             if not fresh and self._state is not None and time.monotonic() - self._state_at < self.refresh_s:
                 return self._state
-        with self._connection() as conn:
+        with self._db.serving() as conn:
             state = pg_sync.read_state(conn)
         with self._lock:
             if self._state is None or self._state["generation"] != state["generation"]:
@@ -181,10 +120,11 @@ class PostgresStore:
 
     def generation(self) -> int:
         """The data's generation number, read now: it changes whenever a document is written or deleted."""
-        return self.state(fresh=True)["generation"]
+        generation: int = self.state(fresh=True)["generation"]
+        return generation
 
     @property
-    def manifest(self) -> dict:
+    def manifest(self) -> dict[str, Any]:
         """What ``LoadedIndex.manifest`` says, from the ``state`` row (``build`` names the generation)."""
         s = self.state()
         when = s["synced_at"] or s["updated_at"]
@@ -201,7 +141,7 @@ class PostgresStore:
 
     def resolved_index_type(self, chunks: int | None = None) -> str:
         """How dense search runs at this size: "hnsw" or "flat"."""
-        n = self.state()["chunks"] if chunks is None else chunks
+        n: int = self.state()["chunks"] if chunks is None else chunks
         if self.index_type == "auto":
             return "hnsw" if n >= HNSW_FROM else "flat"
         return "flat" if self.index_type == "flat" else "hnsw"
@@ -214,7 +154,7 @@ class PostgresStore:
             raise IndexNotReady(problem + ": sync again with rebuild=True")
 
     @classmethod
-    def open(cls, url: str, settings: Settings, embedder: Embedder, **options) -> PostgresStore:
+    def open(cls, url: str, settings: Settings, embedder: Embedder, **options: Any) -> PostgresStore:
         """A store for serving, checked against the embedder and chunking in ``settings``."""
         store = cls(url, index_type=settings.index_type, **options)
         try:
@@ -228,21 +168,22 @@ class PostgresStore:
 
     @property
     def chunk_count(self) -> int:
-        return self.state()["chunks"]
+        chunks: int = self.state()["chunks"]
+        return chunks
 
     def chunk(self, i: int) -> Chunk:
         with self._lock:
             chunk = self._chunks.get(i)
         if chunk is None:
-            with self._connection() as conn:
-                row = conn.execute(f"SELECT {_CHUNK_COLUMNS} FROM chunks c JOIN documents d ON d.id = c.document WHERE c.id = %s", (i,))
-                row = row.fetchone()
+            with self._db.serving() as conn:
+                sql = f"SELECT {CHUNK_COLUMNS} FROM chunks c JOIN documents d ON d.id = c.document WHERE c.id = %s"
+                row = conn.execute(sql, (i,)).fetchone()
             if row is None:
                 raise KeyError(f"no chunk {i} (its document was replaced or deleted)")
             chunk = self._remember(row)
         return chunk
 
-    def _remember(self, row: tuple) -> Chunk:
+    def _remember(self, row: tuple[Any, ...]) -> Chunk:
         i, doc_id, ordinal, start, end, text = row
         chunk = Chunk(f"{doc_id}#{ordinal}", doc_id, start, end, text)
         with self._lock:
@@ -252,12 +193,12 @@ class PostgresStore:
                 self._chunks.popitem(last=False)
         return chunk
 
-    def dense_search(self, vector: np.ndarray, n: int) -> tuple[list[int], dict[int, float]]:
+    def dense_search(self, vector: NDArray[np.float32], n: int) -> tuple[list[int], dict[int, float]]:
         q = np.asarray(vector, dtype=np.float32).reshape(-1)
         exact = self.resolved_index_type() == "flat"
-        sql = f"""SELECT {_CHUNK_COLUMNS}, -(c.embedding <#> %(q)s) AS score FROM chunks c JOIN documents d ON d.id = c.document
+        sql = f"""SELECT {CHUNK_COLUMNS}, -(c.embedding <#> %(q)s) AS score FROM chunks c JOIN documents d ON d.id = c.document
                   ORDER BY c.embedding <#> %(q)s{", c.id" if exact else ""} LIMIT %(n)s"""
-        with self._connection() as conn, conn.transaction():
+        with self._db.serving() as conn, conn.transaction():
             if exact:
                 conn.execute("SET LOCAL enable_indexscan = off")
             else:
@@ -276,7 +217,7 @@ class PostgresStore:
             terms = self._terms
             missing = sorted(t for t in tokens if t not in terms)
         if missing:
-            with self._connection() as conn:
+            with self._db.serving() as conn:
                 rows = conn.execute("SELECT term, chunk_df, sentence_df FROM terms WHERE term = ANY(%s)", (missing,)).fetchall()
             found = {t: (0, 0) for t in missing} | {t: (c, s) for t, c, s in rows}
             with self._lock:
@@ -303,7 +244,8 @@ class PostgresStore:
         idf = {t: math.log(1 + (total - df + 0.5) / (df + 0.5)) for t, df in stats.items()}
         bound = {t: weights[t] * idf[t] for t in weights}
         by_rarity = sorted(weights, key=lambda t: (stats[t], t))
-        first, size = [], 0
+        first: list[str] = []
+        size = 0
         for t in by_rarity:
             if first and size + stats[t] > PHASE_ONE_CANDIDATES:
                 break
@@ -314,7 +256,8 @@ class PostgresStore:
         rest = [t for t in by_rarity if t not in first]
         if rest:
             theta = rows[-1][6] if len(rows) >= n else 0.0
-            optional, acc = set(), 0.0
+            optional: set[str] = set()
+            acc = 0.0
             for t in sorted(rest, key=lambda t: bound[t]):
                 if acc + bound[t] > theta:
                     break
@@ -327,26 +270,10 @@ class PostgresStore:
             self._remember(row[:6])
         return [row[0] for row in rows], {row[0]: float(row[6]) for row in rows}
 
-    def _bm25(self, match: list[str], weights: Counter, idf: dict[str, float], avg: float, n: int) -> list[tuple]:
-        """The ``n`` best chunks holding any of ``match``, scored over all query words (one term per column: no per-row subquery)."""
-        terms = sorted(weights)
-        params: dict = {"k1": K1, "b": B, "avg": avg, "n": n}
-        params["match"] = " | ".join(filter(None, (pg_sync.tsvector_literal([t]) for t in match))) or "''"
-        lookups, parts = [], []
-        for i, t in enumerate(terms):
-            params[f"t{i}"], params[f"w{i}"] = t, weights[t] * idf[t]
-            lookups.append(f"(c.tf ->> %(t{i})s)::float8 AS f{i}")
-            parts.append(f"coalesce(%(w{i})s * f{i} / (f{i} + norm), 0)")
-        sql = f"""
-            WITH top AS (
-                SELECT c.id, {" + ".join(parts)} AS score
-                FROM chunks c,  -- OFFSET 0: each term looked up once per chunk, not once per use
-                     LATERAL (SELECT %(k1)s * (1 - %(b)s + %(b)s * c.n_tokens / %(avg)s) AS norm, {", ".join(lookups)} OFFSET 0) AS f
-                WHERE c.tsv @@ %(match)s::tsquery
-                ORDER BY score DESC, c.id LIMIT %(n)s)
-            SELECT {_CHUNK_COLUMNS}, top.score FROM top JOIN chunks c ON c.id = top.id JOIN documents d ON d.id = c.document
-            ORDER BY top.score DESC, top.id"""
-        with self._connection() as conn:
+    def _bm25(self, match: list[str], weights: Counter[str], idf: dict[str, float], avg: float, n: int) -> list[tuple[Any, ...]]:
+        """The ``n`` best chunks holding any of ``match``, scored over all query words (``bm25.query``)."""
+        sql, params = pg_bm25.query(match, weights, idf, avg, n)
+        with self._db.serving() as conn:
             return conn.execute(sql, params).fetchall()
 
     def keyword_coverage(self, query: str) -> float:
@@ -363,11 +290,12 @@ class PostgresStore:
                     WHERE s.document = doc.id AND s.start < %(end)s AND s."end" > %(start)s)
             SELECT s.id, s.ordinal, s.start, s."end", s.embedding, s.ordinal >= hit.lo AS inside
             FROM sentences s, doc, hit WHERE s.document = doc.id AND s.ordinal BETWEEN hit.lo - 1 AND hit.hi ORDER BY s.ordinal"""
-        with self._connection() as conn:
+        with self._db.serving() as conn:
             rows = conn.execute(sql, {"doc": doc_id, "start": start, "end": end}).fetchall()
-        out, previous = [], None
-        for row_id, ordinal, s, e, vector, inside in rows:
-            vector = pg_sync.as_array(vector)
+        out: list[SentenceRow] = []
+        previous: tuple[int, NDArray[np.float32]] | None = None
+        for row_id, ordinal, s, e, stored, inside in rows:
+            vector = pg_sync.as_array(stored)
             if inside:
                 before = previous if previous is not None and previous[0] == ordinal - 1 else None
                 out.append(SentenceRow(row_id, doc_id, s, e, vector, None if before is None else before[1]))
@@ -379,21 +307,16 @@ class PostgresStore:
         stats = self._term_stats(set(tokens))
         return {t: math.log(1 + n / s) for t, (_, s) in stats.items() if s > 0}, math.log(1 + n)
 
-    def document_infos(self) -> list[dict]:
+    def document_infos(self) -> list[dict[str, Any]]:
         """Every document's ``Document.info()`` (metadata, warnings, length) in one query, without loading the texts."""
-        sql = f"SELECT {DOC_COLUMNS.replace('text,', 'length(text),')} FROM documents ORDER BY source, doc_id"
-        with self._connection() as conn:
-            rows = conn.execute(sql).fetchall()
-        names = ["doc_id", "source", "title", "chars", "sha256", "publisher", "date", "period", "language", "description", "warnings"]
-        # This store keeps no page spans yet: a PDF's page count is unknown here.
-        return [{**dict(zip(names, row, strict=True)), "pages": None} for row in rows]
+        return self.documents.infos()
 
     # ------------------------------------------------------------- writing
 
     def migrate(self, dim: int) -> int:
         """Create or update the schema (``dim`` is used only when creating it); the schema version."""
 
-        with self._plain_connection() as conn:
+        with self._db.plain() as conn:
             return pg_schema.migrate(conn, dim)
 
     def sync(self, settings: Settings, embedder: Embedder, progress: Progress | None = None, rebuild: bool = False) -> pg_sync.SyncReport:
@@ -405,8 +328,8 @@ class PostgresStore:
 
         config = embedding_config(settings, embedder.name, embedder.dim)
         self.migrate(embedder.dim)
-        with self._plain_connection() as probe:
-            if not probe.execute("SELECT pg_try_advisory_lock(%s)", (pg_schema.LOCK_SYNC,)).fetchone()[0]:
+        with self._db.plain() as probe:
+            if not one(probe.execute("SELECT pg_try_advisory_lock(%s)", (pg_schema.LOCK_SYNC,)).fetchone())[0]:
                 raise BuildInProgress("another sync of this PostgreSQL store is running")
             try:
                 problem = pg_sync.config_problem(pg_sync.read_state(probe), config)
@@ -434,7 +357,7 @@ class PostgresStore:
         self.state(fresh=True)
         return report
 
-    def add_document(self, document: Document, embedder: Embedder, settings: Settings | None = None) -> dict:
+    def add_document(self, document: Document, embedder: Embedder, settings: Settings | None = None) -> dict[str, Any]:
         """Index (or replace) one uploaded document in one transaction; its counts.
 
         Chunking follows the store's configuration (``settings`` only for an empty store).
@@ -461,9 +384,3 @@ class PostgresStore:
             deleted = pg_sync.delete(conn, doc_id)
         self.state(fresh=True)
         return deleted
-
-
-def _unreachable(exc: Exception) -> str:
-    """What a failed connection says, without the URL (which may hold a password)."""
-    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return f"the PostgreSQL store cannot be reached: {reason}"

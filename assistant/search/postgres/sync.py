@@ -14,29 +14,45 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
-from types import SimpleNamespace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from assistant.ingest.chunking import Chunk, chunk_document
-from assistant.ingest.documents import CorpusLoad, Document
+from assistant.ingest.documents import CorpusLoad, Document, Skipped
 from assistant.ingest.fields import text_units
 from assistant.ingest.sentences import split_sentences
-from assistant.search.build import BuildProgress, BuildReport, embed_chunks, sentence_key
+from assistant.search.build import BuildProgress, BuildReport, Progress, embed_chunks, sentence_key
 from assistant.search.embedders import Embedder
 from assistant.search.keyword import tokenize
+from assistant.search.postgres.bm25 import MAX_LEXEME_BYTES, Lexemes, copy_types, keyword_text
+from assistant.search.postgres.schema import one
 
 if TYPE_CHECKING:
     import psycopg
+    from psycopg.rows import TupleRow
 
 log = logging.getLogger(__name__)
 
 BATCH_CHARS = 256_000  # documents are embedded in batches of about this many characters
-MAX_LEXEME_BYTES = 2046  # PostgreSQL's limit for one tsvector lexeme (longer words are left out of the match index)
-EMPTY = "\u2400"  # what KeywordIndex indexes for a text with no words (its length counts as 1)
+STATE_COLUMNS = (
+    "generation",
+    "embedder",
+    "dim",
+    "config",
+    "documents",
+    "chunks",
+    "tokens",
+    "sentences",
+    "skipped",
+    "synced_at",
+    "updated_at",
+)
+# (ordinal, start, end, text, content hash, token count, lexemes, term frequencies, vector): a chunk as COPY writes it
+ChunkRow = tuple[int, int, int, str, str, int, Lexemes, dict[str, int], NDArray[np.float32]]
 
 
 def fingerprint(doc: Document) -> str:
@@ -46,54 +62,20 @@ def fingerprint(doc: Document) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
 
 
-def keyword_text(title: str, chunk: Chunk) -> str:
-    """The text BM25 sees for a chunk, as ``LoadedIndex.keyword`` builds it."""
-    return f"{title}\n{chunk.text}"
-
-
-def tsvector_literal(terms: Sequence[str]) -> str:
-    """A tsvector in its text form, one quoted lexeme per term (no parser, no stemming, no positions).
-
-    >>> tsvector_literal(["projet", "l'eau"])
-    "'projet' 'l''eau'"
-    """
-    return " ".join("'" + t.replace("\\", "\\\\").replace("'", "''") + "'" for t in terms if len(t.encode("utf-8")) <= MAX_LEXEME_BYTES)
-
-
-class Lexemes(list):
-    """Distinct words sent as a tsvector without positions (``copy_types`` makes binary COPY take it)."""
-
-
-def copy_types(conn: psycopg.Connection) -> None:
-    """Teach ``conn`` to send ``Lexemes`` as tsvector in binary COPY (psycopg has no binary tsvector dumper)."""
-    from psycopg.adapt import Dumper
-    from psycopg.pq import Format
-
-    class LexemesBinaryDumper(Dumper):
-        format = Format.BINARY
-        oid = 3614  # tsvector
-
-        def dump(self, obj: Lexemes) -> bytes:
-            # tsvector's binary form: entry count, then each lexeme NUL-terminated with its position count (0)
-            return len(obj).to_bytes(4, "big") + b"".join(w.encode("utf-8") + b"\x00\x00\x00" for w in obj)
-
-    conn.adapters.register_dumper(Lexemes, LexemesBinaryDumper)
-
-
 @dataclass
 class Prepared:
     """One document ready to write: its chunks and sentences with vectors, and its keyword statistics."""
 
     document: Document
     chunks: list[Chunk]
-    vectors: np.ndarray
+    vectors: NDArray[np.float32]
     sentences: list[tuple[int, int]]
-    sentence_vectors: np.ndarray
+    sentence_vectors: NDArray[np.float32]
 
     def __post_init__(self) -> None:
         self.chunk_tokens = [tokenize(keyword_text(self.document.title, c)) for c in self.chunks]
 
-    def chunk_rows(self) -> Iterator[tuple]:
+    def chunk_rows(self) -> Iterator[ChunkRow]:
         """(ordinal, start, end, text, content hash, token count, lexemes, term frequencies, vector) per chunk."""
         for ordinal, (chunk, tokens, vector) in enumerate(zip(self.chunks, self.chunk_tokens, self.vectors, strict=True)):
             tf = Counter(tokens)
@@ -109,14 +91,15 @@ class Prepared:
         for start, end in self.sentences:
             sentence_df.update(set(tokenize(self.document.text[start:end])))
         terms = sorted(chunk_df.keys() | sentence_df.keys())
-        tokens = sum(max(1, len(t)) for t in self.chunk_tokens)
-        return terms, [chunk_df[t] for t in terms], [sentence_df[t] for t in terms], tokens
+        token_total = sum(max(1, len(t)) for t in self.chunk_tokens)
+        return terms, [chunk_df[t] for t in terms], [sentence_df[t] for t in terms], token_total
 
 
 def batches(documents: Sequence[Document], chars: int | None = None) -> Iterator[list[Document]]:
     """Documents in order, in groups of about ``chars`` (default ``BATCH_CHARS``) characters, so the embedder gets full batches."""
     chars = chars or BATCH_CHARS
-    group, size = [], 0
+    group: list[Document] = []
+    size = 0
     for doc in documents:
         group.append(doc)
         size += len(doc.text)
@@ -127,9 +110,11 @@ def batches(documents: Sequence[Document], chars: int | None = None) -> Iterator
         yield group
 
 
-def reusable_vectors(conn: psycopg.Connection, chunks: list[Chunk], texts: list[str]) -> dict[tuple[str, str], np.ndarray]:
+def reusable_vectors(
+    conn: psycopg.Connection[TupleRow], chunks: list[Chunk], texts: list[str]
+) -> dict[tuple[str, str], NDArray[np.float32]]:
     """Stored vectors for these chunk hashes (keyed by hash and title) and sentence texts, as ``build.embed_chunks`` takes them."""
-    found: dict[tuple[str, str], np.ndarray] = {}
+    found: dict[tuple[str, str], NDArray[np.float32]] = {}
     hashes = sorted({c.content_hash for c in chunks})
     if hashes:
         rows = conn.execute(
@@ -149,7 +134,7 @@ def reusable_vectors(conn: psycopg.Connection, chunks: list[Chunk], texts: list[
     return found
 
 
-def as_array(vector) -> np.ndarray:
+def as_array(vector: Any) -> NDArray[np.float32]:
     """A pgvector value as a float32 array."""
     if hasattr(vector, "to_numpy"):
         vector = vector.to_numpy()
@@ -157,29 +142,29 @@ def as_array(vector) -> np.ndarray:
 
 
 def prepare(
-    conn: psycopg.Connection,
+    conn: psycopg.Connection[TupleRow],
     documents: list[Document],
-    config: dict,
+    config: dict[str, Any],
     embedder: Embedder,
-    progress: Callable[[BuildProgress], None] | None = None,
-) -> tuple[list[Prepared], dict]:
+    progress: Progress | None = None,
+) -> tuple[list[Prepared], dict[str, int]]:
     """Chunk, split and embed ``documents`` exactly as ``build_index`` does (vectors of unchanged text are reused);
     the prepared documents and the embedding counts."""
     chunks = [c for doc in documents for c in chunk_document(doc, config["chunk_size"], config["chunk_overlap"])]
     sentences = [(number, start, end) for number, doc in enumerate(documents)
                  for start, end in text_units(doc.text, split_sentences(doc.text))]  # fmt: skip
     previous = reusable_vectors(conn, chunks, [documents[n].text[s:e] for n, s, e in sentences])
-    settings = SimpleNamespace(embed_titles=config["embed_titles"])
-    vectors, sentence_vectors, counts = embed_chunks(settings, embedder, documents, chunks, sentences, previous, progress)
+    vectors, sentence_vectors, counts = embed_chunks(config["embed_titles"], embedder, documents, chunks, sentences, previous, progress)
     out = []
     for number, doc in enumerate(documents):
         rows = [i for i, c in enumerate(chunks) if c.doc_id == doc.doc_id]
         srows = [i for i, (n, _, _) in enumerate(sentences) if n == number]
-        out.append(Prepared(doc, [chunks[i] for i in rows], vectors[rows], [sentences[i][1:] for i in srows], sentence_vectors[srows]))
+        spans = [(sentences[i][1], sentences[i][2]) for i in srows]
+        out.append(Prepared(doc, [chunks[i] for i in rows], vectors[rows], spans, sentence_vectors[srows]))
     return out, counts
 
 
-def write(conn: psycopg.Connection, prepared: Prepared, origin: str = "corpus") -> None:
+def write(conn: psycopg.Connection[TupleRow], prepared: Prepared, origin: str = "corpus") -> None:
     """Insert or replace one document and all its rows in one transaction; bumps the generation."""
     doc = prepared.document
     terms, term_chunks, term_sentences, tokens = prepared.term_counts()
@@ -187,32 +172,34 @@ def write(conn: psycopg.Connection, prepared: Prepared, origin: str = "corpus") 
     with conn.transaction():
         conn.execute("SELECT generation FROM state FOR UPDATE")
         old = _remove(conn, doc.doc_id)
-        (document,) = conn.execute(
-            """INSERT INTO documents (doc_id, source, title, text, sha256, publisher, date, period, language, description,
+        (document,) = one(
+            conn.execute(
+                """INSERT INTO documents (doc_id, source, title, text, sha256, publisher, date, period, language, description,
                    warnings, origin, fingerprint, chunk_count, token_count, sentence_count, terms, term_chunks, term_sentences)
                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id""",
-            (
-                doc.doc_id,
-                doc.source,
-                doc.title,
-                doc.text,
-                doc.sha256,
-                doc.publisher,
-                doc.date,
-                doc.period,
-                list(doc.language),
-                doc.description,
-                list(doc.warnings),
-                origin,
-                fingerprint(doc),
-                len(prepared.chunks),
-                tokens,
-                len(prepared.sentences),
-                terms,
-                term_chunks,
-                term_sentences,
-            ),
-        ).fetchone()
+                (
+                    doc.doc_id,
+                    doc.source,
+                    doc.title,
+                    doc.text,
+                    doc.sha256,
+                    doc.publisher,
+                    doc.date,
+                    doc.period,
+                    list(doc.language),
+                    doc.description,
+                    list(doc.warnings),
+                    origin,
+                    fingerprint(doc),
+                    len(prepared.chunks),
+                    tokens,
+                    len(prepared.sentences),
+                    terms,
+                    term_chunks,
+                    term_sentences,
+                ),
+            ).fetchone()
+        )
         columns = 'document, ordinal, start, "end", text, content_hash, n_tokens, tsv, tf, embedding'
         with conn.cursor().copy(f"COPY chunks ({columns}) FROM STDIN WITH (FORMAT BINARY)") as copy:
             copy.set_types(["int8", "int4", "int4", "int4", "text", "text", "int4", "tsvector", "jsonb", "vector"])
@@ -237,7 +224,7 @@ def write(conn: psycopg.Connection, prepared: Prepared, origin: str = "corpus") 
         )  # fmt: skip
 
 
-def delete(conn: psycopg.Connection, doc_id: str) -> bool:
+def delete(conn: psycopg.Connection[TupleRow], doc_id: str) -> bool:
     """Remove one document and all its rows in one transaction; False if it was not there."""
     with conn.transaction():
         conn.execute("SELECT generation FROM state FOR UPDATE")
@@ -251,7 +238,7 @@ def delete(conn: psycopg.Connection, doc_id: str) -> bool:
     return bool(old)
 
 
-def _remove(conn: psycopg.Connection, doc_id: str) -> dict:
+def _remove(conn: psycopg.Connection[TupleRow], doc_id: str) -> dict[str, int]:
     """Delete a document (its chunks and sentences go with it) and take its share out of ``terms``; what it counted."""
     row = conn.execute(
         "DELETE FROM documents WHERE doc_id = %s RETURNING chunk_count, token_count, sentence_count, terms, term_chunks, term_sentences",
@@ -283,16 +270,13 @@ class SyncReport(BuildReport):
     generation: int = 0
 
 
-def read_state(conn: psycopg.Connection) -> dict:
+def read_state(conn: psycopg.Connection[TupleRow]) -> dict[str, Any]:
     """The one ``state`` row as a dict."""
-    cur = conn.execute(
-        "SELECT generation, embedder, dim, config, documents, chunks, tokens, sentences, skipped, synced_at, updated_at FROM state"
-    )
-    names = [c.name for c in cur.description]
-    return dict(zip(names, cur.fetchone(), strict=True))
+    row = one(conn.execute(f"SELECT {', '.join(STATE_COLUMNS)} FROM state").fetchone())
+    return dict(zip(STATE_COLUMNS, row, strict=True))
 
 
-def config_problem(state: dict, wanted: dict) -> str | None:
+def config_problem(state: dict[str, Any], wanted: dict[str, Any]) -> str | None:
     """Why vectors made with ``wanted`` (``index.embedding_config``) cannot go into this store, or None."""
     if state["dim"] != wanted["dim"]:
         return f"the PostgreSQL store holds {state['dim']}-dimensional vectors; embedder {wanted['embedder']!r} makes {wanted['dim']}"
@@ -303,7 +287,7 @@ def config_problem(state: dict, wanted: dict) -> str | None:
     return ("the PostgreSQL store was built with another configuration (" + "; ".join(changed) + ")") if changed else None
 
 
-def reset(conn: psycopg.Connection, config: dict) -> None:
+def reset(conn: psycopg.Connection[TupleRow], config: dict[str, Any]) -> None:
     """Empty the store and take ``config`` (same dimension) in one transaction."""
     with conn.transaction():
         conn.execute("SELECT generation FROM state FOR UPDATE")
@@ -316,11 +300,11 @@ def reset(conn: psycopg.Connection, config: dict) -> None:
 
 
 def sync(
-    conn: psycopg.Connection,
+    conn: psycopg.Connection[TupleRow],
     corpus: CorpusLoad,
-    config: dict,
+    config: dict[str, Any],
     embedder: Embedder,
-    progress: Callable[[BuildProgress], None] | None = None,
+    progress: Progress | None = None,
 ) -> SyncReport:
     """Make the store hold exactly ``corpus`` (uploads are kept): changed documents written, vanished ones deleted.
 
@@ -334,7 +318,24 @@ def sync(
     wanted = {doc.doc_id for doc in corpus.documents}
     changed = [doc for doc in corpus.documents if stored.get(doc.doc_id, ("",))[0] != fingerprint(doc)]
     vanished = sorted(doc_id for doc_id, (_, origin) in stored.items() if origin == "corpus" and doc_id not in wanted)
-    counts = Counter()
+    counts = _write_changed(conn, changed, config, embedder, progress)
+    for doc_id in vanished:
+        delete(conn, doc_id)
+        log.info("removed %s: its file is gone", doc_id)
+    _mark_synced(conn, corpus.skipped, bool(changed or vanished), state["skipped"])
+    added = sum(doc.doc_id not in stored for doc in changed)
+    report = _sync_report(read_state(conn), counts, corpus, round(time.perf_counter() - started, 2))
+    report.added, report.updated, report.removed = added, len(changed) - added, len(vanished)
+    report.unchanged = len(corpus.documents) - len(changed)
+    log.info("PostgreSQL store synced: %s", report)
+    return report
+
+
+def _write_changed(
+    conn: psycopg.Connection[TupleRow], changed: list[Document], config: dict[str, Any], embedder: Embedder, progress: Progress | None
+) -> Counter[str]:
+    """Embed and write ``changed`` in batches (one transaction per document), with progress over all of them; the embedding counts."""
+    counts: Counter[str] = Counter()
     total = sum(len(doc.text) for doc in changed)
     overall = BuildProgress(0, total, 0, len(changed))
     if progress:
@@ -343,7 +344,7 @@ def sync(
     for group in batches(changed):
         group_chars = sum(len(doc.text) for doc in group)
 
-        def report(step: BuildProgress, before=done_chars, size=group_chars) -> None:
+        def report(step: BuildProgress, before: int = done_chars, size: int = group_chars) -> None:
             share = step.chars_done / step.chars_total if step.chars_total else 1.0
             overall.chars_done = before + int(share * size)
             if progress:
@@ -358,17 +359,21 @@ def sync(
         overall.chars_done = done_chars
         if progress:
             progress(overall)
-    for doc_id in vanished:
-        delete(conn, doc_id)
-        log.info("removed %s: its file is gone", doc_id)
-    skipped = [asdict(s) for s in corpus.skipped]
+    return counts
+
+
+def _mark_synced(conn: psycopg.Connection[TupleRow], skipped: list[Skipped], changed: bool, skipped_before: object) -> None:
+    """Record the sync and the files it skipped; a new generation when documents or the skipped files changed."""
+    rows = [asdict(s) for s in skipped]
     with conn.transaction():
         conn.execute("SELECT generation FROM state FOR UPDATE")
-        bump = 1 if changed or vanished or skipped != state["skipped"] else 0
-        conn.execute("UPDATE state SET generation = generation + %s, skipped = %s, synced_at = now()", (bump, json.dumps(skipped)))
-    after = read_state(conn)
-    added = sum(doc.doc_id not in stored for doc in changed)
-    report = SyncReport(
+        bump = 1 if changed or rows != skipped_before else 0
+        conn.execute("UPDATE state SET generation = generation + %s, skipped = %s, synced_at = now()", (bump, json.dumps(rows)))
+
+
+def _sync_report(after: dict[str, Any], counts: Counter[str], corpus: CorpusLoad, seconds: float) -> SyncReport:
+    """The store's totals after a sync (``after``: its state row) and what was embedded; what changed is filled in by ``sync``."""
+    return SyncReport(
         documents=after["documents"],
         chunks=after["chunks"],
         embedded_chunks=counts["embedded_chunks"],
@@ -376,15 +381,9 @@ def sync(
         sentences=after["sentences"],
         embedded_sentences=counts["embedded_sentences"],
         skipped=corpus.skipped,
-        seconds=round(time.perf_counter() - started, 2),
+        seconds=seconds,
         build=f"pg-{after['generation']}",
         index_type="postgres",
         characters=counts["characters"],
-        added=added,
-        updated=len(changed) - added,
-        removed=len(vanished),
-        unchanged=len(corpus.documents) - len(changed),
         generation=after["generation"],
     )
-    log.info("PostgreSQL store synced: %s", report)
-    return report
