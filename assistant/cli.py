@@ -6,20 +6,29 @@ import argparse
 import json
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from assistant.config import Settings
 from assistant.errors import AssistantError
 
+if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint
+
+    from assistant.answer.types import Citation
+    from assistant.evaluation.harness import Progress as CountProgress
+    from assistant.search.build import BuildProgress, Progress
+
 log = logging.getLogger("assistant")
 
 
-def _progress_bar(desc: str):
+def _progress_bar(desc: str) -> Progress:
     from tqdm import tqdm
 
-    bar = None
+    bar: tqdm | None = None
 
-    def update(state) -> None:
+    def update(state: BuildProgress) -> None:
         """A bar in characters; tqdm's rate and ETA come from the measured embedding speed."""
         nonlocal bar
         if bar is None:
@@ -33,11 +42,11 @@ def _progress_bar(desc: str):
     return update
 
 
-def _count_bar(desc: str):
+def _count_bar(desc: str) -> CountProgress:
     """A bar counting items (questions): ``update(done, total)``."""
     from tqdm import tqdm
 
-    bar = None
+    bar: tqdm | None = None
 
     def update(done: int, total: int) -> None:
         nonlocal bar
@@ -51,7 +60,7 @@ def _count_bar(desc: str):
     return update
 
 
-def _overrides(args: argparse.Namespace) -> dict:
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The settings given on the command line."""
     keys = ("corpus_dir", "index_dir", "embedder", "host", "port", "top_k")
     return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
@@ -126,9 +135,9 @@ def cmd_ask(args: argparse.Namespace) -> int:
     return 0
 
 
-def _marked_quote(c) -> str:
+def _marked_quote(c: Citation) -> str:
     """The quoted sentence on one line, with the short answer in bold (a terminal) or «between marks»."""
-    if c.answer_start is None:
+    if c.answer_start is None or c.answer_end is None:
         return " ".join(c.quote.split())
     a, b = c.answer_start - c.quote_start, c.answer_end - c.quote_start
     on, off = ("\033[1m", "\033[0m") if sys.stdout.isatty() else ("«", "»")
@@ -238,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def plugin_commands() -> dict[str, object]:
+def plugin_commands() -> dict[str, EntryPoint]:
     """Commands that other packages add (``assistant.commands`` entry points: benchmarks, training).
 
     They import the product; the product only knows them by name.
@@ -248,7 +257,7 @@ def plugin_commands() -> dict[str, object]:
     return {ep.name: ep for ep in entry_points(group="assistant.commands")}
 
 
-def _summary(entry) -> str:
+def _summary(entry: EntryPoint) -> str:
     known = {
         "bench": "speed and memory benchmarks",
         "bench-external": "SciFact and XQuAD benchmarks",
@@ -263,14 +272,16 @@ def main(argv: list[str] | None = None) -> int:
     plugins = plugin_commands()
     if argv and argv[0] in plugins:
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-        return plugins[argv[0]].load()(argv[1:])
+        command: Callable[[list[str]], int] = plugins[argv[0]].load()
+        return command(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from pydantic import ValidationError
 
+    func: Callable[[argparse.Namespace], int] = args.func
     try:
-        return args.func(args)
+        return func(args)
     except ValidationError as exc:
         print(f"error: invalid settings: {exc}", file=sys.stderr)
     except AssistantError as exc:

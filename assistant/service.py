@@ -12,6 +12,7 @@ import logging
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 from assistant.answer.decision import Calibration, CalibrationMismatch
 from assistant.answer.extractive import ExtractiveAnswerer
@@ -25,7 +26,19 @@ from assistant.search.embedders import Embedder, create_embedder
 from assistant.search.retriever import Retriever
 from assistant.search.store import Store
 
+if TYPE_CHECKING:
+    from assistant.answer.llm.client import LLMClient, LLMHealth
+    from assistant.e5.reader import Reader
+
 log = logging.getLogger(__name__)
+
+
+class LLMEndpoint(Protocol):
+    """What the service and the server use of the LLM client (``LLMClient``): its reachability and its close."""
+
+    def health(self, wait: bool = True) -> LLMHealth | None: ...
+
+    def close(self) -> None: ...
 
 
 @dataclass
@@ -37,7 +50,7 @@ class Service:
     index: Store
     retriever: Retriever
     pipeline: Pipeline
-    llm_client: object | None = None
+    llm_client: LLMEndpoint | None = None
     build_report: BuildReport | None = None
 
     def warm_up(self) -> None:
@@ -45,20 +58,19 @@ class Service:
         self.pipeline.ask("warm-up", mode="extractive")
 
     def close(self) -> None:
-        close = getattr(self.llm_client, "close", None)
-        if close:
-            close()
+        if self.llm_client is not None:
+            self.llm_client.close()
 
 
 @cache
-def _load_reader(weights_dir: Path | None, threads: int | None, engine: str, cache_dir: Path | None):
+def _load_reader(weights_dir: Path | None, threads: int | None, engine: str, cache_dir: Path | None) -> Reader:
     from assistant.e5.reader import Reader, packaged_weights_dir
 
     path = weights_dir or packaged_weights_dir()
     return Reader(path, threads=threads, engine=engine, cache_dir=cache_dir)
 
 
-def load_reader(settings: Settings):
+def load_reader(settings: Settings) -> Reader | None:
     """The trained reader (loaded once per process), or None when it is off or its weights are missing."""
     if not settings.reader or settings.embedder != "e5":
         return None
@@ -69,13 +81,13 @@ def load_reader(settings: Settings):
         return None
 
 
-def build_answerers(settings: Settings, index: Store) -> tuple[Answerer, Answerer | None, object | None]:
+def build_answerers(settings: Settings, index: Store) -> tuple[Answerer, Answerer | None, LLMClient | None]:
     """The extractive answerer, and the LLM answerer with its client when an endpoint is configured."""
     reader = load_reader(settings)
     calibration = Calibration.load(settings.calibration_file) if reader is not None else None
     if reader is not None and calibration is None:
         log.warning("the reader has no calibration (run 'assistant calibrate'); answering with the hand-tuned rules")
-    if calibration is not None:
+    if calibration is not None and reader is not None:  # a calibration is only loaded with the reader
         try:
             calibration.check(reader.info.weights_sha256)
         except CalibrationMismatch as exc:
@@ -125,7 +137,9 @@ def open_service(
     return assemble(settings, embedder, store, report)
 
 
-def open_store(settings: Settings, embedder: Embedder, build: bool = True, progress: Progress | None = None):
+def open_store(
+    settings: Settings, embedder: Embedder, build: bool = True, progress: Progress | None = None
+) -> tuple[Store, BuildReport | None]:
     """The store the settings name, brought up to date with the corpus folder first when ``build``."""
     return create_backend(settings).open(embedder, build, progress)
 

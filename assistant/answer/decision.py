@@ -24,6 +24,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 FEATURES = (
     "margin",
@@ -107,7 +108,7 @@ class Calibration:
     coefficients: dict[str, float]  # logistic model over FEATURES, plus "bias"
     threshold: float  # abstain when the probability is below this
     short_answer_margin: float  # answer with the reader's span alone when its margin reaches this
-    provenance: dict = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)  # how the numbers were fitted (JSON)
     features: tuple[str, ...] = ()  # the inputs the coefficients were fitted on (empty: those of ``coefficients``)
     reader_sha256: str | None = None  # the reader weights the numbers were fitted with
     scale: dict[str, tuple[float, float]] = field(default_factory=dict)  # (mean, std) per feature, applied before the coefficients

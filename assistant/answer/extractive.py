@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 from assistant.answer.decision import Calibration, decision_features, scaled_margin
 from assistant.answer.fact_sheet import asked_fact, asked_value, find_fact
@@ -23,10 +24,13 @@ from assistant.answer.language import languages, no_answer_text, question_langua
 from assistant.answer.safety import has_content, is_instruction
 from assistant.answer.types import Answer, Citation, citation, related
 from assistant.config import Settings
-from assistant.ingest.fields import find_fields
+from assistant.ingest.fields import Field, find_fields
 from assistant.search.keyword import tokenize
 from assistant.search.retriever import Passage, SearchResult
 from assistant.search.store import Store
+
+if TYPE_CHECKING:
+    from assistant.e5.reader import Reader
 
 
 @dataclass(frozen=True)
@@ -102,7 +106,7 @@ class ExtractiveAnswerer:
         settings: Settings,
         index: Store,
         weights: Weights | None = None,
-        reader=None,
+        reader: Reader | None = None,
         calibration: Calibration | None = None,
     ):
         self.settings = settings
@@ -110,7 +114,7 @@ class ExtractiveAnswerer:
         self.weights = weights or weights_for(settings.embedder)
         self.reader = reader
         self.calibration = calibration if reader is not None else None
-        self._fields: dict[str, list] = {}  # each document's fact-sheet fields, found on first use
+        self._fields: dict[str, list[Field]] = {}  # each document's fact-sheet fields, found on first use
 
     # ------------------------------------------------------------------ scoring
 
@@ -154,24 +158,24 @@ class ExtractiveAnswerer:
                 )
                 out.append(Candidate(row, rank, passage, start, end, dense, lexical, is_kind, score, score))
         if self.reader is not None:
-            self._read(question, search.passages, out)
+            self._read(self.reader, question, search.passages, out)
         return ranked(out, self.calibration.reader_weight if self.calibration else 0.0)
 
-    def _read(self, question: str, passages: list[Passage], cands: list[Candidate]) -> None:
+    def _read(self, reader: Reader, question: str, passages: list[Passage], cands: list[Candidate]) -> None:
         """Add the reader's span and margin to the sentences of the passages it reads.
 
         A span made only of the question's own words is never the answer: the next best span of
         the sentence stands in for it.
         """
         read = passages[: self.settings.reader_passages]
-        readings = self.reader.read(question, [p.text for p in read])
+        readings = reader.read(question, [p.text for p in read])
         q_words = set(tokenize(question, drop_stopwords=False))
         for cand in cands:
             for reading, p in zip(readings, read, strict=True):
                 lo, hi = max(cand.start, p.start) - p.start, min(cand.end, p.end) - p.start
                 if p.doc_id != cand.passage.doc_id or hi <= lo:
                     continue
-                spans = reading.top_spans(lo, hi, self.reader.spec.max_answer_tokens, k=8)
+                spans = reading.top_spans(lo, hi, reader.spec.max_answer_tokens, k=8)
                 found = next((sp for sp in spans if not _only_question_words(p.text[sp[1] : sp[2]], q_words)), None)
                 if found is None:
                     continue
@@ -387,9 +391,9 @@ def _only_question_words(span: str, q_words: set[str]) -> bool:
     return bool(words) and all(w in q_words for w in words)
 
 
-def _check(choice: Choice) -> dict:
+def _check(choice: Choice) -> dict[str, Any]:
     """What the answer step decided, for the response's ``check`` field."""
-    out: dict = {"decision": "answer" if choice.best is not None else "abstain"}
+    out: dict[str, Any] = {"decision": "answer" if choice.best is not None else "abstain"}
     if choice.reason:
         out["reason"] = choice.reason
     if choice.probability is not None:

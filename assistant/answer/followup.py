@@ -17,9 +17,13 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
 
 from assistant.answer.language import language
 from assistant.search.keyword import STOPWORDS, fold, tokenize
+
+if TYPE_CHECKING:
+    from assistant.answer.llm.prompt import Message, Prompt
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +56,12 @@ _QUESTION_WORDS = frozenset(
     """.split()
 )
 _NAME = re.compile(r"\b(?:[A-ZА-ЯЁ][\w’'-]+(?:\s+(?:of|for|and|de|du|des|la|le|и)?\s*[A-ZА-ЯЁ][\w’'-]+)*|[A-ZА-ЯЁ]{2,}\w*)\b")
+
+
+class Completer(Protocol):
+    """What the LLM rewrite needs of a client (``LLMClient``): the model's reply to chat messages."""
+
+    def complete(self, messages: list[Message]) -> str: ...
 
 
 @dataclass
@@ -153,7 +163,7 @@ def check_condensed(original: str, condensed: str, history: list[Turn]) -> str |
     return text
 
 
-def llm_rewrite(question: str, history: list[Turn], client, prompt) -> str | None:
+def llm_rewrite(question: str, history: list[Turn], client: Completer, prompt: Prompt) -> str | None:
     """The LLM's standalone question (checked), or None when the call or the check fails."""
     from assistant.errors import AnswerError
 
@@ -173,7 +183,7 @@ def llm_rewrite(question: str, history: list[Turn], client, prompt) -> str | Non
     return checked
 
 
-def rewrite(question: str, history: list[Turn] | None, client=None, prompt=None) -> Rewrite:
+def rewrite(question: str, history: list[Turn] | None, client: Completer | None = None, prompt: Prompt | None = None) -> Rewrite:
     """The question to search for: the follow-up made standalone when it needs the history."""
     history = [t for t in (history or []) if t.question.strip()][-MAX_TURNS:]
     ruled = rule_rewrite(question, history)

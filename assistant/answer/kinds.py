@@ -8,6 +8,7 @@ Recognised in English, French and Russian. Dates in every common form count as d
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 from assistant.search.keyword import fold, tokenize
 
@@ -94,7 +95,7 @@ def has_kind(sentence: str, kind: str | None, question: str = "") -> bool:
     """
     known = set(re.findall(r"\w+", fold(question)))
 
-    def new(matches) -> bool:
+    def new(matches: Iterable[re.Match[str]]) -> bool:
         return any(fold(m.group(0)).rstrip("s") not in known and fold(m.group(0)) not in known for m in matches)
 
     if kind == "date":

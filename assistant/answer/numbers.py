@@ -95,7 +95,7 @@ def numbers(text: str, loose: bool = False) -> Numbers:
     """Numbers, amounts, dates and codes in ``text``; ``loose`` adds extra readings (for passages)."""
     out = Numbers()
 
-    def take_dates(m: re.Match) -> str:
+    def take_dates(m: re.Match[str]) -> str:
         for part in re.split(r"[-./]", m.group()):
             out.mentions.append((part, {_canon(part)}))
         if loose:
@@ -113,7 +113,7 @@ def numbers(text: str, loose: bool = False) -> Numbers:
                 if month:
                     out.mentions.append((m.group(1), {str(month)}))
 
-    def take_codes(m: re.Match) -> str:
+    def take_codes(m: re.Match[str]) -> str:
         word = fold(m.group())
         ordinal = _ORDINAL.match(word)
         if ordinal:

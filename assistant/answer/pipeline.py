@@ -11,15 +11,19 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from assistant.answer.followup import Rewrite, Turn, rewrite
+from assistant.answer.followup import Completer, Rewrite, Turn, rewrite
 from assistant.answer.types import Answer, Answerer
 from assistant.cancellation import check_cancelled
 from assistant.config import AnswerMode, Settings
 from assistant.errors import AnswerError, StreamFailed
 from assistant.search.retriever import Retriever, SearchResult
+
+if TYPE_CHECKING:
+    from assistant.answer.llm.prompt import Prompt
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +76,8 @@ def _open_tag(text: str) -> int | None:
 class Condenser:
     """What the LLM rewrite of follow-ups needs: the client and ``prompts/condense.md``."""
 
-    client: object
-    prompt: object
+    client: Completer
+    prompt: Prompt
 
 
 class Pipeline:
@@ -90,12 +94,13 @@ class Pipeline:
 
     def standalone(self, question: str, history: list[Turn] | None, mode: AnswerMode | None) -> Rewrite:
         """The question to search for (a follow-up made standalone) and the documents to prefer."""
-        use_llm = self.condense is not None and (mode or self.settings.answer_mode) != "extractive"
-        if use_llm:
+        if self.condense is not None and (mode or self.settings.answer_mode) != "extractive":
             return rewrite(question, history, self.condense.client, self.condense.prompt)
         return rewrite(question, history)
 
-    def _search(self, question: str, top_k: int | None, history: list[Turn] | None, mode: AnswerMode | None):
+    def _search(
+        self, question: str, top_k: int | None, history: list[Turn] | None, mode: AnswerMode | None
+    ) -> tuple[Rewrite, SearchResult]:
         found = self.standalone(question, history, mode)
         search = self.retriever.search(found.question, top_k=top_k, prefer_docs=found.prefer_docs)
         return found, search
@@ -127,7 +132,7 @@ class Pipeline:
 
     def ask_stream(
         self, question: str, top_k: int | None = None, mode: AnswerMode | None = None, history: list[Turn] | None = None
-    ) -> Iterator[str | Answer]:
+    ) -> Generator[str | Answer, None, None]:
         """Yield text deltas as they are produced, then the final Answer (whose text the deltas add up to).
 
         An answerer failure before any text was sent falls back to the extractive answer; after

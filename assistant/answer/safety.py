@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Set
 
 from assistant.answer.language import language
 from assistant.search.keyword import tokenize
+from assistant.search.store import Store
 
 _INSTRUCTION = re.compile(
     r"\b(?:ignore|disregard|forget|override)\b[^.!?]{0,40}\b(?:previous|prior|above|earlier|all|your|the)\b[^.!?]{0,20}"
@@ -36,7 +38,7 @@ def is_instruction(sentence: str) -> bool:
     return bool(_INSTRUCTION.search(sentence))
 
 
-def has_content(question: str, corpus) -> bool:
+def has_content(question: str, corpus: Store | Set[str]) -> bool:
     """Is there something to look up: a word the documents use, or text in a language we read?
 
     ``corpus`` is a ``Store`` (its ``keyword_coverage``) or a set of known words.

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol, TypedDict
 
+from assistant.ingest.documents import Document
 from assistant.search.retriever import Passage, SearchResult
 from assistant.search.store import Store
 
@@ -45,11 +46,11 @@ class Answer:
     related: list[Citation] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     timings_ms: dict[str, float] = field(default_factory=dict)
-    check: dict | None = None
+    check: dict[str, Any] | None = None  # what the answer step decided (JSON; its keys depend on the answerer)
     search_question: str | None = None  # what was searched: the question, or a follow-up made standalone
     rewrite: str | None = None  # how it was made standalone: "none", "rules" or "llm"
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -98,7 +99,12 @@ def citation(
     )
 
 
-def _pages(doc, span: tuple[int, int]) -> dict:
+class _Pages(TypedDict, total=False):
+    page: int
+    page_end: int
+
+
+def _pages(doc: Document, span: tuple[int, int]) -> _Pages:
     pages = doc.pages(*span) if hasattr(doc, "pages") else None
     return {"page": pages[0], "page_end": pages[1]} if pages else {}
 

@@ -6,13 +6,30 @@ import json
 import re
 import shutil
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from assistant.evaluation import report
 from assistant.evaluation.metrics import contains_answer, exact_match, token_f1
-from assistant.evaluation.questions import Evidence, Question, load_questions, retrieval_metrics, supports  # noqa: F401 (also importable from here)
+from assistant.evaluation.questions import Evidence as Evidence  # also importable from here
+from assistant.evaluation.questions import Question as Question
+from assistant.evaluation.questions import load_questions as load_questions
+from assistant.evaluation.questions import retrieval_metrics as retrieval_metrics
+from assistant.evaluation.questions import supports as supports
 from assistant.ingest.sentences import split_sentences
+
+if TYPE_CHECKING:
+    from assistant.answer.followup import Turn
+    from assistant.answer.pipeline import Pipeline
+    from assistant.answer.types import Answer
+    from assistant.config import Settings
+    from assistant.search.embedders import Embedder
+
+Row = dict[str, Any]  # one question's scores (JSON)
+Summary = dict[str, Any]  # metrics aggregated over rows, by section (JSON)
+Progress = Callable[[int, int], None]  # (done, total)
 
 # ---------------------------------------------------------------- running the set
 
@@ -32,14 +49,14 @@ HEADLINE = {
 }
 
 
-def evaluate_question(pipeline, q: Question, history: list | None = None) -> dict:
+def evaluate_question(pipeline: Pipeline, q: Question, history: list[Turn] | None = None) -> Row:
     """Run one question (after ``history``, when given) through the pipeline; return its scores."""
     started = time.perf_counter()
     answer = pipeline.ask(q.question, history=history) if history else pipeline.ask(q.question)
     latency = (time.perf_counter() - started) * 1000
     searched = getattr(answer, "search_question", None) or q.question
     search = pipeline.retriever.search(searched, top_k=10)
-    row = {
+    row: Row = {
         "id": q.id,
         "type": q.type,
         "language": q.language,
@@ -54,7 +71,7 @@ def evaluate_question(pipeline, q: Question, history: list | None = None) -> dic
     if q.answerable:
         row.update(retrieval_metrics(search.passages, q.evidence))
         text = "" if answer.abstained else answer.answer
-        cited = [c.__dict__ for c in answer.citations]
+        cited = answer.citations
         row["contains"] = float(contains_answer(text, q.answers))
         quote = answer.citations[0].quote if answer.citations and not answer.abstained else ""
         row["quote_contains"] = float(contains_answer(quote, q.answers))
@@ -68,7 +85,7 @@ def evaluate_question(pipeline, q: Question, history: list | None = None) -> dic
     return row
 
 
-def short_answer_text(answer) -> str:
+def short_answer_text(answer: Answer) -> str:
     """The words a reader takes as the answer: those marked inside the first citation's quote when
     the reader found a span, else the answer without its citation marks."""
     cite = answer.citations[0] if answer.citations and not answer.abstained else None
@@ -77,9 +94,9 @@ def short_answer_text(answer) -> str:
     return "" if answer.abstained else re.sub(r"\s*\[\d+\]", "", answer.answer)
 
 
-def _mean(values: list) -> float | None:
-    values = [v for v in values if v is not None]
-    return round(sum(values) / len(values), 4) if values else None
+def _mean(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return round(sum(known) / len(known), 4) if known else None
 
 
 def _pct(values: list[float], p: float) -> float | None:
@@ -89,7 +106,7 @@ def _pct(values: list[float], p: float) -> float | None:
     return round(ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))], 1)
 
 
-def summarise(rows: list[dict]) -> dict:
+def summarise(rows: list[Row]) -> Summary:
     """Aggregate metrics over question rows (answer metrics over answerable questions)."""
     ans = [r for r in rows if r["answerable"]]
     unans = [r for r in rows if not r["answerable"]]
@@ -122,7 +139,7 @@ def summarise(rows: list[dict]) -> dict:
     }
 
 
-def risk_coverage(rows: list[dict], points: tuple[float, ...] = (0.2, 0.4, 0.6, 0.8, 1.0)) -> list[dict]:
+def risk_coverage(rows: list[Row], points: tuple[float, ...] = (0.2, 0.4, 0.6, 0.8, 1.0)) -> list[dict[str, float]]:
     """Accuracy of the answers given when only the ``coverage`` share the decision is surest of is
     answered (right: answerable and the answer holds a gold answer; a hard check counts as least sure).
 
@@ -131,7 +148,7 @@ def risk_coverage(rows: list[dict], points: tuple[float, ...] = (0.2, 0.4, 0.6, 
     """
     if not rows:
         return []
-    scored = sorted(rows, key=lambda r: -(r.get("probability") if r.get("probability") is not None else -1.0))
+    scored = sorted(rows, key=_least_sure_first)
     right = [bool(r["answerable"] and r.get("contains")) for r in scored]
     out = []
     for c in points:
@@ -140,22 +157,28 @@ def risk_coverage(rows: list[dict], points: tuple[float, ...] = (0.2, 0.4, 0.6, 
     return out
 
 
-def run_evaluation(pipeline, questions: list[Question], progress=None) -> dict:
+def _least_sure_first(row: Row) -> float:
+    """Sort key: the decision's probability, highest first (a row without one last)."""
+    probability = row.get("probability")
+    return -(float(probability) if probability is not None else -1.0)
+
+
+def run_evaluation(pipeline: Pipeline, questions: list[Question], progress: Progress | None = None) -> Summary:
     rows = []
     for i, q in enumerate(questions, 1):
         rows.append(evaluate_question(pipeline, q))
         if progress:
             progress(i, len(questions))
-    report = {"overall": summarise(rows), "by_language": {}, "by_type": {}, "rows": rows}
+    report: Summary = {"overall": summarise(rows), "by_language": {}, "by_type": {}, "rows": rows}
     for key, field_name in (("by_language", "language"), ("by_type", "type")):
         for value in sorted({r[field_name] for r in rows}):
             report[key][value] = summarise([r for r in rows if r[field_name] == value])
     return report
 
 
-def headline(summary: dict) -> dict[str, float | None]:
+def headline(summary: Summary) -> dict[str, float | None]:
     """The metrics the regression gate watches (those a set's summary has)."""
-    out = {}
+    out: dict[str, float | None] = {}
     for name in HEADLINE:
         section, metric = name.split(".", 1)
         value = summary.get(section, {}).get(metric)
@@ -164,12 +187,12 @@ def headline(summary: dict) -> dict[str, float | None]:
     return out
 
 
-def regressions(summary: dict, baseline: dict, tolerance: float) -> list[str]:
+def regressions(summary: Summary, baseline: Mapping[str, float | None], tolerance: float) -> list[str]:
     """Headline metrics worse than the baseline by more than ``tolerance`` (absolute)."""
     return regressions_of(headline(summary), baseline, tolerance)
 
 
-def regressions_of(current: dict, baseline: dict, tolerance: float) -> list[str]:
+def regressions_of(current: Mapping[str, float | None], baseline: Mapping[str, float | None], tolerance: float) -> list[str]:
     problems = []
     for name, direction in HEADLINE.items():
         base, now = baseline.get(name), current.get(name)
@@ -183,7 +206,7 @@ def regressions_of(current: dict, baseline: dict, tolerance: float) -> list[str]
 # ---------------------------------------------------------------- report formatting
 
 
-COLUMNS = [
+COLUMNS: list[tuple[str, Callable[[Summary], object]]] = [
     ("n", lambda s: s["questions"]),
     ("R@1", lambda s: s["retrieval"]["recall@1"]),
     ("R@5", lambda s: s["retrieval"]["recall@5"]),
@@ -206,7 +229,7 @@ COLUMNS = [
 ]
 
 
-def table(rows: list[tuple[str, dict]], markdown: bool = False) -> str:
+def table(rows: list[tuple[str, Summary]], markdown: bool = False) -> str:
     """One row per configuration (or language, or type) with the COLUMNS metrics."""
     return report.table(["", *[c for c, _ in COLUMNS]], [[name, *[f(summary) for _, f in COLUMNS]] for name, summary in rows], markdown)
 
@@ -221,13 +244,13 @@ def answer_removed(corpus: Path, work: Path, q: Question) -> Path | None:
     if target.exists():
         shutil.rmtree(target)
     shutil.copytree(corpus, target)
-    by_doc: dict[str, list] = {}
+    by_doc: dict[str, list[Evidence]] = {}
     for ev in q.evidence:
         by_doc.setdefault(ev.doc_id, []).append(ev)
     for doc_id, evs in by_doc.items():
         path = next(p for p in target.glob(f"{doc_id}.*") if p.suffix != ".json")
         text = path.read_text(encoding="utf-8")
-        cut = []
+        cut: list[tuple[int, int]] = []
         for ev in evs:
             start = text.find(ev.quote)
             if start < 0:
@@ -241,12 +264,12 @@ def answer_removed(corpus: Path, work: Path, q: Question) -> Path | None:
     return target
 
 
-def run_removed(settings, embedder, questions: list[Question], work: Path, progress=None) -> dict:
+def run_removed(settings: Settings, embedder: Embedder, questions: list[Question], work: Path, progress: Progress | None = None) -> Summary:
     """Each answerable question asked again over a corpus whose document lacks the sentences holding
     its evidence (re-indexed; unchanged documents reuse their vectors): it should abstain."""
     from assistant.service import open_service
 
-    rows = []
+    rows: list[Row] = []
     answerable = [q for q in questions if q.answerable]
     for i, q in enumerate(answerable, 1):
         corpus = answer_removed(settings.corpus_dir, work, q)
@@ -318,13 +341,13 @@ def load_conversations(path: Path, documents: dict[str, str]) -> list[Conversati
     return out
 
 
-def run_conversations(pipeline, conversations: list[Conversation], progress=None) -> dict:
+def run_conversations(pipeline: Pipeline, conversations: list[Conversation], progress: Progress | None = None) -> Summary:
     """The follow-up of each conversation asked three ways: after its first turn (with the history),
     written out in full on its own (the ceiling), and bare without the history (the floor)."""
     from assistant.answer.followup import Turn
 
-    rows: dict[str, list[dict]] = {"with_history": [], "standalone": [], "bare": []}
-    rewrites = []
+    rows: dict[str, list[Row]] = {"with_history": [], "standalone": [], "bare": []}
+    rewrites: list[dict[str, str]] = []
     for i, conv in enumerate(conversations, 1):
         first = pipeline.ask(conv.first)
         turn = Turn(conv.first, first.answer, [c.doc_id for c in first.citations], first.search_question)
@@ -335,7 +358,7 @@ def run_conversations(pipeline, conversations: list[Conversation], progress=None
         rows["bare"].append(evaluate_question(pipeline, follow))
         if progress:
             progress(i, len(conversations))
-    report = {name: summarise(r) for name, r in rows.items()}
+    report: Summary = {name: summarise(r) for name, r in rows.items()}
     report["by_language"] = {lang: summarise([r for r in rows["with_history"] if r["language"] == lang]) for lang in ("en", "fr", "ru")}
     report["rewrites"] = rewrites
     return report

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from assistant.search.retriever import Passage
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
@@ -60,16 +60,35 @@ def load_questions(path: Path, documents: dict[str, str], ids: set[str] | None =
     return questions
 
 
-def supports(passage: Passage | dict, ev: Evidence) -> bool:
+class Span(Protocol):
+    """A passage or a citation: a document and a range of its characters."""
+
+    @property
+    def doc_id(self) -> str: ...
+
+    @property
+    def start(self) -> int: ...
+
+    @property
+    def end(self) -> int: ...
+
+
+def supports(passage: Span | dict[str, Any], ev: Evidence) -> bool:
     """A passage supports evidence when it holds at least half of the quoted span."""
-    p = passage if isinstance(passage, dict) else passage.__dict__
-    if p["doc_id"] != ev.doc_id:
+    doc_id: str
+    start: int
+    end: int
+    if isinstance(passage, dict):
+        doc_id, start, end = passage["doc_id"], passage["start"], passage["end"]
+    else:
+        doc_id, start, end = passage.doc_id, passage.start, passage.end
+    if doc_id != ev.doc_id:
         return False
-    overlap = min(p["end"], ev.end) - max(p["start"], ev.start)
+    overlap = min(end, ev.end) - max(start, ev.start)
     return overlap >= max(1, (ev.end - ev.start) // 2)
 
 
-def retrieval_metrics(passages: list[Passage], evidence: list[Evidence]) -> dict[str, float]:
+def retrieval_metrics(passages: Sequence[Span], evidence: list[Evidence]) -> dict[str, float]:
     """recall@1, recall@5, reciprocal rank and nDCG@10 for one question (binary relevance)."""
     relevant = [any(supports(p, ev) for ev in evidence) for p in passages]
     first = next((i for i, r in enumerate(relevant) if r), None)

@@ -20,10 +20,11 @@ def fmt(value: object, digits: int | None = None) -> str:
     if isinstance(value, int | np.integer):
         return f"{int(value):,}"
     if isinstance(value, float | np.floating):
-        if abs(value) >= 1000:
+        size = abs(float(value))
+        if size >= 1000:
             return f"{value:,.0f}"
         if digits is None:
-            digits = 1 if abs(value) >= 10 else 3
+            digits = 1 if size >= 10 else 3
         return f"{value:.{digits}f}"
     return str(value)
 

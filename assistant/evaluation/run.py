@@ -20,15 +20,19 @@ from assistant.errors import ConfigError
 from assistant.evaluation import harness as ev
 
 if TYPE_CHECKING:
+    from assistant.search.build import Progress
     from assistant.search.embedders import Embedder
+    from assistant.service import Service
 
 # Settings that change the index: a configuration that sets one gets an index folder of its own.
 INDEX_SETTINGS = ("embedder", "chunk_size", "chunk_overlap", "embed_titles", "embedder_model_path")
 
-Results = dict[str, dict[str, dict]]  # set -> configuration -> report
+Results = dict[str, dict[str, ev.Summary]]  # set -> configuration -> report
+Configuration = dict[str, str]  # setting -> value, from --compare
+Headlines = dict[str, dict[str, float | None]]  # set -> its headline metrics
 
 
-def configurations(compare: list[str] | None) -> list[dict]:
+def configurations(compare: list[str] | None) -> list[Configuration]:
     """Every combination of the ``--compare SETTING=v1,v2`` values (one empty configuration without any)."""
     axes = []
     for spec in compare or []:
@@ -48,7 +52,7 @@ def question_sets(questions: Path | None, sets: str) -> list[str]:
     return chosen
 
 
-def config_settings(base: Settings, cfg: dict) -> tuple[str, Settings]:
+def config_settings(base: Settings, cfg: Configuration) -> tuple[str, Settings]:
     """A configuration's name and settings; one that changes the index is indexed under ``index_dir/eval``."""
     name = ", ".join(f"{k}={v}" for k, v in cfg.items()) or "default"
     settings = Settings.model_validate({**base.model_dump(), **cfg})
@@ -59,8 +63,15 @@ def config_settings(base: Settings, cfg: dict) -> tuple[str, Settings]:
 
 
 def run_set(
-    set_name: str, args: argparse.Namespace, settings: Settings, embedder, service, texts: dict[str, str], name: str, count_bar: Callable
-) -> dict:
+    set_name: str,
+    args: argparse.Namespace,
+    settings: Settings,
+    embedder: Embedder,
+    service: Service,
+    texts: dict[str, str],
+    name: str,
+    count_bar: Callable[[str], ev.Progress],
+) -> ev.Summary:
     """One question set's report for one configuration (``texts``: its index's documents by id)."""
     if set_name == "conversations":
         conversations = ev.load_conversations(args.folder / "conversations.jsonl", texts)[: args.limit or None]
@@ -76,7 +87,12 @@ def run_set(
 
 
 def run_all(
-    args: argparse.Namespace, base: Settings, configs: list[dict], sets: list[str], progress_bar: Callable, count_bar: Callable
+    args: argparse.Namespace,
+    base: Settings,
+    configs: list[Configuration],
+    sets: list[str],
+    progress_bar: Callable[[str], Progress],
+    count_bar: Callable[[str], ev.Progress],
 ) -> Results:
     """Every set under every configuration; an embedder is loaded once and shared by the configurations that use it."""
     from assistant.search.embedders import create_embedder
@@ -96,20 +112,20 @@ def run_all(
     return results
 
 
-def print_removed(by_config: dict[str, dict]) -> None:
+def print_removed(by_config: dict[str, ev.Summary]) -> None:
     for n, r in by_config.items():
         print(f"\nremoved ({n}): abstained on {r['abstention']['removed']:.3f} of {r['questions']} test questions "
               f"whose evidence sentences were deleted from the corpus; by language {r['by_language']}")  # fmt: skip
 
 
-def print_conversations(by_config: dict[str, dict]) -> None:
+def print_conversations(by_config: dict[str, ev.Summary]) -> None:
     first = next(iter(by_config.values()))
     print("\nConversations: the follow-up asked after its first turn, written out in full, and bare")
     print(ev.table([(f"{n}: {way}", r[way]) for n, r in by_config.items() for way in ("with_history", "standalone", "bare")]))
     print(ev.table(list(first["by_language"].items())))
 
 
-def print_answers(set_name: str, by_config: dict[str, dict]) -> None:
+def print_answers(set_name: str, by_config: dict[str, ev.Summary]) -> None:
     first = next(iter(by_config.values()))
     print(f"\n{set_name}: answer metrics over answerable questions; abstaining counts as a miss")
     print(ev.table([(n, r["overall"]) for n, r in by_config.items()]))
@@ -136,7 +152,7 @@ def write_report(results: Results, out_dir: Path) -> None:
     print(f"\nReport: {out_dir}/eval-{stamp}.json")
 
 
-def headlines(results: Results) -> dict[str, dict]:
+def headlines(results: Results) -> Headlines:
     """Each set's headline metrics, from its first configuration."""
     summaries = {s: next(iter(r.values())) for s, r in results.items()}
     return {
@@ -144,7 +160,7 @@ def headlines(results: Results) -> dict[str, dict]:
     }
 
 
-def write_baseline(path: Path, current: dict[str, dict]) -> None:
+def write_baseline(path: Path, current: Headlines) -> None:
     """Record these sets' headlines in the baseline, keeping the other sets recorded there."""
     old = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
     sets_out = {**old.get("sets", {}), **{s: {"headline": h} for s, h in current.items()}}
@@ -152,7 +168,7 @@ def write_baseline(path: Path, current: dict[str, dict]) -> None:
     print(f"Baseline written to {path}")
 
 
-def check_baseline(path: Path, current: dict[str, dict], tolerance: float) -> int:
+def check_baseline(path: Path, current: Headlines, tolerance: float) -> int:
     """1 (after printing each) when a headline metric fell below the baseline by more than ``tolerance``, else 0."""
     recorded = json.loads(path.read_text(encoding="utf-8")).get("sets", {})
     problems = []

@@ -13,12 +13,12 @@ from pathlib import Path
 
 from assistant.answer.llm.client import Completion, LLMClient
 from assistant.answer.llm.grounding import Checker
-from assistant.answer.llm.prompt import Prompt
+from assistant.answer.llm.prompt import Message, Prompt
 from assistant.answer.types import Answer
 from assistant.config import Settings
 from assistant.errors import AnswerError
-from assistant.search.index import LoadedIndex
 from assistant.search.retriever import SearchResult
+from assistant.search.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -34,13 +34,13 @@ class LLMAnswerer:
 
     mode = "llm"
 
-    def __init__(self, settings: Settings, index: LoadedIndex, client: LLMClient, prompt_path: Path | None = None):
+    def __init__(self, settings: Settings, index: Store, client: LLMClient, prompt_path: Path | None = None):
         self.settings = settings
         self.index = index
         self.client = client
         self.prompt = Prompt.load(prompt_path)
 
-    def messages(self, question: str, search: SearchResult) -> list[dict]:
+    def messages(self, question: str, search: SearchResult) -> list[Message]:
         return self.prompt.messages(question, search.passages)
 
     def answer(self, question: str, search: SearchResult) -> Answer:
@@ -97,7 +97,7 @@ class LLMAnswerer:
         checking += time.perf_counter() - t
         timings["llm"] = round(_ms(started) - checking * 1000, 3)
         timings["check"] = round(checking * 1000, 3)
-        log.info("LLM answer check: %s", {k: v for k, v in answer.check.items() if k != "removed"})
+        log.info("LLM answer check: %s", {k: v for k, v in (answer.check or {}).items() if k != "removed"})
         yield answer
 
 

@@ -47,7 +47,7 @@ class Call:
     def timeout(self) -> httpx.Timeout:
         return httpx.Timeout(max(0.001, self.remaining()))
 
-    def trace(self, event: str, info: dict) -> None:
+    def trace(self, event: str, info: dict[str, object]) -> None:
         """httpcore's trace hook: each connection is watched from the moment it is made."""
         if event.endswith(".complete"):
             self.watch(info.get("return_value"))

@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, NotRequired, TypedDict
 
 import httpx
 
@@ -26,6 +27,9 @@ from assistant.answer.llm.budget import Call
 from assistant.cancellation import current_cancel_token
 from assistant.config import Settings
 from assistant.errors import AnswerError, Cancelled
+
+if TYPE_CHECKING:
+    from assistant.answer.llm.prompt import Message
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +46,15 @@ class Completion:
 
     text: str
     finish_reason: str | None
+
+
+class LLMHealth(TypedDict):
+    """What ``LLMClient.health`` reports about the endpoint."""
+
+    configured: bool
+    reachable: bool
+    model: str
+    error: NotRequired[str]
 
 
 # ------------------------------------------------------------ the client
@@ -73,7 +86,7 @@ class LLMClient:
             headers={"Accept-Encoding": "identity"},
         )
         self._health_lock = threading.Lock()
-        self._health: dict | None = None
+        self._health: LLMHealth | None = None
         self._health_at = 0.0
         self._probe: threading.Thread | None = None
 
@@ -89,17 +102,17 @@ class LLMClient:
 
     # -------------------------------------------------------- public calls
 
-    def complete(self, messages: list[dict]) -> str:
+    def complete(self, messages: list[Message]) -> str:
         """The model's reply to ``messages``, in one piece."""
         return self.chat(messages).text
 
-    def stream(self, messages: list[dict]) -> Iterator[str]:
+    def stream(self, messages: list[Message]) -> Iterator[str]:
         """The model's reply as text deltas, as they arrive."""
         for item in self.stream_chat(messages):
             if isinstance(item, str):
                 yield item
 
-    def chat(self, messages: list[dict]) -> Completion:
+    def chat(self, messages: list[Message]) -> Completion:
         """Like ``complete``, with the finish reason."""
         call = Call(self.settings.llm_timeout_s, current_cancel_token())
         response = None
@@ -111,7 +124,7 @@ class LLMClient:
             if response is not None:
                 response.close()
 
-    def stream_chat(self, messages: list[dict]) -> Iterator[str | Completion]:
+    def stream_chat(self, messages: list[Message]) -> Iterator[str | Completion]:
         """Like ``stream``, then a final ``Completion`` with the whole text and the finish reason.
 
         A stream that breaks off before its ``finish_reason`` or ``data: [DONE]``, runs past the
@@ -166,7 +179,7 @@ class LLMClient:
             if response is not None:
                 response.close()
 
-    def health(self, wait: bool = True) -> dict | None:
+    def health(self, wait: bool = True) -> LLMHealth | None:
         """``{"configured": True, "reachable": bool, "model": ...}`` (plus ``"error"``); never raises.
 
         The endpoint is probed at most once at a time and once every ``HEALTH_CACHE_S`` seconds
@@ -185,20 +198,20 @@ class LLMClient:
         if info is None and wait and probe is not None:
             probe.join(HEALTH_TIMEOUT_S + 1.0)
             info = self._health
-        return dict(info) if info is not None else None
+        return info.copy() if info is not None else None
 
     # -------------------------------------------------------- internals
 
     def _run_probe(self) -> None:
-        info = {"configured": True, "reachable": False, "model": self.settings.llm_model, "error": "the probe failed"}
+        info: LLMHealth = {"configured": True, "reachable": False, "model": self.settings.llm_model, "error": "the probe failed"}
         try:
             info = self._probe_once()
         finally:
             with self._health_lock:
                 self._health, self._health_at, self._probe = info, time.monotonic(), None
 
-    def _probe_once(self) -> dict:
-        info: dict = {"configured": True, "reachable": False, "model": self.settings.llm_model}
+    def _probe_once(self) -> LLMHealth:
+        info: LLMHealth = {"configured": True, "reachable": False, "model": self.settings.llm_model}
         call = Call(min(self.settings.llm_timeout_s, HEALTH_TIMEOUT_S), None)
         try:
             request = self._client.build_request(
@@ -222,14 +235,14 @@ class LLMClient:
 
     def _note(self, reachable: bool, error: str | None = None) -> None:
         """What a real call learnt about the endpoint, for ``health``."""
-        info = {"configured": True, "reachable": reachable, "model": self.settings.llm_model}
+        info: LLMHealth = {"configured": True, "reachable": reachable, "model": self.settings.llm_model}
         if error:
             info["error"] = error[:200]
         with self._health_lock:
             self._health, self._health_at = info, time.monotonic()
 
-    def _payload(self, messages: list[dict], stream: bool) -> dict:
-        payload = {
+    def _payload(self, messages: list[Message], stream: bool) -> dict[str, object]:
+        payload: dict[str, object] = {
             "model": self.settings.llm_model,
             "messages": messages,
             "temperature": self.settings.llm_temperature,
@@ -245,7 +258,7 @@ class LLMClient:
     def _redact(self, text: str) -> str:
         return text.replace(self._key, "***") if self._key else text
 
-    def _send(self, call: Call, payload: dict) -> httpx.Response:
+    def _send(self, call: Call, payload: dict[str, object]) -> httpx.Response:
         """POST with retries on connection errors, timeouts, 429 and 5xx, all within the call's
         budget; returns a 2xx response whose body is not read yet (the caller closes it)."""
         attempts = self.settings.llm_retries + 1

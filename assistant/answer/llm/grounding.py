@@ -10,7 +10,9 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from assistant.answer.language import language, languages, no_answer_text
 from assistant.answer.llm.prompt import SENTINEL
@@ -100,7 +102,7 @@ class Checker:
         self._emitted = False
         self.kept: list[_Sentence] = []
         self.order: list[int] = []  # 0-based passage numbers, in order of first citation
-        self.removed: list[dict] = []
+        self.removed: list[dict[str, str]] = []  # the sentences left out and why
         self.dropped: list[int] = []
         self.sentences = 0
         self.not_covered = 0
@@ -177,6 +179,7 @@ class Checker:
             return None  # a stray "[1]" line, "Sources: [1], [2]"
         self.sentences += 1
         markers = len(_MARKER.findall(sentence))
+        reason: str | None
         if markers > max(MAX_MARKERS, len(_words(claim))):
             reason = f"{markers} citation markers for {len(_words(claim))} content words"  # "[1] and [2] and [3] and [4]"
         elif cited:
@@ -233,7 +236,7 @@ class Checker:
 
     # -------------------------------------------------------- the result
 
-    def check(self) -> dict:
+    def check(self) -> dict[str, Any]:
         return {
             "sentences": self.sentences,
             "supported": len(self.kept),
@@ -286,14 +289,14 @@ class Checker:
         return out
 
 
-def _move_markers(m: re.Match) -> str:
+def _move_markers(m: re.Match[str]) -> str:
     return " " + m.group(2).strip() + m.group(1) + " "
 
 
-def _rewrite_markers(sentence: str, replace) -> str:
+def _rewrite_markers(sentence: str, replace: Callable[[list[int]], str]) -> str:
     """``sentence`` with each run of markers ("[1][2]", "[1, 3]") replaced by ``replace(numbers)``."""
 
-    def sub(m: re.Match) -> str:
+    def sub(m: re.Match[str]) -> str:
         new = replace([int(n) for n in re.findall(r"\d+", m.group(1))])
         after = m.string[m.end() : m.end() + 1]
         glue = "" if not after or after in ".!?…,;:)\n" else " "

@@ -6,10 +6,18 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import TypedDict
 
 from assistant.search.retriever import Passage
 
 SENTINEL = "NOT_IN_DOCUMENTS"
+
+
+class Message(TypedDict):
+    """One chat message of a prompt, as the OpenAI-compatible endpoint takes it."""
+
+    role: str
+    content: str
 
 
 def prompt_text(name: str) -> str:
@@ -34,7 +42,7 @@ class Prompt:
             raise ValueError(f"{path or name} must have an '=== system ===' and an '=== user ===' section")
         return cls(match.group(1).strip(), match.group(2).strip())
 
-    def messages(self, question: str, passages: list[Passage]) -> list[dict]:
+    def messages(self, question: str, passages: list[Passage]) -> list[Message]:
         """The answer prompt's messages for a question and its numbered passages."""
         return self.render(
             {
@@ -45,7 +53,7 @@ class Prompt:
             }
         )
 
-    def render(self, values: dict[str, str]) -> list[dict]:
+    def render(self, values: dict[str, str]) -> list[Message]:
         """System and user messages with ``{{name}}`` placeholders filled in one pass."""
 
         def fill(template: str) -> str:
