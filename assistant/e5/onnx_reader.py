@@ -23,10 +23,18 @@ import tempfile
 import threading
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import NDArray
 
 from .modelfile import BLOCK_BYTES, QK, dequantise
+
+if TYPE_CHECKING:
+    import torch
+
+    from .model import E5Base
+    from .torch_modules import ReaderModule
 
 log = logging.getLogger(__name__)
 
@@ -57,33 +65,33 @@ class Q4Rows:
     [1.0, 0.5]
     """
 
-    def __init__(self, raw: np.ndarray, dim: int):
+    def __init__(self, raw: NDArray[np.uint8], dim: int):
         self.dim = dim
         self.rows = np.asarray(raw).reshape(-1, (dim // QK) * BLOCK_BYTES)
 
-    def __call__(self, ids: np.ndarray) -> np.ndarray:
+    def __call__(self, ids: NDArray[np.int64]) -> NDArray[np.float32]:
         return dequantise(self.rows[ids.reshape(-1)], self.dim).reshape(*ids.shape, self.dim)
 
 
-def export(module, base, path: Path, variant: str) -> Path:
+def export(module: ReaderModule, base: E5Base, path: Path, variant: str) -> Path:
     """Write the graph of a loaded (merged) torch reader module to ``path``, atomically."""
     import torch
 
     class AfterLookup(torch.nn.Module):
-        def __init__(self, reader):
+        def __init__(self, reader: ReaderModule) -> None:
             super().__init__()
             self.reader = reader
 
-        def forward(self, embeds, mask):
-            hidden = self.reader.encoder(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
-            logits = self.reader.span(hidden)
+        def forward(self, embeds: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            hidden: torch.Tensor = self.reader.encoder(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
+            logits: torch.Tensor = self.reader.span(hidden)
             return logits[..., 0], logits[..., 1]
 
     path.parent.mkdir(parents=True, exist_ok=True)
     ids = torch.tensor([[base.file.bos, 100, base.file.eos, base.file.eos, *([200] * 60), base.file.eos]] * 2)
     mask = torch.ones_like(ids)
     with torch.no_grad():
-        embeds = base.word_embeddings(ids)
+        embeds: torch.Tensor = base.word_embeddings(ids)
     with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
         plain = Path(tmp) / "reader.onnx"
         # The exporter prints its progress and warns about axis names; neither concerns a user.
@@ -98,7 +106,7 @@ def export(module, base, path: Path, variant: str) -> Path:
     return path
 
 
-def _export_graph(module, embeds, mask, path: Path, max_tokens: int) -> None:
+def _export_graph(module: torch.nn.Module, embeds: torch.Tensor, mask: torch.Tensor, path: Path, max_tokens: int) -> None:
     import torch
 
     batch, tokens = torch.export.Dim("batch"), torch.export.Dim("tokens", max=max_tokens)
@@ -131,7 +139,7 @@ def _quantise(source: Path, target: Path) -> None:
 class OnnxLogits:
     """Start and end logits from the exported graph; one run at a time per process (threads set here)."""
 
-    def __init__(self, path: Path, base, threads: int | None):
+    def __init__(self, path: Path, base: E5Base, threads: int | None):
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -142,10 +150,10 @@ class OnnxLogits:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.path = path
         self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self._rows = Q4Rows(base.file.raw("emb.word"), base.file.config.hidden)
+        self._rows = Q4Rows(base.file.blocks("emb.word"), base.file.config.hidden)
         self._lock = threading.Lock()
 
-    def __call__(self, ids: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(self, ids: NDArray[np.int64], mask: NDArray[np.int64]) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
         embeds = self._rows(ids)
         with self._lock:
             start, end = self._session.run(None, {"embeds": embeds, "mask": mask.astype(np.int64)})

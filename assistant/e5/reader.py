@@ -13,18 +13,23 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import threading
 from dataclasses import asdict, dataclass, field
-from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from .model import E5Base, bf16_is_native, set_threads
 from .modelfile import file_sha256
 from .onnx_reader import VARIANTS, OnnxLogits
 from .reading import Reading
+
+if TYPE_CHECKING:
+    import torch
+
+    from .torch_modules import ReaderModule
 
 log = logging.getLogger(__name__)
 
@@ -56,41 +61,7 @@ class ReaderSpec:
     top_layers: int = 0  # the top layers trained in full over the merged adapters (0: adapters only)
 
 
-def _torch():
-    import torch
-
-    return torch
-
-
-@cache
-def lora_linear_class():
-    torch = _torch()
-
-    class LoRALinear(torch.nn.Module):
-        """``base(x) + scale * B(A(x))`` with the base frozen; ``merged`` folds it into one Linear."""
-
-        def __init__(self, base, rank: int, alpha: float):
-            super().__init__()
-            self.base = base
-            for p in base.parameters():
-                p.requires_grad_(False)
-            self.lora_a = torch.nn.Parameter(torch.empty(rank, base.in_features))
-            self.lora_b = torch.nn.Parameter(torch.zeros(base.out_features, rank))
-            torch.nn.init.kaiming_uniform_(self.lora_a, a=math.sqrt(5))
-            self.scale = alpha / rank
-
-        def forward(self, x):
-            return self.base(x) + (x @ self.lora_a.t()) @ self.lora_b.t() * self.scale
-
-        def merged(self):
-            with torch.no_grad():
-                self.base.weight += (self.lora_b @ self.lora_a) * self.scale
-            return self.base
-
-    return LoRALinear
-
-
-def _named_linears(encoder, targets: tuple[str, ...]):
+def _named_linears(encoder: torch.nn.Module, targets: tuple[str, ...]) -> list[tuple[torch.nn.Module, str, str]]:
     """(parent module, attribute, dotted name) of every Linear the adapters wrap."""
     out = []
     for name, module in encoder.named_modules():
@@ -101,39 +72,27 @@ def _named_linears(encoder, targets: tuple[str, ...]):
     return out
 
 
-def build_reader_module(base: E5Base, spec: ReaderSpec):
+def build_reader_module(base: E5Base, spec: ReaderSpec) -> ReaderModule:
     """The trainable reader: e5 encoder with LoRA on ``spec.lora_targets``, layer norms and a span head."""
-    torch = _torch()
-    lora = lora_linear_class()
+    from .torch_modules import LoRALinear, ReaderModule
+
     encoder = base.encoder()
     for p in encoder.parameters():
         p.requires_grad_(False)
     for parent, attr, _ in _named_linears(encoder, spec.lora_targets):
-        setattr(parent, attr, lora(getattr(parent, attr), spec.lora_rank, spec.lora_alpha))
+        setattr(parent, attr, LoRALinear(getattr(parent, attr), spec.lora_rank, spec.lora_alpha))
     for name, p in encoder.named_parameters():
         if "LayerNorm" in name:
             p.requires_grad_(True)
-
-    class ReaderModule(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.encoder = encoder
-            self.span = torch.nn.Linear(encoder.config.hidden_size, 2)
-
-        def forward(self, input_ids, attention_mask):
-            hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-            logits = self.span(hidden).float()
-            return logits[..., 0], logits[..., 1]
-
-    return ReaderModule()
+    return ReaderModule(encoder)
 
 
-def trained_state(module) -> dict:
+def trained_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     """What training changed (adapters, layer norms, span head): the tensors to store."""
     return {k: v.detach().clone() for k, v in module.named_parameters() if v.requires_grad}
 
 
-def load_trained_state(module, state: dict, spec: ReaderSpec) -> None:
+def load_trained_state(module: ReaderModule, state: dict[str, torch.Tensor], spec: ReaderSpec) -> None:
     """Lay stored tensors over a freshly built reader module and merge its adapters.
 
     Adapters and layer norms load before the merge; with ``spec.top_layers``, the top layers'
@@ -153,12 +112,13 @@ def load_trained_state(module, state: dict, spec: ReaderSpec) -> None:
         raise ValueError(f"reader weights are incomplete: {missing[:3]}")
 
 
-def merge_adapters(module) -> None:
+def merge_adapters(module: torch.nn.Module) -> None:
     """Fold every LoRA adapter into its base Linear (inference is then a plain BertModel)."""
-    lora = lora_linear_class()
+    from .torch_modules import LoRALinear
+
     for _, child in list(module.named_modules()):
         for attr, sub in list(child.named_children()):
-            if isinstance(sub, lora):
+            if isinstance(sub, LoRALinear):
                 setattr(child, attr, sub.merged())
 
 
@@ -194,7 +154,7 @@ def windows(base: E5Base, question_ids: list[int], text_ids: list[int], offsets:
         start = max(start + 1, end - spec.overlap_tokens)
 
 
-def pad_rows(rows: list[list[int]], pad: int, multiple: int = 32) -> tuple[np.ndarray, np.ndarray]:
+def pad_rows(rows: list[list[int]], pad: int, multiple: int = 32) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
     """Ids and attention mask (int64 arrays), padded to a multiple of ``multiple`` tokens.
 
     Few distinct shapes keep the engines' per-shape caches (and the process's memory) small.
@@ -212,9 +172,10 @@ def pad_rows(rows: list[list[int]], pad: int, multiple: int = 32) -> tuple[np.nd
     return ids, mask
 
 
-def pad_batch(rows: list[list[int]], pad: int, multiple: int = 32):
+def pad_batch(rows: list[list[int]], pad: int, multiple: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
     """``pad_rows`` as torch tensors."""
-    torch = _torch()
+    import torch
+
     ids, mask = pad_rows(rows, pad, multiple)
     return torch.from_numpy(ids), torch.from_numpy(mask)
 
@@ -225,9 +186,9 @@ def pad_batch(rows: list[list[int]], pad: int, multiple: int = 32):
 @dataclass
 class ReaderInfo:
     path: str
-    spec: dict
+    spec: dict[str, Any]  # ``ReaderSpec`` as stored in the manifest
     weights_sha256: str
-    metrics: dict = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)  # the manifest's evaluation results
 
 
 ENGINES = ("torch", *VARIANTS)
@@ -236,16 +197,17 @@ ENGINES = ("torch", *VARIANTS)
 class TorchLogits:
     """Start and end logits from the merged torch module (bfloat16 autocast where the CPU has it)."""
 
-    def __init__(self, module, bf16: bool):
+    def __init__(self, module: ReaderModule, bf16: bool):
         self.module = module
         self.bf16 = bf16
-        self._torch = _torch()
         self._lock = threading.Lock()
 
-    def __call__(self, ids: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        torch = self._torch
+    def __call__(self, ids: NDArray[np.int64], mask: NDArray[np.int64]) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+        import torch
+
         with self._lock, torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
-            start, end = self.module(torch.from_numpy(ids), torch.from_numpy(mask))
+            logits: tuple[torch.Tensor, torch.Tensor] = self.module(torch.from_numpy(ids), torch.from_numpy(mask))
+        start, end = logits
         return start.float().numpy(), end.float().numpy()
 
 
@@ -291,7 +253,7 @@ class Reader:
         # Trained under bfloat16 autocast; on CPUs that compute it natively it reads ~2.5x faster.
         self._logits = TorchLogits(self._torch_module(weights_dir), bf16_is_native() if bf16 is None else bf16)
 
-    def _torch_module(self, weights_dir: Path):
+    def _torch_module(self, weights_dir: Path) -> ReaderModule:
         from safetensors.torch import load_file
 
         module = build_reader_module(self.base, self.spec)

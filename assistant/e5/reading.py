@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 
 @dataclass
@@ -16,9 +18,9 @@ class Reading:
     """
 
     text: str
-    offsets: np.ndarray  # [tokens, 2] char spans in ``text``
-    start: np.ndarray  # [tokens]
-    end: np.ndarray  # [tokens]
+    offsets: NDArray[np.int64]  # [tokens, 2] char spans in ``text``
+    start: NDArray[np.floating[Any]]  # [tokens]
+    end: NDArray[np.floating[Any]]  # [tokens]
     null: float
     null_start: float | None = None  # the start and end logits at ``<s>`` (``null`` is their sum)
     null_end: float | None = None
@@ -38,7 +40,7 @@ class Reading:
         s0 = self.null / 2 if self.null_start is None else self.null_start
         e0 = self.null / 2 if self.null_end is None else self.null_end
 
-        def p_null(null: float, logits: np.ndarray) -> float:
+        def p_null(null: float, logits: NDArray[np.floating[Any]]) -> float:
             top = max(null, float(logits.max()))
             return float(np.exp(null - top) / (np.exp(null - top) + np.exp(logits - top).sum()))
 

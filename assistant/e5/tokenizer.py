@@ -8,11 +8,15 @@ reader needs to cite exact spans).
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 from .modelfile import E5File
 
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
 
-def build_tokenizer(model: E5File):
+
+def build_tokenizer(model: E5File) -> Tokenizer:
     """A ``tokenizers.Tokenizer`` with no special tokens added (callers add ``<s>``/``</s>``).
 
     >>> tok = build_tokenizer(E5File.packaged())
@@ -28,7 +32,7 @@ def build_tokenizer(model: E5File):
     # space-like characters (tabs, newlines, zero-width and line separators...) made spaces.
     dropped = "".join(chr(cp) for cp, out in model.normalisation.items() if out == "")
     spaces = "".join(chr(cp) for cp, out in model.normalisation.items() if out == " ")
-    steps = []
+    steps: list[normalizers.Normalizer] = []
     if dropped:
         steps.append(normalizers.Replace(Regex(f"[{re.escape(dropped)}]"), ""))
     if spaces:
