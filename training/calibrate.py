@@ -268,6 +268,8 @@ def other_domain_decisions(args, base: Settings, embedder, work: Path, weight: f
             log.info("other-domain decisions: %s (reused)", cache)
             return selective.load(cache)
     reader = load_reader(base)
+    if reader is None:
+        raise SystemExit("calibrate: the decision is fitted on the reader's scores; turn it on (ASSISTANT_READER=true, e5 embedder)")
     manifest = json.loads((Path(reader.info.path) / "reader.json").read_text(encoding="utf-8"))
     dev_share = float(manifest.get("arguments", {}).get("dev_share", 0.1))  # the reader's own dev split: never trained on
     examples = selective.dev_examples(args.train_dir, dev_share, args.per_source, args.seed)
