@@ -11,10 +11,8 @@ every failure is an ``AnswerError`` with a message that never contains the API k
 
 from __future__ import annotations
 
-import codecs
 import json
 import logging
-import re
 import threading
 import time
 from collections.abc import Iterator
@@ -24,6 +22,7 @@ from typing import TYPE_CHECKING, NotRequired, TypedDict
 import httpx
 
 from assistant.answer.llm.budget import Call
+from assistant.answer.llm.wire import error_text, event_lines, parse_json, read_body
 from assistant.cancellation import current_cancel_token
 from assistant.config import Settings
 from assistant.errors import AnswerError, Cancelled
@@ -37,7 +36,6 @@ HEALTH_TIMEOUT_S = 5.0  # the most one reachability probe may take
 HEALTH_CACHE_S = 30.0  # how long a probe's result (or a real call's outcome) is reused
 MAX_BACKOFF_S = 2.0
 MAX_ERROR_BODY_BYTES = 64 * 1024  # of an error response, read only for its message
-_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
 @dataclass(frozen=True)
@@ -144,7 +142,7 @@ class LLMClient:
             parts: list[str] = []
             done = False
             finish: str | None = None
-            for line in self._lines(response, call):
+            for line in event_lines(response, call, self.settings.llm_max_reply_bytes):
                 line = line.strip()
                 if not line.startswith("data:"):
                     continue  # blank lines, ": keep-alive" comments, "event:"/"id:" fields
@@ -152,11 +150,11 @@ class LLMClient:
                 if data == "[DONE]":
                     done = True
                     break
-                chunk = _json(data, "the LLM stream sent malformed JSON")
+                chunk = parse_json(data, "the LLM stream sent malformed JSON")
                 if not isinstance(chunk, dict):
                     raise AnswerError("the LLM stream sent an unexpected chunk")
                 if "error" in chunk:
-                    raise AnswerError(f"the LLM endpoint reported an error mid-stream: {self._redact(_error_text(chunk))}")
+                    raise AnswerError(f"the LLM endpoint reported an error mid-stream: {self._redact(error_text(chunk))}")
                 choices = chunk.get("choices")
                 if not choices:
                     continue  # e.g. the usage chunk of stream_options.include_usage
@@ -301,7 +299,7 @@ class LLMClient:
 
     def _http_error(self, response: httpx.Response, call: Call) -> AnswerError:
         try:
-            message = _error_text(json.loads(self._read(response, call, MAX_ERROR_BODY_BYTES, "the LLM error response did not finish")))
+            message = error_text(json.loads(read_body(response, call, MAX_ERROR_BODY_BYTES, "the LLM error response did not finish")))
         except Exception:  # noqa: BLE001 - the body is only a hint
             message = ""
         finally:
@@ -309,75 +307,13 @@ class LLMClient:
         detail = f": {self._redact(message)[:300]}" if message else ""
         return AnswerError(f"the LLM endpoint answered HTTP {response.status_code}{detail}")
 
-    def _too_large(self, limit: int) -> AnswerError:
-        return AnswerError(f"the LLM reply is larger than {limit:,} bytes (llm_max_reply_bytes); it was cut off")
-
-    def _read(self, response: httpx.Response, call: Call, limit: int, what: str) -> bytes:
-        """The whole body, within the call's time and at most ``limit`` bytes."""
-        length = response.headers.get("content-length", "")
-        if length.isascii() and length.isdigit() and int(length) > limit:
-            raise self._too_large(limit)
-        chunks: list[bytes] = []
-        size = 0
-        try:
-            for chunk in response.iter_bytes():
-                size += len(chunk)
-                if size > limit:
-                    raise self._too_large(limit)
-                chunks.append(chunk)
-                call.check(what)
-        except AnswerError:
-            raise
-        except (httpx.HTTPError, OSError, ValueError) as exc:
-            raise call.failure(exc, what, "the LLM answer broke off") from None
-        call.check(what, clock=False)  # a connection cut at the time limit can look like a short, complete body
-        return b"".join(chunks)
-
-    def _lines(self, response: httpx.Response, call: Call) -> Iterator[str]:
-        """The lines of an event stream, within the call's time and the size cap (also for a line that never ends)."""
-        limit = self.settings.llm_max_reply_bytes
-        what = "the LLM stream did not finish"
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        pending: list[str] = []
-        size = 0
-        after_cr = False
-        try:
-            for chunk in response.iter_bytes():
-                size += len(chunk)
-                if size > limit:
-                    raise self._too_large(limit)
-                call.check(what)
-                text = decoder.decode(chunk)
-                if not text:
-                    continue  # the middle of a UTF-8 character
-                if after_cr and text[0] == "\n":
-                    text = text[1:]  # the "\r\n" was split between two chunks
-                after_cr = text.endswith("\r")
-                if not text:
-                    continue
-                pieces = _LINE_BREAK.split(text)
-                if len(pieces) == 1:
-                    pending.append(text)
-                    continue
-                yield "".join(pending) + pieces[0]
-                yield from pieces[1:-1]
-                pending = [pieces[-1]]
-        except AnswerError:
-            raise
-        except (httpx.HTTPError, OSError, ValueError) as exc:
-            raise call.failure(exc, what, "the LLM stream broke off") from None
-        call.check(what, clock=False)
-        rest = "".join(pending) + decoder.decode(b"", final=True)
-        if rest:
-            yield rest
-
     def _parse_completion(self, response: httpx.Response, call: Call) -> Completion:
-        body = self._read(response, call, self.settings.llm_max_reply_bytes, "the LLM endpoint did not finish its answer")
-        data = _json(body, "the LLM endpoint answered with malformed JSON")
+        body = read_body(response, call, self.settings.llm_max_reply_bytes, "the LLM endpoint did not finish its answer")
+        data = parse_json(body, "the LLM endpoint answered with malformed JSON")
         if not isinstance(data, dict):
             raise AnswerError("the LLM endpoint answered with unexpected JSON")
         if "error" in data:
-            raise AnswerError(f"the LLM endpoint reported an error: {self._redact(_error_text(data))[:300]}")
+            raise AnswerError(f"the LLM endpoint reported an error: {self._redact(error_text(data))[:300]}")
         choices = data.get("choices")
         if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
             raise AnswerError("the LLM response has no choices")
@@ -387,24 +323,6 @@ class LLMClient:
             raise AnswerError("the LLM response has no message content")
         finish = choices[0].get("finish_reason")
         return Completion(content, str(finish) if finish else None)
-
-
-def _json(text: str | bytes, message: str) -> object:
-    try:
-        return json.loads(text)
-    except ValueError:
-        raise AnswerError(message) from None
-
-
-def _error_text(data: object) -> str:
-    """The message of an OpenAI-style error body (``{"error": {"message": ...}}``), if any."""
-    if isinstance(data, dict):
-        error = data.get("error", data)
-        if isinstance(error, dict):
-            return str(error.get("message") or error.get("detail") or "")
-        if isinstance(error, str):
-            return error
-    return ""
 
 
 def _short(exc: Exception) -> str:
