@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from assistant.answer.decision import Calibration, decision_features, scaled_margin
-from assistant.answer.fact_sheet import asked_fact, asked_value, find_fact
+from assistant.answer.fact_sheet import asked_fact, asked_value, fact_answer
 from assistant.answer.kinds import counted_words, counts_noun, has_kind, joined_digits, question_kind, question_names, wants_explanation
 from assistant.answer.language import languages, no_answer_text, question_language
 from assistant.answer.safety import has_content, is_instruction
@@ -313,17 +313,9 @@ class ExtractiveAnswerer:
         top, doc = cands[0].passage, self.index.documents[cands[0].passage.doc_id]
         if any(n.casefold() not in f"{doc.title} {doc.publisher or ''}".casefold() for n in question_names(question)):
             return None  # a fact sheet is about the project its title names
-        text = doc.text
         if top.doc_id not in self._fields:
-            self._fields[top.doc_id] = find_fields(text)
-        found = find_fact(asked, text, self._fields[top.doc_id], question)
-        if found is None:
-            return None
-        a, b = found.quote
-        unit = Passage(f"{top.doc_id}#field", top.doc_id, top.title, top.source, text[a:b], a, b, top.score)
-        cite = citation(1, unit, self.index, a, b, found.marked)
-        return Answer(answer=f"{cite.quote} [1]", abstained=False, mode="extractive", citations=[cite],
-                      check={"decision": "answer", "reason": f"fact-sheet field ({asked}): {found.field.label}"})  # fmt: skip
+            self._fields[top.doc_id] = find_fields(doc.text)
+        return fact_answer(question, asked, top, doc.text, self._fields[top.doc_id], self.index)
 
     def answer(self, question: str, search: SearchResult) -> Answer:
         cands = self.candidates(question, search)

@@ -28,7 +28,10 @@ import re
 from dataclasses import dataclass
 
 from assistant.answer.kinds import question_kind
+from assistant.answer.types import Answer, citation
 from assistant.ingest.fields import Field, dates_in, field_span, find_fields
+from assistant.search.retriever import Passage
+from assistant.search.store import Store
 
 _ASKS = {
     "end": re.compile(
@@ -126,6 +129,18 @@ def find_fact(fact: str, text: str, fields: list[Field] | None = None, question:
         return None
     f = codes[0]
     return Fact(f, field_span(text, f), (f.value_start, f.value_end))
+
+
+def fact_answer(question: str, asked: str, top: Passage, text: str, fields: list[Field], index: Store) -> Answer | None:
+    """The answer quoting the field of ``top``'s document ``text`` that states the ``asked`` fact, or None."""
+    found = find_fact(asked, text, fields, question)
+    if found is None:
+        return None
+    a, b = found.quote
+    unit = Passage(f"{top.doc_id}#field", top.doc_id, top.title, top.source, text[a:b], a, b, top.score)
+    cite = citation(1, unit, index, a, b, found.marked)
+    return Answer(answer=f"{cite.quote} [1]", abstained=False, mode="extractive", citations=[cite],
+                  check={"decision": "answer", "reason": f"fact-sheet field ({asked}): {found.field.label}"})  # fmt: skip
 
 
 def _budget(text: str, fields: list[Field], question: str) -> Fact | None:
