@@ -35,6 +35,10 @@ LAYER_TENSORS = {
     "fo": "output.dense",
 }
 LAYER_NORMS = {"aln": "attention.output.LayerNorm", "oln": "output.LayerNorm"}
+# transformers resolves its top-level names lazily, and two threads resolving them at once (two
+# services loading the reader side by side) can see a half-initialised module: "cannot import name
+# 'BertModel' from 'transformers'". Every import of its names here goes through this lock.
+TRANSFORMERS_IMPORT_LOCK = threading.Lock()
 
 
 @dataclass
@@ -56,7 +60,8 @@ class E5Base:
         return E5Base(file, build_tokenizer(file), embed)
 
     def bert_config(self, vocab_size: int | None = None) -> BertConfig:
-        from transformers import BertConfig
+        with TRANSFORMERS_IMPORT_LOCK:
+            from transformers import BertConfig
 
         c = self.file.config
         return BertConfig(
@@ -97,7 +102,9 @@ class E5Base:
     def encoder(self, extra: dict[str, torch.Tensor] | None = None) -> BertModel:
         """A ``BertModel`` (no pooler) with the file's weights, ``extra`` tensors laid over them."""
         import torch
-        from transformers import BertModel
+
+        with TRANSFORMERS_IMPORT_LOCK:
+            from transformers import BertModel
 
         # Built with a one-row vocabulary (the real table is the shared Q4 module), so no 96M-weight
         # matrix is allocated and randomly initialised only to be replaced.
