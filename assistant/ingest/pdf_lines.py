@@ -19,11 +19,19 @@ class TextPage(Protocol):
 
     raw: object
 
+    def count_chars(self) -> int: ...
+
+    def count_rects(self, index: int = 0, count: int = -1) -> int: ...
+
+    def get_rect(self, index: int) -> tuple[float, float, float, float]: ...
+
     def close(self) -> None: ...
 
 
 class PdfPage(RenderablePage, Protocol):
     """A pypdfium2 ``PdfPage``."""
+
+    raw: object
 
     def get_size(self) -> tuple[float, float]: ...
 

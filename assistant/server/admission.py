@@ -57,7 +57,7 @@ class Admission:
         self._in_flight = 0
         self._waiting: deque[anyio.Event] = deque()
 
-    def status(self) -> dict:
+    def status(self) -> dict[str, int]:
         return {"in_flight": self._in_flight, "queued": len(self._waiting), "limit": self.limit, "queue": self.queue}
 
     async def acquire(self) -> Slot:

@@ -10,7 +10,9 @@ reachability. The routes live in ``routes`` (``/ask``, ``/health``, ``/documents
 ``openai_api`` (``/v1``) and ``uploads`` (``POST``/``DELETE /documents``).
 """
 
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -42,7 +44,7 @@ def create_app(settings: Settings | None = None, service: Service | None = None,
     admission = Admission(settings.max_answers, settings.answer_queue, settings.answer_queue_wait_s)
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI):
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         _serve_single_queries()
         live.start()
         yield
@@ -72,7 +74,7 @@ def create_app(settings: Settings | None = None, service: Service | None = None,
     api_methods: dict[str, set[str]] = {}
     for route in app.routes:
         if isinstance(route, APIRoute):
-            api_methods.setdefault(route.path, set()).update(route.methods)
+            api_methods.setdefault(route.path, set()).update(route.methods or ())
     app.mount("/", WebFiles(api_methods, directory=str(web_dir()), html=True), name="web")
     # With an API key, everything but the chat page's own files and /health needs it.
     page = page_paths()
@@ -96,7 +98,7 @@ def _serve_single_queries() -> None:
     faiss.omp_set_num_threads(1)
 
 
-def uvicorn_options(settings: Settings) -> dict:
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
     """How ``assistant serve`` runs uvicorn: limits for slow, idle and too many clients.
 
     Headers must arrive within ``http_header_timeout_s`` and the body within

@@ -7,6 +7,7 @@ only HTTP has (401, 415...). ``error_body`` is shared with the event stream's ``
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -24,16 +25,18 @@ log = logging.getLogger(__name__)
 class ApiError(AssistantError):
     """An error of the HTTP layer itself, with its status, code and optional headers."""
 
-    def __init__(self, status: int, code: str, message: str, details: object | None = None, headers: dict | None = None):
+    def __init__(self, status: int, code: str, message: str, details: object | None = None, headers: dict[str, str] | None = None):
         super().__init__(message, details)
         self.status, self.code, self.headers = status, code, headers
 
 
-def error_body(code: str, message: str, details: object | None = None) -> dict:
+def error_body(code: str, message: str, details: object | None = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "details": details}}
 
 
-def error_response(status: int, code: str, message: str, details: object | None = None, headers: dict | None = None) -> JSONResponse:
+def error_response(
+    status: int, code: str, message: str, details: object | None = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
     return JSONResponse(error_body(code, message, details), status_code=status, headers=headers)
 
 
@@ -41,7 +44,7 @@ UNAUTHORISED = ApiError(
     401, "unauthorised", "A valid API key is required: send 'Authorization: Bearer <key>'.", headers={"WWW-Authenticate": "Bearer"}
 )
 
-ERRORS = {
+ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "Malformed request"},
     401: {"model": ErrorResponse, "description": "Missing or wrong API key"},
     413: {"model": ErrorResponse, "description": "Request body too large"},
@@ -86,7 +89,7 @@ def install_error_handlers(app: FastAPI, settings: Settings) -> None:
             "string_unicode": "must be valid Unicode text",
         }
 
-        def explain(e: dict) -> str:
+        def explain(e: dict[str, Any]) -> str:
             """A field's problem in words, quoting the field's own limit (pydantic's error ctx)."""
             kind, ctx = e.get("type"), e.get("ctx") or {}
             if kind == "string_too_long":
@@ -95,7 +98,7 @@ def install_error_handlers(app: FastAPI, settings: Settings) -> None:
                 return f"has more than {ctx['max_length']} items"
             if kind == "too_short" and "min_length" in ctx:
                 return f"needs at least {ctx['min_length']} items"
-            return friendly.get(kind, str(e.get("msg", "")).removeprefix("Value error, ").removeprefix("question "))
+            return friendly.get(str(kind), str(e.get("msg", "")).removeprefix("Value error, ").removeprefix("question "))
 
         details = [
             {

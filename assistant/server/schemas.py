@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
 
@@ -77,7 +77,7 @@ class AskResponse(BaseModel):
     related: list[Citation]
     timings_ms: dict[str, float]
     warnings: list[str]
-    check: dict | None = None
+    check: dict[str, Any] | None = None
     search_question: str | None = Field(default=None, description="What was searched: the question, or a follow-up made standalone.")
     rewrite: str | None = Field(default=None, description="How the question was made standalone: none, rules or llm.")
 
@@ -108,7 +108,7 @@ class DocumentInfo(BaseModel):
     pages: int | None = Field(default=None, description="A PDF's number of pages; null for other formats.")
     warnings: list[str] = Field(default_factory=list, description="What a reader should know about this document's text.")
 
-    @computed_field(description="Added with POST /documents (its file is under uploads/): DELETE /documents/{doc_id} removes it.")
+    @computed_field(description="Added with POST /documents (its file is under uploads/): DELETE /documents/{doc_id} removes it.")  # type: ignore[prop-decorator]  # pydantic's documented form
     @property
     def uploaded(self) -> bool:
         return self.source.startswith(UPLOAD_FOLDER + "/")

@@ -6,8 +6,11 @@ anything else in the folder), each with the page's security headers."""
 from __future__ import annotations
 
 from importlib import resources
+from importlib.resources.abc import Traversable
+from typing import Any
 
 from fastapi.staticfiles import StaticFiles
+from starlette.types import Message, Receive, Scope, Send
 
 from assistant.server.errors import error_response
 
@@ -57,7 +60,7 @@ SECURITY_HEADERS = {
 }
 
 
-def web_dir():
+def web_dir() -> Traversable:
     """The folder of the chat page's files in the installed package."""
     return resources.files("assistant.web")
 
@@ -67,11 +70,11 @@ def page_paths() -> frozenset[str]:
     return frozenset({"/"} | {f"/{name}" for name in PAGE_FILES})
 
 
-def with_security_headers(send):
+def with_security_headers(send: Send) -> Send:
     """``send`` adding the page's security headers to the response start."""
     encoded = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in SECURITY_HEADERS.items()]
 
-    async def wrapped(message) -> None:
+    async def wrapped(message: Message) -> None:
         if message["type"] == "http.response.start":
             present = {k.lower() for k, _ in message.get("headers", [])}
             message = {**message, "headers": [*message.get("headers", []), *(h for h in encoded if h[0] not in present)]}
@@ -84,11 +87,11 @@ class WebFiles(StaticFiles):
     """The chat page's files (GET and HEAD), from the explicit list only. An API path reached here
     was asked with the wrong method (405 naming the right ones); anything else is not found (404)."""
 
-    def __init__(self, api_methods: dict[str, set[str]], **kwargs):
+    def __init__(self, api_methods: dict[str, set[str]], **kwargs: Any):
         super().__init__(**kwargs)
         self.api_methods = api_methods
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
             return

@@ -8,17 +8,20 @@ finishes (its LLM call is cut off at once by the token), and no further step sta
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from typing import TypeVar
+from collections.abc import AsyncGenerator, Callable
+from typing import Any, TypeVar
 
 import anyio
 import anyio.to_thread
 from fastapi import Request
 from fastapi.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
+from assistant.answer.followup import Turn
 from assistant.answer.pipeline import Pipeline
 from assistant.answer.types import Answer
 from assistant.cancellation import CancelToken, cancellable
+from assistant.config import AnswerMode
 from assistant.server.admission import Admission, Slot
 
 T = TypeVar("T")
@@ -60,8 +63,8 @@ async def run_cancellable(request: Request, admission: Admission, fn: Callable[.
 
 
 async def answer_stream(
-    pipeline: Pipeline, admission: Admission, question: str, top_k: int | None, mode: str | None, history
-) -> AsyncIterator[str | Answer]:
+    pipeline: Pipeline, admission: Admission, question: str, top_k: int | None, mode: AnswerMode | None, history: list[Turn]
+) -> AsyncGenerator[str | Answer, None]:
     """``pipeline.ask_stream``'s items (text deltas, then the ``Answer``), each step run in a worker thread
     under a cancel token. When the consumer stops (the client went away, or it was closed), the running step
     is waited for, not abandoned (its LLM call is cut off at once by the token) and no other step starts.
@@ -76,7 +79,7 @@ async def answer_stream(
     try:
         while True:
             item = await _step(step, token, admission.threads)
-            if item is _END:
+            if not isinstance(item, str | Answer):
                 raise RuntimeError("the answer stream ended without an answer")
             yield item
             if isinstance(item, Answer):
@@ -90,7 +93,7 @@ async def _step(step: Callable[[], object], token: CancelToken, limiter: anyio.C
     """``step()`` in a worker thread. When this is cancelled meanwhile (the client went away), ``token`` is
     cancelled at once, so that an LLM call inside the step is cut off, and the step is waited for: never abandoned
     to run on while new ones start."""
-    outcome: list = []
+    outcome: list[tuple[bool, Any]] = []
 
     async def run() -> None:
         try:
@@ -117,14 +120,14 @@ class AdmittedStream(StreamingResponse):
     """A streaming response that holds an admission slot until it has ended: sent in full, the client gone,
     or never started at all."""
 
-    def __init__(self, content: AsyncIterator[str], slot: Slot, **kwargs: object):
-        super().__init__(content, media_type="text/event-stream", headers={"Cache-Control": "no-cache"}, **kwargs)
-        self.slot = slot
+    def __init__(self, content: AsyncGenerator[str, None], slot: Slot):
+        super().__init__(content, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+        self.content, self.slot = content, slot
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await super().__call__(scope, receive, send)
         finally:
             with anyio.CancelScope(shield=True):
-                await self.body_iterator.aclose()  # a stream cut short stops here, before its slot is handed on
+                await self.content.aclose()  # a stream cut short stops here, before its slot is handed on
             self.slot.release()

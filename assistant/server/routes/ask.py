@@ -6,9 +6,9 @@ validation (``schemas.ask_request_model``), so this router is built once per app
 
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 
@@ -24,7 +24,10 @@ from assistant.server.streaming import AdmittedStream, answer_stream, run_cancel
 log = logging.getLogger(__name__)
 
 State = Annotated[AppState, Depends(app_state)]
-STREAM_RESPONSES = {**ERRORS, 200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events: delta*, then done or error"}}
+STREAM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **ERRORS,
+    200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events: delta*, then done or error"},
+}
 
 
 def ask_router(Ask: type[AskFields]) -> APIRouter:
@@ -33,14 +36,12 @@ def ask_router(Ask: type[AskFields]) -> APIRouter:
     guards = [Depends(json_body)]
 
     @router.post("/ask", response_model=AskResponse, responses=ERRORS, dependencies=guards)
-    async def ask(body: Ask, request: Request, state: State) -> dict:
+    async def ask(body: Ask, request: Request, state: State) -> dict[str, Any]:  # type: ignore[valid-type]  # the model is built per app
         """Answer a question with citations, or abstain when the documents do not hold the answer."""
-        pipeline = state.live.ready().pipeline
-        answer = await run_cancellable(request, state.admission, pipeline.ask, body.question, body.top_k, body.mode, body.turns())
-        return answer.to_dict()
+        return await answer(body, request, state)
 
     @router.post("/ask/stream", responses=STREAM_RESPONSES, dependencies=guards)
-    async def ask_stream(body: Ask, state: State) -> AdmittedStream:
+    async def ask_stream(body: Ask, state: State) -> AdmittedStream:  # type: ignore[valid-type]  # the model is built per app
         """Stream the answer: ``delta`` events with text, then ``done`` with the full /ask response.
 
         One stream is one answer: when the LLM fails after some of its text was sent, the stream
@@ -54,11 +55,18 @@ def ask_router(Ask: type[AskFields]) -> APIRouter:
     return router
 
 
-async def sse(pipeline: Pipeline, admission: Admission, body: AskFields) -> AsyncIterator[str]:
+async def answer(body: AskFields, request: Request, state: AppState) -> dict[str, Any]:
+    """The /ask response to ``body``, its steps run under the app's admission control."""
+    pipeline = state.live.ready().pipeline
+    found = await run_cancellable(request, state.admission, pipeline.ask, body.question, body.top_k, body.mode, body.turns())
+    return found.to_dict()
+
+
+async def sse(pipeline: Pipeline, admission: Admission, body: AskFields) -> AsyncGenerator[str, None]:
     """The event stream of one answer (``answer_stream``); one stream is one answer: a failure after
     text was sent ends with an ``error`` event."""
 
-    def event(name: str, data: dict) -> str:
+    def event(name: str, data: dict[str, Any]) -> str:
         return f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
 
     try:

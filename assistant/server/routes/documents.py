@@ -1,7 +1,7 @@
 """``GET /documents`` and ``GET /documents/{doc_id}``: plain lookups, async so that they never wait
 for a worker thread behind long answers."""
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
 
@@ -15,7 +15,7 @@ State = Annotated[AppState, Depends(app_state)]
 
 
 @router.get("/documents", response_model=DocumentList, responses=ERRORS)
-async def documents(state: State) -> dict:
+async def documents(state: State) -> dict[str, Any]:
     """The corpus with its metadata and warnings, and the files that could not be indexed (with why): among them
     uploads whose indexing failed, which are retried."""
     index = state.live.ready().index
@@ -27,7 +27,7 @@ async def documents(state: State) -> dict:
 
 
 @router.get("/documents/{doc_id:path}", response_model=DocumentText, responses={**ERRORS, 404: {"model": ErrorResponse}})
-async def document(doc_id: str, state: State) -> dict:
+async def document(doc_id: str, state: State) -> dict[str, Any]:
     """One document's metadata and full text (citation offsets point into ``text``)."""
     doc = state.live.ready().index.documents.get(doc_id)
     if doc is None:

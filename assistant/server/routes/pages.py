@@ -15,14 +15,16 @@ from __future__ import annotations
 import ctypes
 import io
 import unicodedata
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 
 import anyio
 from fastapi import APIRouter, Depends, Request, Response
 
 from assistant.errors import NotFound
 from assistant.ingest.documents import Document
+from assistant.ingest.pdf_lines import PdfPage
 from assistant.ingest.text import PDFIUM_LOCK
 from assistant.server.errors import ERRORS, ApiError
 from assistant.server.routes.state import AppState, app_state
@@ -37,7 +39,7 @@ MAX_QUOTE_CHARS = 20_000
 MIN_PART = 12  # letters and digits: the shortest part of a quote highlighted on its own
 RENDERS_WAITING = 8
 HIGHLIGHT = (255, 200, 0, 96)  # translucent yellow
-PAGE_RESPONSES = {
+PAGE_RESPONSES: dict[int | str, dict[str, Any]] = {
     **ERRORS,
     200: {"content": {"image/png": {}}, "description": "The page as PNG, the quote highlighted"},
     404: {"model": ErrorResponse, "description": "Unknown document, its file gone, or no such page (details: pages)"},
@@ -50,7 +52,7 @@ class PageOutOfRange(ApiError):
         super().__init__(404, "page_out_of_range", message, {"pages": pages})
 
 
-@router.get("/documents/{doc_id:path}/pages/{n:int}.png", response_class=Response, responses=cast(Any, PAGE_RESPONSES))
+@router.get("/documents/{doc_id:path}/pages/{n:int}.png", response_class=Response, responses=PAGE_RESPONSES)
 async def page_image(doc_id: str, n: int, request: Request, state: State, start: str | None = None, end: str | None = None) -> Response:
     """Page ``n`` (from 1) of a PDF document as PNG, about 1000 px wide; with ``start`` and ``end`` (text offsets
     of a quote) the quoted words are highlighted."""
@@ -147,7 +149,7 @@ def render_page(path: Path, number: int, quote: str | None) -> tuple[bytes, int]
     return out.getvalue(), len(boxes)
 
 
-def _quote_boxes(page, quote: str, size: tuple[int, int]) -> list[tuple[int, int, int, int]]:
+def _quote_boxes(page: PdfPage, quote: str, size: tuple[int, int]) -> list[tuple[int, int, int, int]]:
     """Pixel boxes (left, top, right, bottom) over the quote's words on ``page`` rendered at ``size``."""
     import pypdfium2.raw as raw
 
@@ -158,7 +160,7 @@ def _quote_boxes(page, quote: str, size: tuple[int, int]) -> list[tuple[int, int
         if span is None:
             return []
         first, last = span
-        boxes = []
+        boxes: list[tuple[int, int, int, int]] = []
         for i in range(textpage.count_rects(first, last - first + 1)):
             left, bottom, right, top = textpage.get_rect(i)
             x0, y0 = _to_pixels(page, size, left, top)
@@ -169,7 +171,7 @@ def _quote_boxes(page, quote: str, size: tuple[int, int]) -> list[tuple[int, int
         textpage.close()
 
 
-def _to_pixels(page, size: tuple[int, int], x: float, y: float) -> tuple[int, int]:
+def _to_pixels(page: PdfPage, size: tuple[int, int], x: float, y: float) -> tuple[int, int]:
     """A point of the page (PDF points, y upwards) as a pixel of its rendering at ``size`` (pdfium's own mapping,
     so a rotated or cropped page maps as it is drawn)."""
     import pypdfium2.raw as raw
@@ -223,7 +225,7 @@ def find_span(chars: str | list[str], quote: str) -> tuple[int, int] | None:
     return index[at], index[at + k - 1]
 
 
-def _longest(where, shortest: int, longest: int) -> tuple[int, int] | None:
+def _longest(where: Callable[[int], int], shortest: int, longest: int) -> tuple[int, int] | None:
     """The largest ``k`` in [shortest, longest) with ``where(k) >= 0`` (found), and that position; ``None`` if none.
     Being found is monotone in ``k`` (a shorter beginning or end of a found one is found too), so a bisection."""
     if where(shortest) < 0:

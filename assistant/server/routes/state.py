@@ -24,7 +24,8 @@ async def app_state(request: Request) -> AppState:
 
     ``async`` on purpose: FastAPI runs a plain ``def`` dependency in a worker thread, and every
     request would then take a thread before admission control sees it."""
-    return request.app.state.assistant
+    state: AppState = request.app.state.assistant
+    return state
 
 
 async def json_body(request: Request) -> None:
