@@ -10,12 +10,19 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from assistant.config import Settings
 from assistant.errors import AssistantError, BuildInProgress, IndexNotReady
 from assistant.search.backend import Backend, changed_during_build, create_backend
 from assistant.search.embedders import Embedder, create_embedder
 from assistant.service import Service, assemble
+
+if TYPE_CHECKING:
+    from assistant.ingest.documents import Document
+    from assistant.search.build import BuildProgress, BuildReport
+    from assistant.search.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -43,16 +50,16 @@ class LiveService:
         self.backend = backend or create_backend(settings)
         self.service = service
         self.error: str | None = None
-        self.building: dict | None = None  # progress of a build running in this process
+        self.building: dict[str, Any] | None = None  # progress of a build running in this process
         self._embedder = embedder
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._updates = threading.Lock()  # guards the queue of upload jobs below (``update``)
-        self._queued: list = []  # uploaded Documents to add (a store that takes writes at once)
+        self._queued: list[Document] = []  # uploaded Documents to add (a store that takes writes at once)
         self._rebuild = False  # the corpus folder changed: rebuild (a store rebuilt to take writes)
         self._updating = False
-        self._failed: dict[str, dict] = {}  # source -> the upload whose indexing failed: document, error, attempts, retry_at
+        self._failed: dict[str, dict[str, Any]] = {}  # source -> the upload whose indexing failed: document, error, attempts, retry_at
         self._failure: str | None = None  # why the last build failed
         self._retry: threading.Timer | None = None
 
@@ -73,9 +80,15 @@ class LiveService:
         if watch:
             self._spawn(self._watch, "index-watcher")
 
+    @property
+    def embedder(self) -> Embedder:
+        """The embedder the index is built and searched with (made from the settings on first use)."""
+        if self._embedder is None:
+            self._embedder = create_embedder(self.settings)
+        return self._embedder
+
     def _open(self) -> None:
-        embedder = self._embedder or create_embedder(self.settings)
-        self._embedder = embedder
+        embedder = self.embedder
         store, build, changed = self.backend.open_for_serving(embedder)
         if store is not None:  # a stale one answers until the build is done
             self.service = assemble(self.settings, embedder, store)
@@ -92,11 +105,11 @@ class LiveService:
     def _try_open(self) -> Service | None:
         """The service over the store as it is now, or None when it cannot serve yet (missing, empty, another config)."""
         try:
-            store, _ = self.backend.open(self._embedder, build=False)
+            store, _ = self.backend.open(self.embedder, build=False)
         except IndexNotReady as exc:
             log.info("the index cannot serve yet: %s", exc)
             return None
-        service = assemble(self.settings, self._embedder, store)
+        service = assemble(self.settings, self.embedder, store)
         service.warm_up()
         return service
 
@@ -106,7 +119,7 @@ class LiveService:
         started = time.monotonic()
         self._failure = None
 
-        def progress(state) -> None:
+        def progress(state: BuildProgress) -> None:
             elapsed = time.monotonic() - started
             rate = state.chars_done / elapsed if elapsed > 0 and state.chars_done else None
             eta = (state.chars_total - state.chars_done) / rate if rate else None
@@ -120,30 +133,12 @@ class LiveService:
             }
 
         try:
+            report: BuildReport | None
             if force:
-                store, report = self.backend.rebuild(self._embedder, progress)
+                store, report = self.backend.rebuild(self.embedder, progress)
             else:
-                store, report = self.backend.open(self._embedder, build=True, progress=progress)
-            if self.backend.incremental and self.service is not None:
-                log.warning(
-                    "index sync done: %d documents, %d chunks (%d embedded)", report.documents, report.chunks, report.embedded_chunks
-                )
-                return True  # the store is live: the workers see the new data as it is written
-            fresh = assemble(self.settings, self._embedder, store, report)
-            fresh.warm_up()
-            with self._lock:
-                old, self.service, self.error = self.service, fresh, None
-            log.warning(
-                "new index build %s is live: %d documents, %d chunks (%d embedded) in %.1f s",
-                report.build,
-                report.documents,
-                report.chunks,
-                report.embedded_chunks,
-                report.seconds,
-            )
-            if old is not None and old.llm_client is not fresh.llm_client:
-                old.close()
-            return True
+                store, report = self.backend.open(self.embedder, build=True, progress=progress)
+            return self._go_live(store, report)
         except BuildInProgress as exc:  # another worker or `assistant index` is building: the watcher picks its result up
             log.info("%s; waiting for it", exc)
         except AssistantError as exc:
@@ -157,9 +152,37 @@ class LiveService:
             self.building = None
         return False
 
+    def _go_live(self, store: Store, report: BuildReport | None) -> bool:
+        """Serve ``store`` just built or synced (``report``; None when it was current already: another process
+        brought it up to date meanwhile)."""
+        if self.backend.incremental and self.service is not None:
+            if report is not None:
+                log.warning(
+                    "index sync done: %d documents, %d chunks (%d embedded)", report.documents, report.chunks, report.embedded_chunks
+                )
+            return True  # the store is live: the workers see the new data as it is written
+        fresh = assemble(self.settings, self.embedder, store, report)
+        fresh.warm_up()
+        with self._lock:
+            old, self.service, self.error = self.service, fresh, None
+        if report is None:
+            log.warning("index build %s is current and live: %d documents", store.manifest.get("build"), len(store.documents))
+        else:
+            log.warning(
+                "new index build %s is live: %d documents, %d chunks (%d embedded) in %.1f s",
+                report.build,
+                report.documents,
+                report.chunks,
+                report.embedded_chunks,
+                report.seconds,
+            )
+        if old is not None and old.llm_client is not fresh.llm_client:
+            old.close()
+        return True
+
     # ------------------------------------------------------------- uploads (assistant/server/uploads.py)
 
-    def update(self, added: list | tuple = ()) -> None:
+    def update(self, added: Sequence[Document] = ()) -> None:
         """Index what changed in the corpus folder, in the background: ``added`` are Documents whose files were
         just saved there (uploads), and files may have been removed. One job at a time, visible in ``building``;
         changes that arrive meanwhile are taken up by the next one.
@@ -192,8 +215,7 @@ class LiveService:
             if thread.name == "index-builder" and thread is not threading.current_thread():
                 thread.join()
         try:
-            if self._embedder is None:
-                self._embedder = create_embedder(self.settings)
+            self.embedder  # noqa: B018 - made now, so that a failure to make it is reported here
         except Exception:
             log.exception("cannot index the uploads: no embedder (they are indexed at the next start)")
             with self._updates:
@@ -231,7 +253,7 @@ class LiveService:
             finally:
                 self.building = None
 
-    def failures(self) -> list[dict]:
+    def failures(self) -> list[dict[str, Any]]:
         """The uploads whose indexing failed and that are still there (``/health``, ``GET /documents``)."""
         now = time.time()
         with self._updates:
@@ -249,7 +271,7 @@ class LiveService:
             for f in failed
         ]
 
-    def _failed_uploads(self, documents: list, error: str) -> None:
+    def _failed_uploads(self, documents: list[Document], error: str) -> None:
         with self._updates:
             for doc in documents:
                 attempts = self._failed.get(doc.source, {}).get("attempts", 0) + 1
@@ -265,19 +287,19 @@ class LiveService:
             self._retry.start()
         log.warning("indexing %d upload(s) failed (%s); retried in %.0f s", len(documents), error, delay)
 
-    def _stored(self, documents: list | None) -> None:
+    def _stored(self, documents: list[Document] | None) -> None:
         """These uploads (None: every one) are in the store now."""
         with self._updates:
             for source in list(self._failed) if documents is None else [d.source for d in documents]:
                 self._failed.pop(source, None)
 
-    def _add_documents(self, documents: list, done: list[int]) -> None:
+    def _add_documents(self, documents: list[Document], done: list[int]) -> None:
         def added(n: int) -> None:
             done[0] = n
             self.building = {**(self.building or {}), "documents_done": n}
 
         service = self.service
-        self.backend.add_documents(service.index if service is not None else None, documents, self._embedder, added)
+        self.backend.add_documents(service.index if service is not None else None, documents, self.embedder, added)
         log.warning("indexed %d uploaded documents", len(documents))
         if self.service is None:
             with self._lock:
@@ -289,7 +311,7 @@ class LiveService:
             self._threads = [t for t in self._threads if t.is_alive()]
             return list(self._threads)
 
-    def _spawn(self, target, name: str) -> None:
+    def _spawn(self, target: Callable[[], object], name: str) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)
         with self._updates:  # only threads still running are kept
             self._threads = [t for t in self._threads if t.is_alive()]
