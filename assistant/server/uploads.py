@@ -21,10 +21,11 @@ import threading
 import time
 import unicodedata
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Annotated, BinaryIO
+from typing import Annotated, Any, BinaryIO
 
 import anyio.to_thread
 from fastapi import APIRouter, Depends, File, Request, UploadFile
@@ -36,6 +37,7 @@ from assistant.fsutil import fsync_dir
 from assistant.ingest.documents import SUPPORTED_SUFFIXES, Document, Limits, UnreadableFile, doc_id_for, file_hash, load_document
 from assistant.ingest.readers import human_size
 from assistant.live import LiveService
+from assistant.search.store import Store
 from assistant.server.errors import ERRORS, ApiError, error_response
 from assistant.server.schemas import UPLOAD_FOLDER, DeleteResponse, ErrorResponse, UploadResponse
 
@@ -72,7 +74,7 @@ def uploads_dir(settings: Settings) -> Path:
 
 
 @contextmanager
-def _folder_lock(folder: Path):
+def _folder_lock(folder: Path) -> Iterator[None]:
     """One writer at a time in the uploads folder (across threads and worker processes)."""
     folder.mkdir(parents=True, exist_ok=True)
     with (folder / ".lock").open("w") as fh:
@@ -110,7 +112,7 @@ class Outcome:
     source: str | None = None
     document: Document | None = None
 
-    def result(self) -> dict:
+    def result(self) -> dict[str, str | None]:
         return {"file": self.file, "status": self.status, "doc_id": self.doc_id, "source": self.source, "reason": self.reason}
 
 
@@ -189,8 +191,8 @@ def save_upload(
         except OSError as exc:  # as load_corpus words it
             return Outcome(filename, "skipped", "unreadable", f"cannot read file: {exc.strerror or exc}")
         with _folder_lock(folder):
-            if (twin := _twin(folder, tmp, sha)) is not None:  # another worker process saved the same bytes meanwhile
-                rel = twin.relative_to(settings.corpus_dir)
+            if (twin_path := _twin(folder, tmp, sha)) is not None:  # another worker process saved the same bytes meanwhile
+                rel = twin_path.relative_to(settings.corpus_dir)
                 claims.saved(sha, rel.as_posix(), doc_id_for(rel))
                 return Outcome(filename, "skipped", "duplicate", f"the same file is already there as {doc_id_for(rel)}", doc_id_for(rel))
             final = _place(tmp, folder, name)
@@ -267,6 +269,20 @@ def _refusal(outcomes: list[Outcome]) -> JSONResponse:
     return error_response(status, code, message, {"files": [o.result() for o in outcomes]})
 
 
+UPLOAD_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **ERRORS,
+    413: {"model": ErrorResponse, "description": "Too large, or every file too large"},
+    415: {"model": ErrorResponse, "description": "Not multipart, or every file of an unsupported type"},
+    422: {"model": ErrorResponse, "description": "Every file password-protected"},
+}
+DELETE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **ERRORS,
+    202: {"model": DeleteResponse, "description": "File removed; the index is being rebuilt without it"},
+    404: {"model": ErrorResponse},
+    409: {"model": ErrorResponse, "description": "Not an uploaded document"},
+}
+
+
 def uploads_router(live: LiveService, settings: Settings) -> APIRouter:
     """``POST /documents`` and ``DELETE /documents/{doc_id}``; include it in the app."""
     router = APIRouter(tags=["documents"])
@@ -278,16 +294,7 @@ def uploads_router(live: LiveService, settings: Settings) -> APIRouter:
             raise ApiError(415, "unsupported_media_type", "Send the files as multipart/form-data, in a field named 'files'.")
 
     @router.post(
-        "/documents",
-        status_code=202,
-        dependencies=[Depends(multipart)],
-        response_model=UploadResponse,
-        responses={
-            **ERRORS,
-            413: {"model": ErrorResponse, "description": "Too large, or every file too large"},
-            415: {"model": ErrorResponse, "description": "Not multipart, or every file of an unsupported type"},
-            422: {"model": ErrorResponse, "description": "Every file password-protected"},
-        },
+        "/documents", status_code=202, dependencies=[Depends(multipart)], response_model=UploadResponse, responses=UPLOAD_RESPONSES
     )
     async def upload(
         files: Annotated[list[UploadFile], File(description=f"One or more files: {ACCEPTED}.")],
@@ -300,37 +307,9 @@ def uploads_router(live: LiveService, settings: Settings) -> APIRouter:
         password-protected) or 400 (``empty_file`` or ``no_documents``), with the results in ``error.details.files``.
         The whole request may hold ``ASSISTANT_MAX_UPLOAD_MB`` (100) and each file ``ASSISTANT_MAX_FILE_MB`` (50).
         """
-        service = live.service
-        known: dict[str, str] = {}
-        if service is not None:
-            known = await anyio.to_thread.run_sync(_known_hashes, live, service.index, settings.corpus_dir)
-        outcomes = []
-        for item in files:
-            name = item.filename or ""
-            try:
-                outcome = await anyio.to_thread.run_sync(save_upload, settings, name, item.file, item.size, known, claims)
-            except OSError as exc:  # the others still count
-                log.error("cannot save the upload %r into %s: %s", name, uploads_dir(settings), exc)
-                outcome = Outcome(name, "skipped", "storage", f"the server could not save it ({exc.strerror or exc})")
-            outcomes.append(outcome)
-        queued = [o.document for o in outcomes if o.document is not None]
-        if not queued:
-            return _refusal(outcomes)
-        live.update(queued)
-        n = len(queued)
-        message = f"{n} document{'s are' if n > 1 else ' is'} being indexed; /health shows the progress (building)."
-        return JSONResponse({"files": [o.result() for o in outcomes], "message": message}, status_code=202)
+        return await _save_and_queue(live, settings, claims, files)
 
-    @router.delete(
-        "/documents/{doc_id:path}",
-        response_model=DeleteResponse,
-        responses={
-            **ERRORS,
-            202: {"model": DeleteResponse, "description": "File removed; the index is being rebuilt without it"},
-            404: {"model": ErrorResponse},
-            409: {"model": ErrorResponse, "description": "Not an uploaded document"},
-        },
-    )
+    @router.delete("/documents/{doc_id:path}", response_model=DeleteResponse, responses=DELETE_RESPONSES)
     async def delete(doc_id: str) -> JSONResponse:
         """Remove an uploaded document: its file under ``uploads/`` and its index entries (200 when it is gone from
         the index, 202 while the local index is rebuilt without it). Documents of the corpus folder itself are
@@ -340,7 +319,31 @@ def uploads_router(live: LiveService, settings: Settings) -> APIRouter:
     return router
 
 
-def _known_hashes(live: LiveService, index, corpus_dir: Path) -> dict[str, str]:
+async def _save_and_queue(live: LiveService, settings: Settings, claims: Claims, files: list[UploadFile]) -> JSONResponse:
+    """Save each file (in a worker thread), queue the readable ones for indexing, and say what became of each."""
+    service = live.service
+    known: dict[str, str] = {}
+    if service is not None:
+        known = await anyio.to_thread.run_sync(_known_hashes, live, service.index, settings.corpus_dir)
+    outcomes = []
+    for item in files:
+        name = item.filename or ""
+        try:
+            outcome = await anyio.to_thread.run_sync(save_upload, settings, name, item.file, item.size, known, claims)
+        except OSError as exc:  # the others still count
+            log.error("cannot save the upload %r into %s: %s", name, uploads_dir(settings), exc)
+            outcome = Outcome(name, "skipped", "storage", f"the server could not save it ({exc.strerror or exc})")
+        outcomes.append(outcome)
+    queued = [o.document for o in outcomes if o.document is not None]
+    if not queued:
+        return _refusal(outcomes)
+    live.update(queued)
+    n = len(queued)
+    message = f"{n} document{'s are' if n > 1 else ' is'} being indexed; /health shows the progress (building)."
+    return JSONResponse({"files": [o.result() for o in outcomes], "message": message}, status_code=202)
+
+
+def _known_hashes(live: LiveService, index: Store, corpus_dir: Path) -> dict[str, str]:
     """sha256 of every indexed file that is still there -> its document id (a deleted one may still be indexed)."""
     infos = live.backend.document_list(index)
     return {d["sha256"]: d["doc_id"] for d in infos if (corpus_dir / d["source"]).is_file()}
@@ -366,7 +369,7 @@ def _delete(live: LiveService, settings: Settings, doc_id: str) -> JSONResponse:
             " reindex to drop it. Only uploaded documents can be deleted here.",
             {"source": source},
         )
-    if doc is not None and len(service.index.documents) == 1:
+    if doc is not None and service is not None and len(service.index.documents) == 1:
         raise ApiError(409, "last_document", f"{doc_id!r} is the only document: the index cannot be empty. Add another first.")
     path = settings.corpus_dir / source
     if not path.parent.resolve().is_relative_to(folder.resolve()):
