@@ -19,13 +19,14 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from assistant.answer.followup import MAX_TURNS, Turn, rewrite
 from assistant.answer.pipeline import Pipeline
@@ -56,7 +57,7 @@ PREFIX = "/v1"
 MODES: dict[str, str | None] = {"assistant": None, "assistant-extractive": "extractive", "assistant-llm": "llm"}
 OWNER = "tajikistan-documents-assistant"
 
-ERRORS = {
+ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": OpenAIErrorResponse, "description": text}
     for status, text in {
         400: "Malformed request (OpenAI's error shape)",
@@ -77,7 +78,9 @@ _SOURCES = re.compile(
 )
 
 
-def openai_error(status: int, message: str, code: str | None = None, param: str | None = None, headers: dict | None = None) -> JSONResponse:
+def openai_error(
+    status: int, message: str, code: str | None = None, param: str | None = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
     kind = "server_error" if status >= 500 else "invalid_request_error"
     body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
     return JSONResponse(body, status_code=status, headers=headers)
@@ -105,7 +108,7 @@ def plain_answer(text: str) -> str:
     return _MARKERS.sub("", _SOURCES.sub("", text)).strip()
 
 
-def conversation(messages: list[ChatMessage]) -> tuple[str, list[dict]] | None:
+def conversation(messages: list[ChatMessage]) -> tuple[str, list[dict[str, Any]]] | None:
     """The question (the last user message) and the earlier turns as /ask ``history`` items; None without a user message.
 
     Each earlier user message is paired with the assistant reply after it. An assistant message
@@ -157,23 +160,17 @@ def openai_router(Ask: type[AskFields]) -> APIRouter:
     router = APIRouter(prefix=PREFIX, tags=["OpenAI-compatible"], responses=ERRORS)
     started = int(time.time())
 
-    def models(settings: Settings) -> list[str]:
-        return [m for m, mode in MODES.items() if mode != "llm" or settings.llm_base_url]
-
-    def card(model: str) -> dict:
-        return {"id": model, "object": "model", "created": started, "owned_by": OWNER}
-
     @router.get("/models", response_model=ModelList)
-    async def list_models(state: State) -> dict:
+    async def list_models(state: State) -> dict[str, Any]:
         """The model ids, one per answer mode: ``assistant`` (the server's default, auto: the LLM
         when one is configured), ``assistant-extractive`` and, with an LLM, ``assistant-llm``."""
-        return {"object": "list", "data": [card(m) for m in models(state.settings)]}
+        return {"object": "list", "data": [_card(m, started) for m in _models(state.settings)]}
 
     @router.get("/models/{model_id:path}", response_model=ModelCard)
-    async def get_model(model_id: str, state: State):
+    async def get_model(model_id: str, state: State) -> dict[str, Any] | JSONResponse:
         """One model id (404 ``model_not_found`` for another)."""
-        known = models(state.settings)
-        return card(model_id) if model_id in known else _model_not_found(model_id, known)
+        known = _models(state.settings)
+        return _card(model_id, started) if model_id in known else _model_not_found(model_id, known)
 
     @router.post(
         "/chat/completions",
@@ -181,59 +178,80 @@ def openai_router(Ask: type[AskFields]) -> APIRouter:
         responses={200: {"content": {"text/event-stream": {}}, "description": "JSON, or with stream: true OpenAI's chunks"}},
         dependencies=[Depends(json_body)],
     )
-    async def chat_completions(body: ChatCompletionRequest, request: Request, state: State):
+    async def chat_completions(body: ChatCompletionRequest, request: Request, state: State) -> dict[str, Any] | Response:
         """OpenAI's chat completion over the documents: the answer with "[n]" markers in
         ``content`` and its sources in the extra ``citations`` field."""
-        settings, admission = state.settings, state.admission
-        known = models(settings)
-        if body.model not in known:
-            return _model_not_found(body.model, known)
-        found = conversation(body.messages)
-        if found is None:
-            return openai_error(400, "The messages hold no user message: the last one is the question.", None, "messages")
-        question, history = found
-        try:
-            ask = Ask.model_validate({"question": question, "mode": MODES[body.model], "history": history})
-        except ValidationError as exc:
-            problems = "; ".join(str(e.get("msg", "")).removeprefix("Value error, ") for e in exc.errors())
-            if any(e.get("loc", ())[:1] == ("question",) for e in exc.errors()):
-                message = (
-                    "The question (the last user message) must hold some text, no control characters"
-                    f" and at most {settings.max_question_chars} characters."
-                )
-            else:
-                message = f"The conversation could not be read: {problems}."
-            return openai_error(400, message, None, "messages")
-        pipeline = state.live.ready().pipeline
-        prompt_tokens = sum(approx_tokens(text_of(m.content)) for m in body.messages)
-        include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        if body.stream:
-            slot = await admission.acquire()
-            return AdmittedStream(_chunks(pipeline, admission, ask, body.model, prompt_tokens, include_usage), slot)
-        answer = await run_cancellable(request, admission, pipeline.ask, ask.question, ask.top_k, ask.mode, ask.turns())
-        out = AskResponse.model_validate(answer.to_dict()).model_dump()
-        completion = approx_tokens(out["answer"])
-        return {
-            "id": f"chatcmpl-{uuid.uuid4().hex}",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": body.model,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": out["answer"], "citations": out["citations"]},
-                    "finish_reason": "stop",
-                    "logprobs": None,
-                }
-            ],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion, "total_tokens": prompt_tokens + completion},
-            **_extras(out),
-        }
+        return await _chat_completion(Ask, body, request, state)
 
     return router
 
 
-def _extras(out: dict) -> dict:
+def _models(settings: Settings) -> list[str]:
+    return [m for m, mode in MODES.items() if mode != "llm" or settings.llm_base_url]
+
+
+def _card(model: str, created: int) -> dict[str, Any]:
+    return {"id": model, "object": "model", "created": created, "owned_by": OWNER}
+
+
+def _asked(Ask: type[AskFields], body: ChatCompletionRequest, settings: Settings) -> AskFields | JSONResponse:
+    """The /ask request the conversation makes (the last user message is the question), or the 400 or 404 to answer."""
+    known = _models(settings)
+    if body.model not in known:
+        return _model_not_found(body.model, known)
+    found = conversation(body.messages)
+    if found is None:
+        return openai_error(400, "The messages hold no user message: the last one is the question.", None, "messages")
+    question, history = found
+    try:
+        return Ask.model_validate({"question": question, "mode": MODES[body.model], "history": history})
+    except ValidationError as exc:
+        problems = "; ".join(str(e.get("msg", "")).removeprefix("Value error, ") for e in exc.errors())
+        if any(e.get("loc", ())[:1] == ("question",) for e in exc.errors()):
+            message = (
+                "The question (the last user message) must hold some text, no control characters"
+                f" and at most {settings.max_question_chars} characters."
+            )
+        else:
+            message = f"The conversation could not be read: {problems}."
+        return openai_error(400, message, None, "messages")
+
+
+async def _chat_completion(
+    Ask: type[AskFields], body: ChatCompletionRequest, request: Request, state: AppState
+) -> dict[str, Any] | Response:
+    ask = _asked(Ask, body, state.settings)
+    if isinstance(ask, JSONResponse):
+        return ask
+    admission = state.admission
+    pipeline = state.live.ready().pipeline
+    prompt_tokens = sum(approx_tokens(text_of(m.content)) for m in body.messages)
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    if body.stream:
+        slot = await admission.acquire()
+        return AdmittedStream(_chunks(pipeline, admission, ask, body.model, prompt_tokens, include_usage), slot)
+    answer = await run_cancellable(request, admission, pipeline.ask, ask.question, ask.top_k, ask.mode, ask.turns())
+    out = AskResponse.model_validate(answer.to_dict()).model_dump()
+    completion = approx_tokens(out["answer"])
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": body.model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": out["answer"], "citations": out["citations"]},
+                "finish_reason": "stop",
+                "logprobs": None,
+            }
+        ],
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion, "total_tokens": prompt_tokens + completion},
+        **_extras(out),
+    }
+
+
+def _extras(out: dict[str, Any]) -> dict[str, Any]:
     """This server's fields beside OpenAI's (clients read them as extras)."""
     keys = ("citations", "search_question", "rewrite", "abstained", "warnings")
     return {k: out[k] for k in keys}
@@ -241,7 +259,7 @@ def _extras(out: dict) -> dict:
 
 async def _chunks(
     pipeline: Pipeline, admission: Admission, ask: AskFields, model: str, prompt_tokens: int, include_usage: bool
-) -> AsyncIterator[str]:
+) -> AsyncGenerator[str, None]:
     """OpenAI's chunk stream of one answer: the role, content deltas, a final chunk with
     ``finish_reason: "stop"`` and the citations, the usage when asked for, then ``[DONE]``.
 
@@ -251,11 +269,17 @@ async def _chunks(
     """
     cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
 
-    def data(payload: dict) -> str:
+    def data(payload: dict[str, Any]) -> str:
         return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
 
-    def chunk(delta: dict, finish: str | None = None, choices: bool = True, **extra: object) -> str:
-        payload = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model, "system_fingerprint": None}
+    def chunk(delta: dict[str, Any], finish: str | None = None, choices: bool = True, **extra: object) -> str:
+        payload: dict[str, Any] = {
+            "id": cid,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "system_fingerprint": None,
+        }
         payload["choices"] = [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}] if choices else []
         if include_usage:
             payload["usage"] = None
@@ -298,17 +322,18 @@ class OpenAIErrors:
     routing, request validation: 422 becomes 400, as OpenAI has it). Other paths, and answers
     below 400, pass through untouched (streams included)."""
 
-    def __init__(self, app):
+    def __init__(self, app: ASGIApp):
         self.app = app
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "") if scope["type"] == "http" else ""
         if not (path == PREFIX or path.startswith(PREFIX + "/")):
-            return await self.app(scope, receive, send)
-        start: dict | None = None
+            await self.app(scope, receive, send)
+            return
+        start: Message | None = None
         chunks: list[bytes] = []
 
-        async def reshaping_send(message) -> None:
+        async def reshaping_send(message: Message) -> None:
             nonlocal start
             if message["type"] == "http.response.start" and message["status"] >= 400:
                 start = message
@@ -322,15 +347,15 @@ class OpenAIErrors:
                 allow = allowed_methods(path)
                 if status == 404 and allow and scope["method"] not in allow:
                     # A /v1 route asked with another method (the page's files answer 404 for routes they do not know).
-                    message = f"{scope['method']} is not allowed on {path}; use {allow}."
-                    status, body = 405, reshape(405, error_body("method_not_allowed", message))[1]
+                    text = f"{scope['method']} is not allowed on {path}; use {allow}."
+                    status, body = 405, reshape(405, json.dumps(error_body("method_not_allowed", text)).encode())[1]
                 if body is original:
                     await send(start)
                 else:
                     drop = (b"content-length", b"allow") if status == 405 else (b"content-length",)
                     headers = [(k, v) for k, v in start.get("headers", []) if k.lower() not in drop]
                     headers.append((b"content-length", str(len(body)).encode()))
-                    if status == 405:
+                    if status == 405 and allow is not None:
                         headers.append((b"allow", allow.encode()))
                     await send({**start, "status": status, "headers": headers})
                 await send({"type": "http.response.body", "body": body})
@@ -349,10 +374,10 @@ def allowed_methods(path: str) -> str | None:
     return None
 
 
-def reshape(status: int, body: bytes | dict) -> tuple[int, bytes]:
+def reshape(status: int, body: bytes) -> tuple[int, bytes]:
     """The server's error body ``{"error": {"code", "message", "details"}}`` in OpenAI's shape."""
     try:
-        error = (body if isinstance(body, dict) else json.loads(body))["error"]
+        error = json.loads(body)["error"]
     except (ValueError, KeyError, TypeError):
         return status, body
     if not isinstance(error, dict) or "type" in error:
