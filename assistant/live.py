@@ -10,7 +10,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import TYPE_CHECKING, Any
 
 from assistant.config import Settings
@@ -59,7 +59,9 @@ class LiveService:
         self._queued: list[Document] = []  # uploaded Documents to add (a store that takes writes at once)
         self._rebuild = False  # the corpus folder changed: rebuild (a store rebuilt to take writes)
         self._updating = False
-        self._failed: dict[str, dict[str, Any]] = {}  # source -> the upload whose indexing failed: document, error, attempts, retry_at
+        # source (or "removed:" + doc id) -> what failed: document (None for a removal), file, doc_id, error, attempts, retry_at
+        self._failed: dict[str, dict[str, Any]] = {}
+        self._removed: dict[str, str] = {}  # doc id -> source: deleted files still in the index until a rebuild goes live
         self._failure: str | None = None  # why the last build failed
         self._retry: threading.Timer | None = None
 
@@ -194,7 +196,7 @@ class LiveService:
         """
         with self._updates:
             self._queued.extend(added)
-            self._queued.extend(f["document"] for f in self._failed.values())  # retried with any new job
+            self._queued.extend(f["document"] for f in self._failed.values() if f["document"])  # retried with any new job
             self._rebuild = self._rebuild or not self.backend.incremental
             if self._updating:
                 return
@@ -207,6 +209,9 @@ class LiveService:
         service = self.service
         if self.backend.delete_document(service.index if service is not None else None, doc_id):
             return True
+        doc = service.index.documents.get(doc_id) if service is not None else None
+        with self._updates:  # shown in failures() if the rebuild without it fails
+            self._removed[doc_id] = doc.source if doc is not None else doc_id
         self.update()
         return False
 
@@ -225,6 +230,7 @@ class LiveService:
             with self._updates:
                 documents, self._queued = self._queued, []
                 rebuild, self._rebuild = self._rebuild, False
+                removing = set(self._removed)  # deleted before this job's rebuild reads the folder
                 if not documents and not rebuild:
                     self._updating = False
                     return
@@ -234,7 +240,7 @@ class LiveService:
             try:
                 if rebuild:
                     if self._build(force=True):
-                        self._stored(None)  # the rebuild read every file there
+                        self._stored(None, removing)  # the rebuild read every file there
                     elif self._failure is not None:
                         self._failed_uploads(documents, self._failure)
                         continue
@@ -254,16 +260,17 @@ class LiveService:
                 self.building = None
 
     def failures(self) -> list[dict[str, Any]]:
-        """The uploads whose indexing failed and that are still there (``/health``, ``GET /documents``)."""
+        """The uploads whose indexing failed and that are still there, and deleted files the index still holds
+        because the rebuild without them failed (``/health``, ``GET /documents``)."""
         now = time.time()
         with self._updates:
-            for source in [s for s in self._failed if not (self.settings.corpus_dir / s).is_file()]:
+            for source in [s for s, f in self._failed.items() if f["document"] and not (self.settings.corpus_dir / s).is_file()]:
                 del self._failed[source]  # deleted since
             failed = list(self._failed.values())
         return [
             {
-                "file": f["document"].source,
-                "doc_id": f["document"].doc_id,
+                "file": f["file"],
+                "doc_id": f["doc_id"],
                 "error": f["error"],
                 "attempts": f["attempts"],
                 "retry_in_s": max(0.0, round(f["retry_at"] - now, 1)),
@@ -273,10 +280,12 @@ class LiveService:
 
     def _failed_uploads(self, documents: list[Document], error: str) -> None:
         with self._updates:
-            for doc in documents:
-                attempts = self._failed.get(doc.source, {}).get("attempts", 0) + 1
+            removed = [(f"removed:{d}", None, s, d, f"deleted, but still in the index: {error}") for d, s in self._removed.items()]
+            for key, doc, file, doc_id, why in [(d.source, d, d.source, d.doc_id, error) for d in documents] + removed:
+                attempts = self._failed.get(key, {}).get("attempts", 0) + 1
                 delay = min(self.RETRY_MAX_S, self.RETRY_S * 2 ** (attempts - 1))
-                self._failed[doc.source] = {"document": doc, "error": error, "attempts": attempts, "retry_at": time.time() + delay}
+                entry = {"document": doc, "file": file, "doc_id": doc_id, "error": why, "attempts": attempts}
+                self._failed[key] = {**entry, "retry_at": time.time() + delay}
             if not self._failed or self._stop.is_set():
                 return
             delay = max(0.0, min(f["retry_at"] for f in self._failed.values()) - time.time())
@@ -287,11 +296,17 @@ class LiveService:
             self._retry.start()
         log.warning("indexing %d upload(s) failed (%s); retried in %.0f s", len(documents), error, delay)
 
-    def _stored(self, documents: list[Document] | None) -> None:
-        """These uploads (None: every one) are in the store now."""
+    def _stored(self, documents: list[Document] | None, removed: Collection[str] = ()) -> None:
+        """These uploads (None: every one, after a rebuild that read every file) are in the store now, and the
+        ``removed`` documents gone from it."""
         with self._updates:
-            for source in list(self._failed) if documents is None else [d.source for d in documents]:
-                self._failed.pop(source, None)
+            for doc_id in removed:
+                self._removed.pop(doc_id, None)
+                self._failed.pop(f"removed:{doc_id}", None)
+            if documents is None:
+                self._failed = {k: f for k, f in self._failed.items() if f["document"] is None and f["doc_id"] in self._removed}
+            for doc in documents or ():
+                self._failed.pop(doc.source, None)
 
     def _add_documents(self, documents: list[Document], done: list[int]) -> None:
         def added(n: int) -> None:

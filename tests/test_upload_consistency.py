@@ -119,6 +119,30 @@ def test_a_failed_background_write_is_retried_with_backoff(local, monkeypatch):
         assert len(calls) == 2 and client.get("/health").json()["failed"] == []
 
 
+def test_a_failed_rebuild_after_a_delete_shows_in_health_and_is_retried(local, monkeypatch):
+    """Local store: a DELETE removes the file and rebuilds the index without it. When that rebuild fails, /health
+    and GET /documents say the document is still in the index, and the retry drops it."""
+    with TestClient(create_app(local, embedder=FakeEmbedder())) as client:
+        live = client.app.state.live
+        live.wait(60)
+        live.RETRY_S = 600.0  # no retry by the clock here: asked for below
+        doc_id = upload(client, ("orchards.txt", NOTE)).json()["files"][0]["doc_id"]
+        wait_until(lambda: indexed(client, doc_id) and client.get("/health").json()["building"] is None, what="indexed")
+        calls = _fail_once(monkeypatch, live.backend, "rebuild", OSError(errno.ENOSPC, "No space left on device"))
+        r = client.delete(f"/documents/{doc_id}")
+        assert r.status_code == 202 and r.json()["status"] == "queued", r.text
+        health = wait_until(lambda: (h := client.get("/health").json())["status"] == "degraded" and h, what="degraded")
+        [failed] = health["failed"]
+        assert failed["doc_id"] == doc_id and failed["file"] == "uploads/orchards.txt" and failed["attempts"] == 1
+        assert failed["error"] == "deleted, but still in the index: No space left on device" and failed["retry_in_s"] > 250
+        assert doc_id in doc_ids(client)  # still cited until the rebuild succeeds: and said so
+        assert any(s["source"] == "uploads/orchards.txt" for s in client.get("/documents").json()["skipped"])
+
+        live.update()  # what the retry timer does
+        wait_until(lambda: doc_id not in doc_ids(client) and client.get("/health").json()["status"] == "ok", what="retried")
+        assert client.get("/health").json()["failed"] == [] and len(calls) == 2
+
+
 BAKERY = b"The Khatlon bakery trained 17 apprentices in 2022 and sold bread to 40 schools.\n"
 
 
